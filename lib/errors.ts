@@ -1,0 +1,241 @@
+/**
+ * Every error snakemq-ts raises or reports is a {@link SnakeMQError}: it has a
+ * `name` (the class name), a stable `code` (`SMQ_ERR_…`) you can switch on, and
+ * a `cause` when it wraps something else (a Node socket error, an SQLite error…).
+ *
+ * Errors caused by a remote peer's input are never thrown into the event loop:
+ * they are reported through events (`protocolError`, `connectFailed`, …) and
+ * the offending connection is closed.
+ *
+ * @module
+ */
+
+/** Stable error codes. Match on these, not on messages. */
+export const ErrorCode = {
+  INVALID_ENDPOINT: 'SMQ_ERR_INVALID_ENDPOINT',
+  INVALID_OPTIONS: 'SMQ_ERR_INVALID_OPTIONS',
+  INVALID_ARGUMENT: 'SMQ_ERR_INVALID_ARGUMENT',
+  CLOSED: 'SMQ_ERR_CLOSED',
+  CONNECTION: 'SMQ_ERR_CONNECTION',
+  TLS: 'SMQ_ERR_TLS',
+  UNKNOWN_CONNECTION: 'SMQ_ERR_UNKNOWN_CONNECTION',
+  PACKET_TOO_LARGE: 'SMQ_ERR_PACKET_TOO_LARGE',
+  PROTOCOL: 'SMQ_ERR_PROTOCOL',
+  INCOMPATIBLE_PROTOCOL: 'SMQ_ERR_INCOMPATIBLE_PROTOCOL',
+  DUPLICATE_IDENTITY: 'SMQ_ERR_DUPLICATE_IDENTITY',
+  NOT_IDENTIFIED: 'SMQ_ERR_NOT_IDENTIFIED',
+  KEEPALIVE_TIMEOUT: 'SMQ_ERR_KEEPALIVE_TIMEOUT',
+  QUEUE_FULL: 'SMQ_ERR_QUEUE_FULL',
+  MESSAGE_EXPIRED: 'SMQ_ERR_MESSAGE_EXPIRED',
+  STORAGE: 'SMQ_ERR_STORAGE',
+  STORAGE_SCHEMA: 'SMQ_ERR_STORAGE_SCHEMA',
+  RPC_NOT_CONNECTED: 'SMQ_ERR_RPC_NOT_CONNECTED',
+  RPC_PARTIAL_CALL: 'SMQ_ERR_RPC_PARTIAL_CALL',
+  RPC_TIMEOUT: 'SMQ_ERR_RPC_TIMEOUT',
+  RPC_REMOTE: 'SMQ_ERR_RPC_REMOTE',
+  RPC_UNKNOWN_OBJECT: 'SMQ_ERR_RPC_UNKNOWN_OBJECT',
+  RPC_UNKNOWN_METHOD: 'SMQ_ERR_RPC_UNKNOWN_METHOD',
+  RPC_BAD_REQUEST: 'SMQ_ERR_RPC_BAD_REQUEST',
+} as const;
+
+/** One of the {@link ErrorCode} values. */
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every snakemq-ts error. */
+export class SnakeMQError extends Error {
+  /** Stable machine-readable code, e.g. `SMQ_ERR_PROTOCOL`. */
+  readonly code: ErrorCodeValue;
+
+  constructor(code: ErrorCodeValue, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An endpoint string or object could not be parsed (bad scheme, port, path…). */
+export class InvalidEndpointError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INVALID_ENDPOINT, message, options);
+  }
+}
+
+/** An options object has an unknown key or a value of the wrong type or range. */
+export class InvalidOptionsError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INVALID_OPTIONS, message, options);
+  }
+}
+
+/** An argument of an API call is invalid (wrong type, out of range). */
+export class InvalidArgumentError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INVALID_ARGUMENT, message, options);
+  }
+}
+
+/** The object (link, packeter, messaging, storage, RPC) was closed. */
+export class ClosedError extends SnakeMQError {
+  constructor(message = 'closed', options?: { cause?: unknown }) {
+    super(ErrorCode.CLOSED, message, options);
+  }
+}
+
+/** A socket-level failure (refused, reset, unreachable…); `cause` is the Node error. */
+export class ConnectionError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.CONNECTION, message, options);
+  }
+}
+
+/** A TLS handshake or certificate verification failed; `cause` is the Node error. */
+export class TlsError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.TLS, message, options);
+  }
+}
+
+/** No connection with that id exists (it was closed, or never existed). */
+export class UnknownConnectionError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.UNKNOWN_CONNECTION, message, options);
+  }
+}
+
+/** A packet is larger than `maxPacketSize` (announced by a peer, or passed to a send). */
+export class PacketTooLargeError extends SnakeMQError {
+  /** The announced or requested size in bytes. */
+  readonly size: number;
+  /** The configured limit in bytes. */
+  readonly limit: number;
+  constructor(size: number, limit: number, options?: { cause?: unknown }) {
+    super(ErrorCode.PACKET_TOO_LARGE, `packet of ${size} bytes exceeds the limit of ${limit} bytes`, options);
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** A peer sent a broken frame (empty packet, short message, bad version body…). */
+export class ProtocolError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.PROTOCOL, message, options);
+  }
+}
+
+/** The peer speaks another protocol version, or told us ours is incompatible. */
+export class IncompatibleProtocolError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INCOMPATIBLE_PROTOCOL, message, options);
+  }
+}
+
+/** Another live connection already carries the identity this peer announced. */
+export class DuplicateIdentityError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.DUPLICATE_IDENTITY, message, options);
+  }
+}
+
+/** A peer sent a message before identifying itself. */
+export class NotIdentifiedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.NOT_IDENTIFIED, message, options);
+  }
+}
+
+/** A peer did not answer a keepalive PING in time. */
+export class KeepaliveTimeoutError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.KEEPALIVE_TIMEOUT, message, options);
+  }
+}
+
+/** A per-identity queue is full and its overflow policy is `reject`. */
+export class QueueFullError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.QUEUE_FULL, message, options);
+  }
+}
+
+/** A message's TTL ran out before it could be delivered. */
+export class MessageExpiredError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.MESSAGE_EXPIRED, message, options);
+  }
+}
+
+/** Queue storage failed (I/O error, read-only file, full disk…); `cause` is the driver error. */
+export class StorageError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.STORAGE, message, options);
+  }
+}
+
+/** A storage file is not a snakemq-ts database, or has another schema version. */
+export class StorageSchemaError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.STORAGE_SCHEMA, message, options);
+  }
+}
+
+/** An RPC call could not be sent: the peer never connected within the timeout. */
+export class RpcNotConnectedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RPC_NOT_CONNECTED, message, options);
+  }
+}
+
+/** An RPC request was sent, the peer went away, and the timeout ran out before a reply. */
+export class RpcPartialCallError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RPC_PARTIAL_CALL, message, options);
+  }
+}
+
+/** An RPC call got no reply within its timeout while the peer stayed connected. */
+export class RpcTimeoutError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RPC_TIMEOUT, message, options);
+  }
+}
+
+/** The remote method threw. `remoteName`, `remoteCode` and `remoteStack` describe it. */
+export class RpcRemoteError extends SnakeMQError {
+  /** Name of the remote exception class (e.g. `TypeError`, `ValueError`). */
+  readonly remoteName: string;
+  /** The remote error's `code`, when it had one. */
+  readonly remoteCode: string | undefined;
+  /** The remote stack trace / traceback as text, when the server transfers it. */
+  readonly remoteStack: string | undefined;
+  constructor(
+    message: string,
+    remote: { name: string; code?: string | undefined; stack?: string | undefined },
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCode.RPC_REMOTE, message, options);
+    this.remoteName = remote.name;
+    this.remoteCode = remote.code;
+    this.remoteStack = remote.stack;
+  }
+}
+
+/** No object is registered under that name on the RPC server. */
+export class RpcUnknownObjectError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RPC_UNKNOWN_OBJECT, message, options);
+  }
+}
+
+/** The object has no callable method of that name. */
+export class RpcUnknownMethodError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RPC_UNKNOWN_METHOD, message, options);
+  }
+}
+
+/** An RPC request or reply is malformed (not MessagePack, wrong types, missing keys, too large). */
+export class RpcBadRequestError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RPC_BAD_REQUEST, message, options);
+  }
+}

@@ -1,0 +1,45 @@
+import type { ConnId } from '../link/types.js';
+import type { SnakeMQError } from '../errors.js';
+import type { Message } from './message.js';
+
+/**
+ * Events of {@link Messaging}. No `'error'` event: errors caused by a peer's
+ * input arrive as `protocolError` (the connection is closed).
+ */
+export interface MessagingEvents {
+  /** A peer identified itself on a connection. */
+  connect: (connId: ConnId, ident: string) => void;
+  /** An identified peer's connection ended. */
+  disconnect: (connId: ConnId, ident: string) => void;
+  /** A message arrived (not taken by a receive hook). */
+  message: (connId: ConnId, ident: string, message: Message) => void;
+  /** A message's bytes were handed to the kernel for `ident`. */
+  sent: (ident: string, message: Message) => void;
+  /** The peer acknowledged a message (acknowledged-delivery extension). */
+  acknowledged: (ident: string, message: Message) => void;
+  /** A message left its queue undelivered (TTL ran out, queue overflow, close). */
+  drop: (ident: string, message: Message, reason: SnakeMQError) => void;
+  /** A peer sent something broken; the connection was closed. */
+  protocolError: (connId: ConnId, error: SnakeMQError) => void;
+}
+
+/** Where a sent message is on its way. */
+export type DeliveryState = 'queued' | 'persisted' | 'written' | 'acknowledged' | 'dropped';
+
+/**
+ * Returned by `Messaging.send`: the stages a caller can wait for. Promises are
+ * created lazily (cheap when unused) and always settle: they reject with the
+ * drop reason (`MessageExpiredError`, `QueueFullError`, `StorageError`,
+ * `ClosedError`) when the message leaves its queue undelivered.
+ */
+export interface Delivery {
+  readonly ident: string;
+  readonly message: Message;
+  readonly state: DeliveryState;
+  /** Settles once the message is as durable as it will be (committed to storage for persistent messages with durable storage; at once otherwise). */
+  persisted(): Promise<void>;
+  /** Settles once the bytes were handed to the kernel. */
+  written(): Promise<void>;
+  /** Settles once the message left its queue delivered: acknowledged by a peer that supports acknowledgements, written for one that does not. */
+  delivered(): Promise<void>;
+}

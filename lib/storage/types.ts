@@ -1,0 +1,54 @@
+/**
+ * Queue storage: where Messaging keeps persistent messages so they survive a
+ * restart of the process. Messaging always keeps its queues in memory too;
+ * the storage only sees messages with the PERSISTENT flag.
+ * @module
+ */
+
+/** One stored message, as loaded back at start. */
+export interface StoredMessage {
+  /** 16 bytes. */
+  readonly uuid: Buffer;
+  readonly data: Buffer;
+  readonly flags: number;
+  /** Seconds left to wait for the peer, `null` = no limit. */
+  readonly ttl: number | null;
+}
+
+/** One queue's stored state. */
+export interface StoredQueue {
+  /** The destination identity. */
+  readonly ident: string;
+  /** Messages in queue order (oldest first). */
+  readonly messages: StoredMessage[];
+  /**
+   * Wall-clock time (ms since the epoch) since which the TTLs have been
+   * counting down (the peer was away), or `null` when the clock was stopped
+   * (the peer was connected when this was last written).
+   */
+  readonly awaySince: number | null;
+}
+
+/**
+ * The storage contract. Methods may be called many times in one tick;
+ * implementations batch them (group commit). Every returned promise settles:
+ * it resolves once the change is durable, rejects with a `StorageError` when
+ * it cannot be made durable, and rejects with a `ClosedError` after `close()`.
+ * Operations on one queue apply in call order.
+ */
+export interface QueuesStorage {
+  /** Whether data survives a restart of the process (false for the memory storage). */
+  readonly durable: boolean;
+  /** Loads every stored queue, messages in order. */
+  load(): Promise<StoredQueue[]>;
+  /** Appends messages to the end of a queue. */
+  push(ident: string, messages: readonly StoredMessage[]): Promise<void>;
+  /** Removes messages (by uuid) from a queue; unknown uuids are ignored. */
+  remove(ident: string, uuids: readonly Buffer[]): Promise<void>;
+  /** Sets the remaining TTL of messages of a queue (after the away time was subtracted). */
+  updateTtl(ident: string, entries: readonly { uuid: Buffer; ttl: number | null }[]): Promise<void>;
+  /** Records since when a queue's peer has been away (`null`: connected now). */
+  setAwaySince(ident: string, awaySince: number | null): Promise<void>;
+  /** Flushes pending writes and closes. Idempotent. */
+  close(): Promise<void>;
+}
