@@ -14,11 +14,11 @@ export function validateOptions<T extends object>(
   checks: { [K in keyof T]-?: OptionCheck },
   defaults: T,
 ): T {
-  if (given === undefined || given === null) return { ...defaults };
+  if (given === undefined || given === null) return { ...(defaults as Record<string, unknown>) } as T;
   if (typeof given !== 'object' || Array.isArray(given)) {
     throw new InvalidOptionsError(`${what}: options must be an object`);
   }
-  const out: Record<string, unknown> = { ...defaults };
+  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, value] of Object.entries(given)) {
     if (!Object.hasOwn(checks, key)) {
       const known = Object.keys(checks).sort().join(', ');

@@ -1,0 +1,192 @@
+import type { SnakeMQError } from '../errors.js';
+import type { Delivery, DeliveryState } from './types.js';
+import type { Message } from './message.js';
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: SnakeMQError) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: SnakeMQError) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const STAGE_PERSISTED = 1;
+const STAGE_WRITTEN = 2;
+const STAGE_DELIVERED = 4;
+
+/**
+ * A queued message and its progress. Promises are made only when asked for,
+ * so a send that nobody awaits costs one object.
+ * @internal
+ */
+export class QueueEntry implements Delivery {
+  readonly ident: string;
+  readonly message: Message;
+  /** Seconds of TTL left; counts down only while the peer is away. */
+  ttl: number | null;
+  /** Packet id of the last transmission, 0 before the first. */
+  packetId = 0;
+  /** Bytes this entry counts against its queue's limit. */
+  readonly cost: number;
+  /** Whether it is (or is being) kept in durable storage. */
+  stored = false;
+  private stages = 0;
+  private dropReason: SnakeMQError | null = null;
+  private waiters: [Deferred | null, Deferred | null, Deferred | null] | null = null;
+
+  constructor(ident: string, message: Message, ttl: number | null, cost: number) {
+    this.ident = ident;
+    this.message = message;
+    this.ttl = ttl;
+    this.cost = cost;
+  }
+
+  get state(): DeliveryState {
+    if (this.dropReason !== null) return 'dropped';
+    if (this.stages & STAGE_DELIVERED) return 'acknowledged';
+    if (this.stages & STAGE_WRITTEN) return 'written';
+    if (this.stages & STAGE_PERSISTED) return 'persisted';
+    return 'queued';
+  }
+
+  /** Whether the entry has left its queue (delivered or dropped). */
+  get settled(): boolean {
+    return this.dropReason !== null || (this.stages & STAGE_DELIVERED) !== 0;
+  }
+
+  get isWritten(): boolean {
+    return (this.stages & STAGE_WRITTEN) !== 0;
+  }
+
+  persisted(): Promise<void> {
+    return this.wait(0, STAGE_PERSISTED);
+  }
+
+  written(): Promise<void> {
+    return this.wait(1, STAGE_WRITTEN);
+  }
+
+  delivered(): Promise<void> {
+    return this.wait(2, STAGE_DELIVERED);
+  }
+
+  /** @internal */
+  markPersisted(): void {
+    this.reach(0, STAGE_PERSISTED);
+  }
+
+  /** @internal */
+  markWritten(): void {
+    this.reach(1, STAGE_WRITTEN);
+  }
+
+  /** @internal */
+  markDelivered(): void {
+    this.reach(1, STAGE_WRITTEN);
+    this.reach(2, STAGE_DELIVERED);
+  }
+
+  /** @internal Ends the entry undelivered; pending promises of unreached stages reject. */
+  drop(reason: SnakeMQError): void {
+    if (this.settled) return;
+    this.dropReason = reason;
+    const w = this.waiters;
+    if (w === null) return;
+    this.waiters = null;
+    for (let i = 0; i < 3; i++) w[i]?.reject(reason);
+  }
+
+  /** @internal Rejects the persisted stage only (storage failed); the message stays queued. */
+  failPersist(reason: SnakeMQError): void {
+    const d = this.waiters?.[0];
+    if (d) {
+      this.waiters![0] = null;
+      d.reject(reason);
+    }
+  }
+
+  private wait(slot: 0 | 1 | 2, stage: number): Promise<void> {
+    if (this.stages & stage) return Promise.resolve();
+    if (this.dropReason !== null) return Promise.reject(this.dropReason);
+    this.waiters ??= [null, null, null];
+    const d = (this.waiters[slot] ??= deferred());
+    return d.promise;
+  }
+
+  private reach(slot: 0 | 1 | 2, stage: number): void {
+    if (this.stages & stage) return;
+    this.stages |= stage;
+    const d = this.waiters?.[slot];
+    if (d) {
+      this.waiters![slot] = null;
+      d.resolve();
+    }
+  }
+}
+
+/** A FIFO with O(1) push and shift (array + head index, compacted lazily). @internal */
+export class Deque<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
+  at(index: number): T | undefined {
+    return this.items[this.head + index];
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head]!;
+    (this.items as (T | undefined)[])[this.head] = undefined;
+    this.head++;
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  /** Removes and returns everything, in order. */
+  drain(): T[] {
+    const out = this.head === 0 ? this.items : this.items.slice(this.head);
+    this.items = [];
+    this.head = 0;
+    return out;
+  }
+
+  /** Puts items in front, keeping their order. */
+  unshiftAll(front: T[]): void {
+    if (front.length === 0) return;
+    this.items = front.concat(this.head === 0 ? this.items : this.items.slice(this.head));
+    this.head = 0;
+  }
+
+  /** Keeps the items for which `keep` returns true. */
+  filter(keep: (item: T) => boolean): void {
+    this.items = this.items.slice(this.head).filter(keep);
+    this.head = 0;
+  }
+
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = this.head; i < this.items.length; i++) yield this.items[i]!;
+  }
+}

@@ -1,0 +1,168 @@
+import { NotIdentifiedError, ProtocolError } from '../errors.js';
+import type { Message } from './message.js';
+
+/**
+ * Frame types (reference §2, plus this project's extension frames 16 and 17,
+ * see docs/protocol.md). A snakeMQ 1.6 peer ignores unknown frame types.
+ */
+export const FrameType = {
+  PROTOCOL_VERSION: 0,
+  INCOMPATIBLE_PROTOCOL: 1,
+  IDENTIFICATION: 2,
+  MESSAGE: 3,
+  PING: 4,
+  PONG: 5,
+  /** Extension: the sender's feature bits (sent right after IDENTIFICATION). */
+  EXTENSIONS: 16,
+  /** Extension: acknowledges the next N MESSAGE frames received on this connection. */
+  ACK: 17,
+} as const;
+
+/** The protocol version spoken (reference §2). */
+export const PROTOCOL_VERSION = 1;
+/** Identities are cut to this many characters (code points) on the wire. */
+export const MAX_IDENT_LENGTH = 50;
+/** MESSAGE body header: uuid (16) + TTL (4) + flags (4). */
+export const MESSAGE_HEADER_SIZE = 24;
+/** Wire TTL meaning "no limit". */
+export const WIRE_TTL_INFINITE = 0xffffffff;
+/** Extension feature bit: acknowledged delivery (ACK frames, re-send, de-duplication). */
+export const FEATURE_ACK = 0x1;
+/** Version of the extension frames' layout. */
+export const EXTENSIONS_VERSION = 1;
+
+/** A decoded frame. `body` views the packet (no copy). */
+export type Frame =
+  | { type: typeof FrameType.PROTOCOL_VERSION; version: number }
+  | { type: typeof FrameType.INCOMPATIBLE_PROTOCOL }
+  | { type: typeof FrameType.IDENTIFICATION; ident: string }
+  | { type: typeof FrameType.MESSAGE; uuid: Buffer; ttl: number | null; flags: number; data: Buffer }
+  | { type: typeof FrameType.PING }
+  | { type: typeof FrameType.PONG }
+  | { type: typeof FrameType.EXTENSIONS; version: number; features: number }
+  | { type: typeof FrameType.ACK; count: number }
+  | { type: 'unknown'; code: number };
+
+const PING = Buffer.from([FrameType.PING]);
+const PONG = Buffer.from([FrameType.PONG]);
+const INCOMPATIBLE = Buffer.from([FrameType.INCOMPATIBLE_PROTOCOL]);
+
+/** Cuts an identity to its first 50 characters (code points, as Python slices). */
+export function truncateIdent(ident: string): string {
+  if (ident.length <= MAX_IDENT_LENGTH) return ident;
+  let out = '';
+  let n = 0;
+  for (const ch of ident) {
+    if (n++ === MAX_IDENT_LENGTH) break;
+    out += ch;
+  }
+  return out;
+}
+
+export function encodeProtocolVersion(version = PROTOCOL_VERSION): Buffer {
+  const out = Buffer.allocUnsafe(5);
+  out[0] = FrameType.PROTOCOL_VERSION;
+  out.writeUInt32BE(version, 1);
+  return out;
+}
+
+export function encodeIncompatibleProtocol(): Buffer {
+  return INCOMPATIBLE;
+}
+
+export function encodeIdentification(ident: string): Buffer {
+  const body = Buffer.from(truncateIdent(ident), 'utf8');
+  const out = Buffer.allocUnsafe(1 + body.length);
+  out[0] = FrameType.IDENTIFICATION;
+  body.copy(out, 1);
+  return out;
+}
+
+/** Wire TTL: whole seconds remaining (fractions truncated), or `0xFFFFFFFF` for no limit. */
+export function wireTtl(ttl: number | null): number {
+  if (ttl === null) return WIRE_TTL_INFINITE;
+  return ttl <= 0 ? 0 : Math.min(Math.trunc(ttl), WIRE_TTL_INFINITE - 1);
+}
+
+/** Encodes a MESSAGE frame carrying the TTL remaining now. */
+export function encodeMessage(message: Message, ttl: number | null = message.ttl, extraFlags = 0): Buffer {
+  const data = message.data;
+  const out = Buffer.allocUnsafe(1 + MESSAGE_HEADER_SIZE + data.length);
+  out[0] = FrameType.MESSAGE;
+  message.uuid.copy(out, 1);
+  out.writeUInt32BE(wireTtl(ttl), 17);
+  out.writeUInt32BE((message.flags | extraFlags) >>> 0, 21);
+  data.copy(out, 25);
+  return out;
+}
+
+export function encodePing(): Buffer {
+  return PING;
+}
+
+export function encodePong(): Buffer {
+  return PONG;
+}
+
+export function encodeExtensions(features: number): Buffer {
+  const out = Buffer.allocUnsafe(6);
+  out[0] = FrameType.EXTENSIONS;
+  out[1] = EXTENSIONS_VERSION;
+  out.writeUInt32BE(features >>> 0, 2);
+  return out;
+}
+
+export function encodeAck(count: number): Buffer {
+  const out = Buffer.allocUnsafe(5);
+  out[0] = FrameType.ACK;
+  out.writeUInt32BE(count, 1);
+  return out;
+}
+
+/**
+ * Decodes one packet payload into a frame.
+ * @throws {@link ProtocolError} for an empty payload or a body of the wrong size.
+ */
+export function decodeFrame(payload: Buffer): Frame {
+  if (payload.length === 0) throw new ProtocolError('empty frame');
+  const type = payload[0]!;
+  switch (type) {
+    case FrameType.PROTOCOL_VERSION:
+      if (payload.length !== 5) throw new ProtocolError(`PROTOCOL_VERSION body of ${payload.length - 1} bytes, expected 4`);
+      return { type, version: payload.readUInt32BE(1) };
+    case FrameType.INCOMPATIBLE_PROTOCOL:
+      return { type };
+    case FrameType.IDENTIFICATION:
+      return { type, ident: payload.toString('utf8', 1) };
+    case FrameType.MESSAGE: {
+      if (payload.length < 1 + MESSAGE_HEADER_SIZE) {
+        throw new ProtocolError(`MESSAGE body of ${payload.length - 1} bytes, expected at least ${MESSAGE_HEADER_SIZE}`);
+      }
+      const ttl = payload.readUInt32BE(17);
+      return {
+        type,
+        uuid: payload.subarray(1, 17),
+        ttl: ttl === WIRE_TTL_INFINITE ? null : ttl,
+        flags: payload.readUInt32BE(21),
+        data: payload.subarray(25),
+      };
+    }
+    case FrameType.PING:
+      return { type };
+    case FrameType.PONG:
+      return { type };
+    case FrameType.EXTENSIONS:
+      if (payload.length < 6) throw new ProtocolError(`EXTENSIONS body of ${payload.length - 1} bytes, expected at least 5`);
+      return { type, version: payload[1]!, features: payload.readUInt32BE(2) };
+    case FrameType.ACK:
+      if (payload.length !== 5) throw new ProtocolError(`ACK body of ${payload.length - 1} bytes, expected 4`);
+      return { type, count: payload.readUInt32BE(1) };
+    default:
+      return { type: 'unknown', code: type };
+  }
+}
+
+/** The error for a MESSAGE frame that arrives before IDENTIFICATION (reference §3.4). */
+export function messageBeforeIdentification(): NotIdentifiedError {
+  return new NotIdentifiedError('MESSAGE received before IDENTIFICATION');
+}

@@ -1,0 +1,769 @@
+import { EventEmitter } from 'eventemitter3';
+import {
+  ClosedError,
+  DuplicateIdentityError,
+  IncompatibleProtocolError,
+  InvalidArgumentError,
+  KeepaliveTimeoutError,
+  MessageExpiredError,
+  ProtocolError,
+  QueueFullError,
+  SnakeMQError,
+  StorageError,
+} from '../errors.js';
+import type { ConnId, ConnectionInfo } from '../link/types.js';
+import type { Packeter } from '../packeter/packeter.js';
+import type { QueuesStorage, StoredMessage } from '../storage/types.js';
+import { createLogger } from '../util/log.js';
+import { is, validateOptions } from '../util/options.js';
+import { Deque, QueueEntry } from './delivery.js';
+import {
+  FEATURE_ACK,
+  FrameType,
+  PROTOCOL_VERSION,
+  decodeFrame,
+  encodeAck,
+  encodeExtensions,
+  encodeIdentification,
+  encodeIncompatibleProtocol,
+  encodeMessage,
+  encodePing,
+  encodePong,
+  encodeProtocolVersion,
+  messageBeforeIdentification,
+  truncateIdent,
+} from './frames.js';
+import { Message } from './message.js';
+import { MessageStream, type ReceivedMessage } from './stream.js';
+import type { Delivery, MessagingEvents } from './types.js';
+
+const log = createLogger('snakemq:messaging');
+
+/** Default per-identity queue limit in messages. */
+export const DEFAULT_MAX_QUEUE_MESSAGES = 4_194_304;
+/** Default per-identity queue limit in bytes (payloads plus {@link QUEUE_ENTRY_OVERHEAD} each): 512 MiB. */
+export const DEFAULT_MAX_QUEUE_BYTES = 512 * 1024 * 1024;
+/** Bytes each queued message counts against `maxQueueBytes` on top of its data. */
+export const QUEUE_ENTRY_OVERHEAD = 128;
+/** Default number of recent message uuids remembered per identity to drop re-sent duplicates. */
+export const DEFAULT_DEDUP_WINDOW = 65_536;
+/** Default time to wait for any sign of life after a keepalive PING: 500 ms. */
+export const DEFAULT_KEEPALIVE_WAIT = 500;
+/** Default number of received messages an async iterator buffers before reading pauses. */
+export const DEFAULT_STREAM_HIGH_WATER_MARK = 16_384;
+
+/** What to do when a send would exceed a queue's limits. */
+export type OverflowPolicy = 'reject' | 'drop-oldest';
+
+/** Options of {@link Messaging}. All times in milliseconds. */
+export interface MessagingOptions {
+  /**
+   * Where persistent messages are kept so they survive a restart (e.g.
+   * `SqliteQueuesStorage`). Without one, every queue lives in memory only.
+   * @default null
+   */
+  storage?: QueuesStorage | null;
+  /**
+   * Send a PING when nothing was received on a connection for this long;
+   * `null` turns keepalive off (snakeMQ's default).
+   * @default null
+   */
+  keepaliveInterval?: number | null;
+  /** After a PING, close the connection if nothing arrives within this time. @default 500 */
+  keepaliveWait?: number;
+  /**
+   * Announce and use the acknowledged-delivery extension (docs/protocol.md).
+   * Off, this peer behaves as a plain protocol-1 peer (messages leave the
+   * queue once written to the socket).
+   * @default true
+   */
+  acknowledgements?: boolean;
+  /** Recent uuids remembered per identity to recognise re-sent messages. @default 65536 */
+  dedupWindow?: number;
+  /** Per-identity queue limit in messages. @default 4194304 */
+  maxQueueMessages?: number;
+  /** Per-identity queue limit in bytes (data + 128 per message). @default 536870912 */
+  maxQueueBytes?: number;
+  /** `reject`: `send` throws {@link QueueFullError}; `drop-oldest`: the oldest unsent message is dropped (`drop` event). @default 'reject' */
+  overflow?: OverflowPolicy;
+  /** Messages an async iterator may buffer before reading from peers pauses. @default 16384 */
+  streamHighWaterMark?: number;
+}
+
+type ResolvedOptions = Required<MessagingOptions>;
+
+/** A receive hook's handler. */
+export type ReceiveHookHandler = (connId: ConnId, ident: string, message: Message) => void;
+
+interface Hook {
+  readonly prefix: Buffer | null;
+  readonly regexp: RegExp | null;
+  readonly handler: ReceiveHookHandler;
+}
+
+const enum Mode {
+  Pending,
+  Ack,
+  Legacy,
+}
+
+interface PeerConn {
+  readonly id: ConnId;
+  ident: string | null;
+  mode: Mode;
+  peerAcks: boolean;
+  /** Messages received and handed over, not yet acknowledged. */
+  toAck: number;
+  ackScheduled: boolean;
+  alive: boolean;
+  keepaliveTimer: NodeJS.Timeout | null;
+  pinged: boolean;
+  closing: boolean;
+}
+
+class PeerQueue {
+  readonly ident: string;
+  readonly items = new Deque<QueueEntry>();
+  readonly inflight = new Deque<QueueEntry>();
+  /** How many inflight entries (from the front) are known written. */
+  written = 0;
+  count = 0;
+  bytes = 0;
+  conn: PeerConn | null = null;
+  awaySince: number = Date.now();
+  pumpScheduled = false;
+
+  constructor(ident: string) {
+    this.ident = ident;
+  }
+}
+
+class DedupWindow {
+  private readonly seen = new Set<string>();
+  private readonly order: string[] = [];
+  private next = 0;
+
+  constructor(private readonly size: number) {}
+
+  /** Records a uuid; returns false when it was already there. */
+  add(uuid: Buffer): boolean {
+    if (this.size === 0) return true;
+    const key = uuid.toString('latin1');
+    if (this.seen.has(key)) return false;
+    if (this.order.length < this.size) this.order.push(key);
+    else {
+      this.seen.delete(this.order[this.next]!);
+      this.order[this.next] = key;
+      this.next = (this.next + 1) % this.size;
+    }
+    this.seen.add(key);
+    return true;
+  }
+}
+
+/**
+ * Identities, per-identity queues and the snakeMQ messaging protocol over a
+ * {@link Packeter} (reference §2-§5), plus acknowledged delivery with peers
+ * that announce it.
+ *
+ * ```ts
+ * const link = new Link();
+ * const bob = new Messaging('bob', new Packeter(link));
+ * bob.on('message', (connId, ident, message) => console.log(ident, message.data.toString()));
+ * await link.addListener('tcp://127.0.0.1:4000');
+ * bob.send('alice', new Message('hi alice'));   // queued until alice connects
+ * ```
+ */
+export class Messaging extends EventEmitter<MessagingEvents> {
+  /** This peer's identity (as sent: at most 50 characters). */
+  readonly identity: string;
+  /** The packeter below. */
+  readonly packeter: Packeter;
+  /** Options in force. */
+  readonly options: Readonly<ResolvedOptions>;
+  /** Settles once stored queues are loaded (at once without storage); rejects with a StorageError. */
+  readonly ready: Promise<void>;
+
+  private readonly conns = new Map<ConnId, PeerConn>();
+  private readonly byIdent = new Map<string, PeerConn>();
+  private readonly queues = new Map<string, PeerQueue>();
+  private readonly dedup = new Map<string, DedupWindow>();
+  private readonly hooks: Hook[] = [];
+  private readonly streams = new Set<MessageStream>();
+  private readonly dirty = new Set<PeerQueue>();
+  private pumpTick = false;
+  private loaded: boolean;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private readingPaused = false;
+  private readonly storage: QueuesStorage | null;
+  private readonly handshake: Buffer[];
+
+  constructor(identity: string, packeter: Packeter, options?: MessagingOptions) {
+    super();
+    if (typeof identity !== 'string') throw new InvalidArgumentError('identity must be a string');
+    this.identity = truncateIdent(identity);
+    this.packeter = packeter;
+    this.options = validateOptions<ResolvedOptions>(
+      'Messaging',
+      options,
+      {
+        storage: (v) => (v === null || (typeof v === 'object' && typeof (v as QueuesStorage).push === 'function') ? undefined : 'must be a QueuesStorage'),
+        keepaliveInterval: is.nullableNumber(1),
+        keepaliveWait: is.number(1),
+        acknowledgements: is.boolean(),
+        dedupWindow: is.integer(0, 1 << 24),
+        maxQueueMessages: is.integer(1),
+        maxQueueBytes: is.integer(1),
+        overflow: is.oneOf('reject', 'drop-oldest'),
+        streamHighWaterMark: is.integer(1),
+      },
+      {
+        storage: null,
+        keepaliveInterval: null,
+        keepaliveWait: DEFAULT_KEEPALIVE_WAIT,
+        acknowledgements: true,
+        dedupWindow: DEFAULT_DEDUP_WINDOW,
+        maxQueueMessages: DEFAULT_MAX_QUEUE_MESSAGES,
+        maxQueueBytes: DEFAULT_MAX_QUEUE_BYTES,
+        overflow: 'reject',
+        streamHighWaterMark: DEFAULT_STREAM_HIGH_WATER_MARK,
+      },
+    );
+    this.storage = this.options.storage;
+    this.handshake = [encodeProtocolVersion(), encodeIdentification(this.identity)];
+    if (this.options.acknowledgements) this.handshake.push(encodeExtensions(FEATURE_ACK), encodePing());
+
+    packeter.on('connect', (info) => this.onConnect(info));
+    packeter.on('disconnect', (connId) => this.onDisconnect(connId));
+    packeter.on('packet', (connId, payload) => this.onPacket(connId, payload));
+    packeter.on('sent', (connId, lastId) => this.onSent(connId, lastId));
+    packeter.on('drain', (connId) => this.onDrain(connId));
+    packeter.on('protocolError', (connId, error) => this.emit('protocolError', connId, error));
+
+    this.loaded = this.storage === null;
+    this.ready = this.storage === null ? Promise.resolve() : this.load(this.storage);
+    // Callers that never await `ready` still get the failure through drop events, not an unhandled rejection.
+    this.ready.catch(() => undefined);
+  }
+
+  /**
+   * Queues a message for `ident`. It goes out, in order, as soon as and as
+   * long as that peer is connected. Returns a {@link Delivery} to follow it.
+   *
+   * A message with TTL 0 is dropped at once (event `drop`) when the peer is
+   * not connected now.
+   * @throws {@link QueueFullError} when the queue is full and the overflow policy is `reject`.
+   * @throws {@link ClosedError} after `close()`.
+   */
+  send(ident: string, message: Message | Uint8Array | string): Delivery {
+    if (this.closed) throw new ClosedError('messaging is closed');
+    if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
+    const msg = message instanceof Message ? message : new Message(message);
+    const queue = this.queue(ident);
+    const entry = new QueueEntry(ident, msg, msg.ttl, msg.data.length + QUEUE_ENTRY_OVERHEAD);
+    if (msg.ttl === 0 && queue.conn === null) {
+      entry.markPersisted();
+      this.dropEntry(entry, new MessageExpiredError(`message ${msg.id} has TTL 0 and ${ident} is not connected`));
+      return entry;
+    }
+    this.makeRoom(queue, entry);
+    queue.items.push(entry);
+    queue.count++;
+    queue.bytes += entry.cost;
+    if (msg.persistent && this.storage !== null) this.persist(queue, entry);
+    else entry.markPersisted();
+    this.schedulePump(queue);
+    return entry;
+  }
+
+  /** Whether a peer with this identity is connected now. */
+  isConnected(ident: string): boolean {
+    return this.byIdent.has(ident);
+  }
+
+  /** Identities of the connected peers. */
+  connectedPeers(): string[] {
+    return [...this.byIdent.keys()];
+  }
+
+  /** Number of messages queued for `ident` (sent but unacknowledged included). */
+  queueLength(ident: string): number {
+    return this.queues.get(ident)?.count ?? 0;
+  }
+
+  /**
+   * Routes received messages whose data starts with `prefix` (or matches a
+   * regular expression, tested on the data as latin1 text) to `handler`
+   * instead of the `message` event and iterators (snakeMQ's `ReceiveHook`).
+   * Returns a function that removes the hook.
+   */
+  addReceiveHook(matcher: string | Uint8Array | RegExp, handler: ReceiveHookHandler): () => void {
+    if (typeof handler !== 'function') throw new InvalidArgumentError('hook handler must be a function');
+    let hook: Hook;
+    if (matcher instanceof RegExp) hook = { prefix: null, regexp: matcher, handler };
+    else if (typeof matcher === 'string') hook = { prefix: Buffer.from(matcher, 'utf8'), regexp: null, handler };
+    else if (matcher instanceof Uint8Array) hook = { prefix: Buffer.from(matcher), regexp: null, handler };
+    else throw new InvalidArgumentError('hook matcher must be a string, bytes or a RegExp');
+    this.hooks.push(hook);
+    return () => {
+      const i = this.hooks.indexOf(hook);
+      if (i >= 0) this.hooks.splice(i, 1);
+    };
+  }
+
+  /**
+   * Received messages as an async iterator (in addition to the `message`
+   * event). Reading from peers pauses while an iterator holds more than
+   * `streamHighWaterMark` unread messages. Ends when messaging closes.
+   */
+  messages(): AsyncIterableIterator<ReceivedMessage> {
+    const stream = new MessageStream(
+      () => this.updateReadPause(),
+      () => {
+        this.streams.delete(stream);
+        this.updateReadPause();
+      },
+    );
+    if (this.closed) stream.end();
+    else this.streams.add(stream);
+    return stream;
+  }
+
+  /**
+   * Closes the whole stack below (packeter, link), after sending pending
+   * acknowledgements, then the storage. Unfinished deliveries reject with
+   * {@link ClosedError} (persistent ones stay in storage). Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.closed = true;
+    this.closing = (async () => {
+      for (const conn of this.conns.values()) {
+        this.sendAck(conn);
+        if (conn.keepaliveTimer) clearTimeout(conn.keepaliveTimer);
+      }
+      await this.packeter.close();
+      const reason = new ClosedError('messaging closed before delivery');
+      for (const queue of this.queues.values()) {
+        for (const e of queue.inflight) e.drop(reason);
+        for (const e of queue.items) e.drop(reason);
+      }
+      for (const stream of this.streams) stream.end();
+      this.streams.clear();
+      await this.ready.catch(() => undefined);
+      if (this.storage !== null) await this.storage.close();
+    })();
+    return this.closing;
+  }
+
+  // --- queues -------------------------------------------------------------
+
+  private queue(ident: string): PeerQueue {
+    let queue = this.queues.get(ident);
+    if (queue === undefined) {
+      queue = new PeerQueue(ident);
+      this.queues.set(ident, queue);
+    }
+    return queue;
+  }
+
+  private makeRoom(queue: PeerQueue, entry: QueueEntry): void {
+    const { maxQueueMessages, maxQueueBytes, overflow } = this.options;
+    while (queue.count + 1 > maxQueueMessages || queue.bytes + entry.cost > maxQueueBytes) {
+      const victim = overflow === 'drop-oldest' ? queue.items.peek() : undefined;
+      if (victim === undefined) {
+        throw new QueueFullError(
+          `queue for ${queue.ident} is full (${queue.count} messages, ${queue.bytes} bytes; limits ${maxQueueMessages}, ${maxQueueBytes})`,
+        );
+      }
+      queue.items.shift();
+      this.removeFromQueue(queue, victim);
+      this.dropEntry(victim, new QueueFullError(`message ${victim.message.id} dropped: queue for ${queue.ident} overflowed`));
+    }
+  }
+
+  private persist(queue: PeerQueue, entry: QueueEntry): void {
+    entry.stored = true;
+    const m = entry.message;
+    const stored: StoredMessage = { uuid: m.uuid, data: m.data, flags: m.flags, ttl: entry.ttl };
+    this.storage!.push(queue.ident, [stored]).then(
+      () => entry.markPersisted(),
+      (error: unknown) => {
+        entry.stored = false;
+        entry.failPersist(error instanceof SnakeMQError ? error : new StorageError('storing the message failed', { cause: error }));
+      },
+    );
+  }
+
+  private removeFromQueue(queue: PeerQueue, entry: QueueEntry): void {
+    queue.count--;
+    queue.bytes -= entry.cost;
+    if (entry.stored) {
+      entry.stored = false;
+      this.storage!.remove(queue.ident, [entry.message.uuid]).catch((error: unknown) => log(`storage remove failed: ${String(error)}`));
+    }
+  }
+
+  private dropEntry(entry: QueueEntry, reason: SnakeMQError): void {
+    entry.drop(reason);
+    log(`dropped ${entry.message.id} for ${entry.ident}: ${reason.message}`);
+    this.emit('drop', entry.ident, entry.message, reason);
+  }
+
+  private async load(storage: QueuesStorage): Promise<void> {
+    let stored;
+    try {
+      stored = await storage.load();
+    } catch (error) {
+      throw error instanceof SnakeMQError ? error : new StorageError('loading stored queues failed', { cause: error });
+    } finally {
+      this.loaded = true;
+    }
+    const now = Date.now();
+    for (const sq of stored) {
+      const queue = this.queue(sq.ident);
+      const front: QueueEntry[] = [];
+      for (const sm of sq.messages) {
+        const msg = new Message(sm.data, { uuid: sm.uuid, flags: sm.flags, ttl: sm.ttl });
+        const entry = new QueueEntry(sq.ident, msg, sm.ttl, sm.data.length + QUEUE_ENTRY_OVERHEAD);
+        entry.stored = true;
+        entry.markPersisted();
+        front.push(entry);
+      }
+      queue.items.unshiftAll(front);
+      queue.count += front.length;
+      for (const e of front) queue.bytes += e.cost;
+      // Downtime counts as away time when the peer was already away; otherwise the clock starts now.
+      if (queue.conn === null) queue.awaySince = sq.awaySince ?? now;
+      if (queue.conn !== null) this.startCountdownEnd(queue, sq.awaySince ?? now);
+    }
+    for (const queue of this.queues.values()) this.schedulePump(queue);
+  }
+
+  /** Subtracts the away time from every TTL and drops what expired (reference §4). */
+  private startCountdownEnd(queue: PeerQueue, awaySince: number): void {
+    const away = (Date.now() - awaySince) / 1000;
+    const updates: { uuid: Buffer; ttl: number | null }[] = [];
+    const expired: QueueEntry[] = [];
+    queue.items.filter((e) => {
+      if (e.ttl === null) return true;
+      e.ttl -= away;
+      if (e.ttl < 0) {
+        expired.push(e);
+        return false;
+      }
+      if (e.stored) updates.push({ uuid: e.message.uuid, ttl: e.ttl });
+      return true;
+    });
+    for (const e of expired) {
+      this.removeFromQueue(queue, e);
+      this.dropEntry(e, new MessageExpiredError(`message ${e.message.id} for ${queue.ident} expired`));
+    }
+    if (this.storage !== null && queue.count > 0) {
+      const s = this.storage;
+      const fail = (error: unknown) => log(`storage update failed: ${String(error)}`);
+      if (updates.length > 0) s.updateTtl(queue.ident, updates).catch(fail);
+      s.setAwaySince(queue.ident, null).catch(fail);
+    }
+  }
+
+  private schedulePump(queue: PeerQueue): void {
+    if (queue.pumpScheduled || queue.conn === null) return;
+    queue.pumpScheduled = true;
+    this.dirty.add(queue);
+    if (this.pumpTick) return;
+    this.pumpTick = true;
+    process.nextTick(() => {
+      this.pumpTick = false;
+      for (const q of this.dirty) {
+        q.pumpScheduled = false;
+        this.pump(q);
+      }
+      this.dirty.clear();
+    });
+  }
+
+  private pump(queue: PeerQueue): void {
+    const conn = queue.conn;
+    if (conn === null || conn.mode === Mode.Pending || conn.closing || !this.loaded || this.closed) return;
+    const packeter = this.packeter;
+    const items = queue.items;
+    const connId = conn.id;
+    while (items.length > 0 && packeter.isWritable(connId)) {
+      const entry = items.shift()!;
+      entry.packetId = packeter.sendPacket(connId, encodeMessage(entry.message, entry.ttl));
+      queue.inflight.push(entry);
+    }
+  }
+
+  // --- connections ----------------------------------------------------------
+
+  private onConnect(info: ConnectionInfo): void {
+    const conn: PeerConn = {
+      id: info.id,
+      ident: null,
+      mode: Mode.Pending,
+      peerAcks: false,
+      toAck: 0,
+      ackScheduled: false,
+      alive: true,
+      keepaliveTimer: null,
+      pinged: false,
+      closing: false,
+    };
+    this.conns.set(info.id, conn);
+    for (const frame of this.handshake) this.packeter.sendPacket(info.id, frame);
+    if (this.readingPaused) this.packeter.pause(info.id);
+    this.armKeepalive(conn);
+  }
+
+  private onDisconnect(connId: ConnId): void {
+    const conn = this.conns.get(connId);
+    if (conn === undefined) return;
+    this.conns.delete(connId);
+    conn.closing = true;
+    if (conn.keepaliveTimer) clearTimeout(conn.keepaliveTimer);
+    const ident = conn.ident;
+    if (ident === null || this.byIdent.get(ident) !== conn) return;
+    this.byIdent.delete(ident);
+    const queue = this.queue(ident);
+    queue.conn = null;
+    queue.awaySince = Date.now();
+    // Everything not known delivered goes back to the front, in order, for the next connection.
+    const back = queue.inflight.drain();
+    queue.written = 0;
+    queue.items.unshiftAll(back);
+    if (this.storage !== null && queue.count > 0 && !this.closed) {
+      this.storage.setAwaySince(ident, queue.awaySince).catch((error: unknown) => log(`storage update failed: ${String(error)}`));
+    }
+    log(`${ident} disconnected (conn ${connId}), ${queue.count} queued`);
+    this.emit('disconnect', connId, ident);
+  }
+
+  private fail(conn: PeerConn, error: SnakeMQError): void {
+    if (conn.closing) return;
+    conn.closing = true;
+    log(`conn ${conn.id}: ${error.message}; closing`);
+    this.emit('protocolError', conn.id, error);
+    void this.packeter.close(conn.id, error);
+  }
+
+  private onPacket(connId: ConnId, payload: Buffer): void {
+    const conn = this.conns.get(connId);
+    if (conn === undefined || conn.closing) return;
+    conn.alive = true;
+    let frame;
+    try {
+      frame = decodeFrame(payload);
+    } catch (error) {
+      this.fail(conn, error as SnakeMQError);
+      return;
+    }
+    switch (frame.type) {
+      case FrameType.MESSAGE:
+        if (conn.ident === null) return this.fail(conn, messageBeforeIdentification());
+        this.settleMode(conn, Mode.Legacy);
+        return this.onMessage(conn, conn.ident, new Message(frame.data, { uuid: frame.uuid, ttl: frame.ttl, flags: frame.flags }));
+      case FrameType.ACK:
+        return this.onAck(conn, frame.count);
+      case FrameType.PROTOCOL_VERSION:
+        if (frame.version !== PROTOCOL_VERSION) {
+          this.packeter.sendPacket(connId, encodeIncompatibleProtocol());
+          return this.fail(conn, new IncompatibleProtocolError(`peer speaks protocol version ${frame.version}, not ${PROTOCOL_VERSION}`));
+        }
+        return;
+      case FrameType.INCOMPATIBLE_PROTOCOL:
+        return this.fail(conn, new IncompatibleProtocolError('peer reported our protocol version as incompatible'));
+      case FrameType.IDENTIFICATION:
+        return this.onIdentification(conn, frame.ident);
+      case FrameType.PING:
+        this.settleMode(conn, Mode.Legacy);
+        this.packeter.sendPacket(connId, encodePong());
+        return;
+      case FrameType.PONG:
+        this.settleMode(conn, Mode.Legacy);
+        return;
+      case FrameType.EXTENSIONS:
+        if (conn.ident !== null && conn.mode === Mode.Pending) {
+          conn.peerAcks = (frame.features & FEATURE_ACK) !== 0 && this.options.acknowledgements;
+          this.settleMode(conn, conn.peerAcks ? Mode.Ack : Mode.Legacy);
+        }
+        return;
+      default:
+        if (conn.ident !== null) this.settleMode(conn, Mode.Legacy);
+        log(`conn ${connId}: ignoring unknown frame type ${frame.code}`);
+    }
+  }
+
+  private onIdentification(conn: PeerConn, rawIdent: string): void {
+    if (conn.ident !== null) return;
+    const ident = truncateIdent(rawIdent);
+    if (this.byIdent.has(ident)) {
+      return this.fail(conn, new DuplicateIdentityError(`identity '${ident}' is already connected`));
+    }
+    conn.ident = ident;
+    this.byIdent.set(ident, conn);
+    if (!this.options.acknowledgements) conn.mode = Mode.Legacy;
+    const queue = this.queue(ident);
+    queue.conn = conn;
+    if (this.loaded) this.startCountdownEnd(queue, queue.awaySince);
+    log(`${ident} connected (conn ${conn.id}), ${queue.count} queued`);
+    this.emit('connect', conn.id, ident);
+    this.schedulePump(queue);
+  }
+
+  /**
+   * The mode is decided by the first frame after IDENTIFICATION: our peers
+   * send EXTENSIONS right after it, so anything else (at the latest the PONG
+   * answering our handshake PING) means a plain protocol-1 peer.
+   */
+  private settleMode(conn: PeerConn, mode: Mode): void {
+    if (conn.mode !== Mode.Pending || conn.ident === null) return;
+    conn.mode = mode;
+    log(`conn ${conn.id} (${conn.ident}): ${mode === Mode.Ack ? 'acknowledged delivery' : 'plain protocol 1'}`);
+    this.schedulePump(this.queue(conn.ident));
+  }
+
+  private onMessage(conn: PeerConn, ident: string, message: Message): void {
+    if (conn.peerAcks) {
+      let window = this.dedup.get(ident);
+      if (window === undefined) {
+        window = new DedupWindow(this.options.dedupWindow);
+        this.dedup.set(ident, window);
+      }
+      const fresh = window.add(message.uuid);
+      if (conn.toAck++ === 0 && !conn.ackScheduled) {
+        conn.ackScheduled = true;
+        setImmediate(() => this.sendAck(conn));
+      }
+      if (!fresh) {
+        log(`conn ${conn.id}: duplicate ${message.id} from ${ident} not delivered again`);
+        return;
+      }
+    }
+    const data = message.data;
+    for (const hook of this.hooks) {
+      if (hook.prefix !== null ? startsWith(data, hook.prefix) : hook.regexp!.test(data.toString('latin1'))) {
+        hook.handler(conn.id, ident, message);
+        return;
+      }
+    }
+    this.emit('message', conn.id, ident, message);
+    for (const stream of this.streams) stream.push({ connId: conn.id, ident, message });
+  }
+
+  private sendAck(conn: PeerConn): void {
+    conn.ackScheduled = false;
+    if (conn.toAck === 0 || conn.closing || !this.conns.has(conn.id)) return;
+    const count = conn.toAck;
+    conn.toAck = 0;
+    this.packeter.sendPacket(conn.id, encodeAck(count));
+  }
+
+  private onAck(conn: PeerConn, count: number): void {
+    if (conn.ident === null || conn.mode !== Mode.Ack) return;
+    const queue = this.queue(conn.ident);
+    if (count > queue.inflight.length) {
+      return this.fail(conn, new ProtocolError(`peer acknowledged ${count} messages, only ${queue.inflight.length} in flight`));
+    }
+    const emitAck = this.listenerCount('acknowledged') > 0;
+    const emitSent = this.listenerCount('sent') > 0;
+    let removed: Buffer[] | null = null;
+    for (let i = 0; i < count; i++) {
+      const entry = queue.inflight.shift()!;
+      if (queue.written > 0) queue.written--;
+      else if (emitSent) this.emit('sent', conn.ident, entry.message);
+      queue.count--;
+      queue.bytes -= entry.cost;
+      if (entry.stored) {
+        entry.stored = false;
+        (removed ??= []).push(entry.message.uuid);
+      }
+      entry.markDelivered();
+      if (emitAck) this.emit('acknowledged', conn.ident, entry.message);
+    }
+    if (removed !== null) {
+      this.storage!.remove(conn.ident, removed).catch((error: unknown) => log(`storage remove failed: ${String(error)}`));
+    }
+  }
+
+  private onSent(connId: ConnId, lastId: number): void {
+    const conn = this.conns.get(connId);
+    if (conn === undefined || conn.ident === null || this.byIdent.get(conn.ident) !== conn) return;
+    const queue = this.queue(conn.ident);
+    const inflight = queue.inflight;
+    const emitSent = this.listenerCount('sent') > 0;
+    if (conn.mode === Mode.Legacy) {
+      // A plain protocol-1 peer cannot acknowledge: a message leaves the queue once its bytes were written.
+      let removed: Buffer[] | null = null;
+      let entry;
+      while ((entry = inflight.peek()) !== undefined && entry.packetId <= lastId) {
+        inflight.shift();
+        queue.count--;
+        queue.bytes -= entry.cost;
+        if (entry.stored) {
+          entry.stored = false;
+          (removed ??= []).push(entry.message.uuid);
+        }
+        entry.markDelivered();
+        if (emitSent) this.emit('sent', conn.ident, entry.message);
+      }
+      if (removed !== null) {
+        this.storage!.remove(conn.ident, removed).catch((error: unknown) => log(`storage remove failed: ${String(error)}`));
+      }
+      return;
+    }
+    let entry;
+    while ((entry = inflight.at(queue.written)) !== undefined && entry.packetId <= lastId) {
+      queue.written++;
+      entry.markWritten();
+      if (emitSent) this.emit('sent', conn.ident, entry.message);
+    }
+  }
+
+  private onDrain(connId: ConnId): void {
+    const conn = this.conns.get(connId);
+    if (conn?.ident != null) this.schedulePump(this.queue(conn.ident));
+  }
+
+  // --- keepalive and receive backpressure ----------------------------------
+
+  private armKeepalive(conn: PeerConn): void {
+    const interval = this.options.keepaliveInterval;
+    if (interval === null) return;
+    conn.alive = false;
+    conn.pinged = false;
+    conn.keepaliveTimer = setTimeout(() => this.checkKeepalive(conn), interval);
+  }
+
+  private checkKeepalive(conn: PeerConn): void {
+    conn.keepaliveTimer = null;
+    if (conn.closing || !this.conns.has(conn.id)) return;
+    if (conn.alive) return this.armKeepalive(conn);
+    if (conn.pinged) {
+      return this.fail(conn, new KeepaliveTimeoutError(`no answer within ${this.options.keepaliveWait} ms of a PING`));
+    }
+    conn.pinged = true;
+    this.packeter.sendPacket(conn.id, encodePing());
+    conn.keepaliveTimer = setTimeout(() => this.checkKeepalive(conn), this.options.keepaliveWait);
+  }
+
+  private updateReadPause(): void {
+    let full = false;
+    for (const s of this.streams) if (s.buffered >= this.options.streamHighWaterMark) full = true;
+    if (full === this.readingPaused) return;
+    this.readingPaused = full;
+    for (const connId of this.conns.keys()) {
+      if (full) this.packeter.pause(connId);
+      else this.packeter.resume(connId);
+    }
+  }
+}
+
+function startsWith(data: Buffer, prefix: Buffer): boolean {
+  const n = prefix.length;
+  if (data.length < n) return false;
+  for (let i = 0; i < n; i++) if (data[i] !== prefix[i]) return false;
+  return true;
+}

@@ -1,0 +1,107 @@
+import { PacketTooLargeError } from '../errors.js';
+
+/** Length of the packet header: a 4-byte unsigned big-endian payload length. */
+export const HEADER_SIZE = 4;
+
+/**
+ * Receive side of the framing: a pure state machine turning a byte stream
+ * into packet payloads (`[4-byte BE length][payload]`, reference §1).
+ *
+ * - A payload that lies within one chunk is returned as a view of that chunk (no copy).
+ * - A payload split over chunks is collected as a list and joined once (linear, never
+ *   quadratic), and memory grows only with the bytes actually received, never with
+ *   the announced length.
+ * - An announced length above `maxPacketSize` throws {@link PacketTooLargeError}
+ *   before anything of that size is allocated; the decoder then refuses further input.
+ */
+export class PacketDecoder {
+  /** Largest accepted payload in bytes. */
+  readonly maxPacketSize: number;
+  private readonly header = Buffer.alloc(HEADER_SIZE);
+  private headerFilled = 0;
+  private expected = -1;
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+  private failed = false;
+  private stopped = false;
+
+  constructor(maxPacketSize: number) {
+    this.maxPacketSize = maxPacketSize;
+  }
+
+  /** Bytes held for an incomplete packet (header included). */
+  get bufferedBytes(): number {
+    return this.headerFilled + this.partsBytes;
+  }
+
+  /**
+   * Stops delivering packets, also those still in the chunk being pushed
+   * (call it from `onPacket` when the connection is being closed).
+   */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Feeds one chunk; `onPacket` is called for every complete payload, in order. */
+  push(chunk: Buffer, onPacket: (payload: Buffer) => void): void {
+    if (this.failed || this.stopped) return;
+    const len = chunk.length;
+    let off = 0;
+
+    if (this.expected >= 0) {
+      const need = this.expected - this.partsBytes;
+      if (len < need) {
+        this.parts.push(chunk);
+        this.partsBytes += len;
+        return;
+      }
+      this.parts.push(need === len ? chunk : chunk.subarray(0, need));
+      const payload = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.expected);
+      this.parts = [];
+      this.partsBytes = 0;
+      this.expected = -1;
+      off = need;
+      onPacket(payload);
+      if (this.stopped) return;
+    } else if (this.headerFilled > 0) {
+      while (this.headerFilled < HEADER_SIZE && off < len) this.header[this.headerFilled++] = chunk[off++]!;
+      if (this.headerFilled < HEADER_SIZE) return;
+      this.headerFilled = 0;
+      off = this.startPacket(this.header.readUInt32BE(0), chunk, off, onPacket);
+      if (off < 0 || this.stopped) return;
+    }
+
+    while (len - off >= HEADER_SIZE) {
+      off = this.startPacket(chunk.readUInt32BE(off), chunk, off + HEADER_SIZE, onPacket);
+      if (off < 0 || this.stopped) return;
+    }
+    while (off < len) this.header[this.headerFilled++] = chunk[off++]!;
+  }
+
+  /** Handles a packet whose header was read; returns the new offset, or -1 when the chunk is used up. */
+  private startPacket(size: number, chunk: Buffer, off: number, onPacket: (payload: Buffer) => void): number {
+    if (size > this.maxPacketSize) {
+      this.failed = true;
+      throw new PacketTooLargeError(size, this.maxPacketSize);
+    }
+    const available = chunk.length - off;
+    if (available >= size) {
+      onPacket(chunk.subarray(off, off + size));
+      return off + size;
+    }
+    this.expected = size;
+    if (available > 0) {
+      this.parts.push(chunk.subarray(off));
+      this.partsBytes = available;
+    }
+    return -1;
+  }
+}
+
+/** Encodes one packet: header and payload in a new buffer. */
+export function encodePacket(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_SIZE + payload.byteLength);
+  out.writeUInt32BE(payload.byteLength, 0);
+  out.set(payload, HEADER_SIZE);
+  return out;
+}

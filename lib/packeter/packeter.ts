@@ -1,0 +1,248 @@
+import { EventEmitter } from 'eventemitter3';
+import { PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
+import type { ConnId, ConnectionInfo, DisconnectReason, Transport } from '../link/types.js';
+import { createLogger, preview } from '../util/log.js';
+import { is, validateOptions } from '../util/options.js';
+import { HEADER_SIZE, PacketDecoder } from './decoder.js';
+
+const log = createLogger('snakemq:packeter');
+
+/** Default largest packet payload: 64 MiB. */
+export const DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024;
+/** Default size of one coalesced socket write of small packets: 64 KiB. */
+export const DEFAULT_WRITE_BATCH_SIZE = 64 * 1024;
+
+/** Options of a {@link Packeter}. */
+export interface PacketerOptions {
+  /**
+   * Largest payload in bytes, both ways. A peer announcing more gets its
+   * connection closed with a {@link PacketTooLargeError} before any buffer of
+   * that size exists; a larger `sendPacket` throws it.
+   * @default 67108864 (64 MiB)
+   */
+  maxPacketSize?: number;
+  /**
+   * Small packets sent in one tick are copied into write batches of up to
+   * this many bytes, so that many packets go out in few socket writes.
+   * Packets at least this large are written without a copy.
+   * @default 65536
+   */
+  writeBatchSize?: number;
+}
+
+/** Events of a {@link Packeter}. */
+export interface PacketerEvents {
+  /** A connection is established below. */
+  connect: (info: ConnectionInfo) => void;
+  /** A connection ended. */
+  disconnect: (connId: ConnId, reason: DisconnectReason) => void;
+  /** A complete packet payload arrived. The buffer may be a view of a larger chunk: copy it to keep it long. */
+  packet: (connId: ConnId, payload: Buffer) => void;
+  /**
+   * Every packet of `connId` with an id up to and including `lastPacketId` was
+   * handed to the kernel (snakeMQ's `on_packet_sent`, cumulative: one event per socket write).
+   */
+  sent: (connId: ConnId, lastPacketId: number) => void;
+  /** The connection can take more packets after `isWritable` was false. */
+  drain: (connId: ConnId) => void;
+  /** A peer broke the framing (e.g. announced an oversize packet); the connection is being closed. */
+  protocolError: (connId: ConnId, error: SnakeMQError) => void;
+}
+
+interface ConnState {
+  readonly decoder: PacketDecoder;
+  batch: Buffer | null;
+  batchUsed: number;
+  batchLastId: number;
+  flushScheduled: boolean;
+  closing: boolean;
+}
+
+const emptyBuffer = Buffer.alloc(0);
+
+/**
+ * Packet framing over a {@link Transport} (a Link or a Throttle): 4-byte
+ * big-endian length prefix, packet ids, and "packet sent" notification.
+ *
+ * ```ts
+ * const packeter = new Packeter(link);
+ * packeter.on('packet', (connId, payload) => …);
+ * const id = packeter.sendPacket(connId, Buffer.from('hi'));
+ * packeter.on('sent', (connId, lastId) => { if (lastId >= id) … });
+ * ```
+ */
+export class Packeter extends EventEmitter<PacketerEvents> {
+  /** The transport below (Link or Throttle). */
+  readonly transport: Transport;
+  /** Options in force. */
+  readonly options: Readonly<Required<PacketerOptions>>;
+  private readonly conns = new Map<ConnId, ConnState>();
+  private nextPacketId = 1;
+  private readonly flushAll = (): void => {
+    for (const [connId, state] of this.conns) if (state.flushScheduled) this.flush(connId, state);
+  };
+  private flushTick = false;
+
+  constructor(transport: Transport, options?: PacketerOptions) {
+    super();
+    this.transport = transport;
+    this.options = validateOptions<Required<PacketerOptions>>(
+      'Packeter',
+      options,
+      { maxPacketSize: is.integer(1, 0xffffffff), writeBatchSize: is.integer(64, 64 * 1024 * 1024) },
+      { maxPacketSize: DEFAULT_MAX_PACKET_SIZE, writeBatchSize: DEFAULT_WRITE_BATCH_SIZE },
+    );
+    transport.on('connect', (info) => this.onConnect(info));
+    transport.on('disconnect', (connId, reason) => this.onDisconnect(connId, reason));
+    transport.on('data', (connId, chunk) => this.onData(connId, chunk));
+    transport.on('drain', (connId) => this.emit('drain', connId));
+  }
+
+  /**
+   * Queues one packet for a connection and returns its packet id (increasing
+   * for the life of this Packeter). Packets sent in one tick are coalesced.
+   * @throws {@link PacketTooLargeError} when the payload exceeds `maxPacketSize`.
+   * @throws {@link UnknownConnectionError} when the connection does not exist.
+   */
+  sendPacket(connId: ConnId, payload: Uint8Array): number {
+    const state = this.conns.get(connId);
+    if (state === undefined || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
+    const size = payload.byteLength;
+    if (size > this.options.maxPacketSize) throw new PacketTooLargeError(size, this.options.maxPacketSize);
+    const id = this.nextPacketId++;
+    const batchSize = this.options.writeBatchSize;
+    if (size + HEADER_SIZE > batchSize) {
+      this.flush(connId, state);
+      const header = Buffer.allocUnsafe(HEADER_SIZE);
+      header.writeUInt32BE(size, 0);
+      this.transport.send(connId, header);
+      this.transport.send(connId, toBuffer(payload), this.sentCallback(connId, id));
+      return id;
+    }
+    if (state.batch !== null && state.batchUsed + HEADER_SIZE + size > batchSize) this.flush(connId, state);
+    if (state.batch === null) {
+      state.batch = Buffer.allocUnsafe(batchSize);
+      state.batchUsed = 0;
+    }
+    const batch = state.batch;
+    let off = state.batchUsed;
+    batch.writeUInt32BE(size, off);
+    off += HEADER_SIZE;
+    batch.set(payload, off);
+    state.batchUsed = off + size;
+    state.batchLastId = id;
+    if (!state.flushScheduled) {
+      state.flushScheduled = true;
+      if (!this.flushTick) {
+        this.flushTick = true;
+        process.nextTick(() => {
+          this.flushTick = false;
+          this.flushAll();
+        });
+      }
+    }
+    if (log.enabled) log(`conn ${connId} packet ${id} queued: ${preview(payload)}`);
+    return id;
+  }
+
+  /** Whether the connection takes more packets without buffering above the transport's high-water mark. */
+  isWritable(connId: ConnId): boolean {
+    const state = this.conns.get(connId);
+    return state !== undefined && !state.closing && this.transport.isWritable(connId);
+  }
+
+  /** Writes out the packets queued for a connection now, instead of at the end of the tick. */
+  flushConnection(connId: ConnId): void {
+    const state = this.conns.get(connId);
+    if (state !== undefined) this.flush(connId, state);
+  }
+
+  /** Stops reading from a connection (receive-side backpressure). */
+  pause(connId: ConnId): void {
+    this.transport.pause(connId);
+  }
+
+  /** Resumes reading from a paused connection. */
+  resume(connId: ConnId): void {
+    this.transport.resume(connId);
+  }
+
+  /** Info of a live connection. */
+  connection(connId: ConnId): ConnectionInfo | undefined {
+    return this.transport.connection(connId);
+  }
+
+  /**
+   * Closes one connection after writing out what is queued for it (with the
+   * reason reported in `disconnect`), or with no id closes the transport.
+   */
+  close(connId?: ConnId, reason?: SnakeMQError): Promise<void> {
+    if (connId === undefined) {
+      for (const [id, state] of this.conns) this.flush(id, state);
+      return this.transport.close();
+    }
+    const state = this.conns.get(connId);
+    if (state !== undefined) {
+      this.flush(connId, state);
+      state.closing = true;
+      state.decoder.stop();
+    }
+    return this.transport.close(connId, reason);
+  }
+
+  private flush(connId: ConnId, state: ConnState): void {
+    state.flushScheduled = false;
+    if (state.batch === null || state.batchUsed === 0) return;
+    const data = state.batch.subarray(0, state.batchUsed);
+    const lastId = state.batchLastId;
+    // The unused tail of the batch buffer becomes the next batch: one allocation serves many ticks.
+    const rest = state.batch.length - state.batchUsed;
+    state.batch = rest >= 4096 ? state.batch.subarray(state.batchUsed) : null;
+    state.batchUsed = 0;
+    this.transport.send(connId, data, this.sentCallback(connId, lastId));
+  }
+
+  private sentCallback(connId: ConnId, lastId: number): (error?: SnakeMQError) => void {
+    return (error) => {
+      if (error === undefined) this.emit('sent', connId, lastId);
+    };
+  }
+
+  private onConnect(info: ConnectionInfo): void {
+    this.conns.set(info.id, {
+      decoder: new PacketDecoder(this.options.maxPacketSize),
+      batch: null,
+      batchUsed: 0,
+      batchLastId: 0,
+      flushScheduled: false,
+      closing: false,
+    });
+    this.emit('connect', info);
+  }
+
+  private onDisconnect(connId: ConnId, reason: DisconnectReason): void {
+    const state = this.conns.get(connId);
+    if (state === undefined) return;
+    state.decoder.stop();
+    this.conns.delete(connId);
+    this.emit('disconnect', connId, reason);
+  }
+
+  private onData(connId: ConnId, chunk: Buffer): void {
+    const state = this.conns.get(connId);
+    if (state === undefined || state.closing) return;
+    try {
+      state.decoder.push(chunk, (payload) => this.emit('packet', connId, payload));
+    } catch (error) {
+      if (!(error instanceof PacketTooLargeError)) throw error;
+      log(`conn ${connId}: ${error.message}; closing`);
+      this.emit('protocolError', connId, error);
+      void this.close(connId, error);
+    }
+  }
+}
+
+function toBuffer(data: Uint8Array): Buffer {
+  if (data.byteLength === 0) return emptyBuffer;
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}

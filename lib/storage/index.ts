@@ -1,0 +1,17 @@
+/**
+ * Queue storage: the {@link QueuesStorage} contract and its implementations,
+ * {@link SqliteQueuesStorage} (durable, one SQLite file) and
+ * {@link MemoryQueuesStorage} (not persistent).
+ * @module
+ */
+export type { QueuesStorage, StoredMessage, StoredQueue } from './types.js';
+export { MemoryQueuesStorage } from './memory.js';
+export {
+  SqliteQueuesStorage,
+  DEFAULT_SQLITE_BUSY_TIMEOUT,
+  DEFAULT_SQLITE_DURABILITY,
+  DEFAULT_SQLITE_MAX_PAGE_COUNT,
+  SQLITE_APPLICATION_ID,
+  SQLITE_SCHEMA_VERSION,
+} from './sqlite.js';
+export type { SqliteDurability, SqliteStorageOptions, SqliteStorageStats } from './sqlite.js';

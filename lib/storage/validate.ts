@@ -1,0 +1,60 @@
+/**
+ * Argument checks shared by the storage implementations (internal). They
+ * return a problem description, or undefined, so callers can turn it into a
+ * rejected promise instead of throwing synchronously.
+ * @module
+ */
+import type { StoredMessage } from './types.js';
+
+/** Length of a message uuid in bytes. */
+export const UUID_LENGTH = 16;
+
+const isUuid = (u: unknown): u is Buffer => Buffer.isBuffer(u) && u.length === UUID_LENGTH;
+
+export function checkIdent(ident: unknown): string | undefined {
+  return typeof ident === 'string' ? undefined : 'ident must be a string';
+}
+
+export function checkMessages(messages: unknown): string | undefined {
+  if (!Array.isArray(messages)) return 'messages must be an array';
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i] as StoredMessage | null;
+    if (typeof m !== 'object' || m === null) return `messages[${i}] must be an object`;
+    if (!isUuid(m.uuid)) return `messages[${i}].uuid must be a Buffer of ${UUID_LENGTH} bytes`;
+    if (!Buffer.isBuffer(m.data)) return `messages[${i}].data must be a Buffer`;
+    if (!Number.isInteger(m.flags) || m.flags < 0 || m.flags > 0xffffffff) {
+      return `messages[${i}].flags must be an integer in [0, 2^32)`;
+    }
+    if (m.ttl !== null && (typeof m.ttl !== 'number' || Number.isNaN(m.ttl))) {
+      return `messages[${i}].ttl must be a number or null`;
+    }
+  }
+  return undefined;
+}
+
+export function checkUuids(uuids: unknown): string | undefined {
+  if (!Array.isArray(uuids)) return 'uuids must be an array';
+  for (let i = 0; i < uuids.length; i++) {
+    if (!isUuid(uuids[i])) return `uuids[${i}] must be a Buffer of ${UUID_LENGTH} bytes`;
+  }
+  return undefined;
+}
+
+export function checkTtlEntries(entries: unknown): string | undefined {
+  if (!Array.isArray(entries)) return 'entries must be an array';
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as { uuid: unknown; ttl: unknown } | null;
+    if (typeof e !== 'object' || e === null) return `entries[${i}] must be an object`;
+    if (!isUuid(e.uuid)) return `entries[${i}].uuid must be a Buffer of ${UUID_LENGTH} bytes`;
+    if (e.ttl !== null && (typeof e.ttl !== 'number' || Number.isNaN(e.ttl))) {
+      return `entries[${i}].ttl must be a number or null`;
+    }
+  }
+  return undefined;
+}
+
+export function checkAwaySince(awaySince: unknown): string | undefined {
+  return awaySince === null || (typeof awaySince === 'number' && Number.isFinite(awaySince))
+    ? undefined
+    : 'awaySince must be a finite number or null';
+}

@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { PacketDecoder, encodePacket } from '../../lib/packeter/decoder.js';
+import { PacketTooLargeError } from '../../lib/errors.js';
+import vectors from '../fixtures/snakemq-v1.json' with { type: 'json' };
+
+const stream = Buffer.concat(vectors.vectors.map((v) => Buffer.from(v.packet, 'hex')));
+const expected = vectors.vectors.map((v) => Buffer.from(v.packet, 'hex').subarray(4).toString('hex'));
+
+function decodeAll(chunks: Buffer[], max = 1024): string[] {
+  const out: string[] = [];
+  const d = new PacketDecoder(max);
+  for (const c of chunks) d.push(c, (p) => out.push(p.toString('hex')));
+  expect(d.bufferedBytes).toBe(0);
+  return out;
+}
+
+describe('PacketDecoder', () => {
+  it('decodes the snakeMQ vector stream in one chunk', () => {
+    expect(decodeAll([stream])).toEqual(expected);
+  });
+
+  it('decodes the stream split at every offset', () => {
+    for (let i = 0; i <= stream.length; i++) {
+      expect(decodeAll([stream.subarray(0, i), stream.subarray(i)]), `split at ${i}`).toEqual(expected);
+    }
+  });
+
+  it('decodes the stream split at every pair of offsets', () => {
+    for (let i = 0; i <= stream.length; i += 3) {
+      for (let j = i; j <= stream.length; j++) {
+        const chunks = [stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)];
+        expect(decodeAll(chunks), `split at ${i},${j}`).toEqual(expected);
+      }
+    }
+  });
+
+  it('decodes the stream fed one byte at a time', () => {
+    const chunks = [...stream].map((b) => Buffer.from([b]));
+    expect(decodeAll(chunks)).toEqual(expected);
+  });
+
+  it('returns a view without copying when a packet lies within one chunk', () => {
+    const packet = encodePacket(Buffer.from('hello'));
+    let payload: Buffer | undefined;
+    new PacketDecoder(100).push(packet, (p) => (payload = p));
+    expect(payload!.buffer).toBe(packet.buffer);
+    expect(payload!.toString()).toBe('hello');
+  });
+
+  it('accepts an empty payload (a broken frame is the messaging layer’s call)', () => {
+    const out: Buffer[] = [];
+    new PacketDecoder(100).push(Buffer.from('00000000', 'hex'), (p) => out.push(p));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.length).toBe(0);
+  });
+
+  it('rejects an oversize announced length before allocating it, and stays failed', () => {
+    const d = new PacketDecoder(1024);
+    const header = Buffer.from('ffffffff', 'hex');
+    let error: unknown;
+    try {
+      d.push(header, () => undefined);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(PacketTooLargeError);
+    expect((error as PacketTooLargeError).code).toBe('SMQ_ERR_PACKET_TOO_LARGE');
+    expect((error as PacketTooLargeError).size).toBe(0xffffffff);
+    expect(d.bufferedBytes).toBe(0);
+    const out: Buffer[] = [];
+    d.push(encodePacket(Buffer.from('x')), (p) => out.push(p));
+    expect(out).toHaveLength(0);
+  });
+
+  it('rejects an oversize length whose header is split across chunks', () => {
+    const d = new PacketDecoder(10);
+    d.push(Buffer.from([0, 0]), () => undefined);
+    expect(() => d.push(Buffer.from([0, 11]), () => undefined)).toThrow(PacketTooLargeError);
+  });
+
+  it('holds only the bytes received for a large announced packet', () => {
+    const d = new PacketDecoder(64 * 1024 * 1024);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(50 * 1024 * 1024);
+    d.push(Buffer.concat([header, Buffer.alloc(10)]), () => undefined);
+    expect(d.bufferedBytes).toBe(10);
+  });
+
+  it('reassembles a large payload spread over many chunks', () => {
+    const payload = Buffer.alloc(300_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = i % 251;
+    const packet = encodePacket(payload);
+    const out: Buffer[] = [];
+    const d = new PacketDecoder(1 << 20);
+    for (let off = 0; off < packet.length; off += 7919) d.push(packet.subarray(off, off + 7919), (p) => out.push(p));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.equals(payload)).toBe(true);
+  });
+
+  it('stop() discards the rest of the chunk', () => {
+    const d = new PacketDecoder(100);
+    const out: string[] = [];
+    d.push(Buffer.concat([encodePacket(Buffer.from('a')), encodePacket(Buffer.from('b'))]), (p) => {
+      out.push(p.toString());
+      d.stop();
+    });
+    expect(out).toEqual(['a']);
+  });
+});
