@@ -98,7 +98,7 @@ type AnyFunction = (...args: any[]) => any;
 
 /** Names of the string-keyed methods of `T` (`then` excluded: a proxy is never thenable). */
 export type MethodName<T> = {
-  [K in keyof T]-?: K extends string ? (K extends 'then' ? never : T[K] extends AnyFunction ? K : never) : never;
+  [K in keyof T]-?: K extends string ? (K extends 'then' ? never : NonNullable<T[K]> extends AnyFunction ? K : never) : never;
 }[keyof T];
 
 /**
@@ -108,7 +108,7 @@ export type MethodName<T> = {
  * return `Promise<void>`. Non-method members of `T` are absent.
  */
 export type RemoteProxy<T, S extends MethodName<T> = never> = {
-  readonly [K in MethodName<T>]: T[K] extends (...args: infer A) => infer R
+  readonly [K in MethodName<T>]: NonNullable<T[K]> extends (...args: infer A) => infer R
     ? K extends S
       ? (...args: A) => Promise<void>
       : (...args: A) => Promise<Awaited<R>>

@@ -1,0 +1,468 @@
+import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
+import { EventEmitter } from 'eventemitter3';
+import {
+  ClosedError,
+  ErrorCode,
+  InvalidArgumentError,
+  PacketTooLargeError,
+  QueueFullError,
+  RpcBadRequestError,
+  RpcNotConnectedError,
+  RpcPartialCallError,
+  RpcRemoteError,
+  RpcTimeoutError,
+  RpcUnknownMethodError,
+  RpcUnknownObjectError,
+  StorageError,
+  type SnakeMQError,
+} from '../errors.js';
+import { DEFAULT_TTL, Message } from '../messaging/message.js';
+import type { Delivery } from '../messaging/types.js';
+import { createLogger } from '../util/log.js';
+import { is, validateOptions, type OptionCheck } from '../util/options.js';
+import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, encodeRequest, reqIdKey, tryDecodeReply } from './codec.js';
+import type { MethodName, RemoteProxy, RpcClientEvents, RpcTransport } from './types.js';
+
+const log = createLogger('snakemq:rpc');
+
+/** Default call timeout in milliseconds (30 s). */
+export const DEFAULT_RPC_TIMEOUT = 30_000;
+
+const MAX_TIMER = 0x7fffffff;
+
+/** Options of {@link RpcClient}. */
+export interface RpcClientOptions {
+  /**
+   * Default time a call may take, in ms, from the call until its reply,
+   * including waiting for the peer to connect. `Infinity` = no limit.
+   * @default 30000
+   */
+  timeout?: number;
+  /** Largest request sent and reply accepted, in bytes (prefix included). @default 16 MiB */
+  maxPayload?: number;
+}
+
+/** Options of one {@link RpcClient.call}. */
+export interface RpcCallOptions {
+  /** Overrides the client's `timeout` (ms, or `Infinity`). */
+  timeout?: number;
+}
+
+/** Options of one {@link RpcClient.signal}. */
+export interface RpcSignalOptions {
+  /**
+   * Seconds the signal may wait for a disconnected peer; `null` = no limit,
+   * `0` = dropped unless the peer is connected now (snakeMQ's default).
+   * @default null (the messaging default TTL)
+   */
+  ttl?: number | null;
+}
+
+/** Options of {@link RpcClient.proxy}. */
+export interface RpcProxyOptions<T> {
+  /** Timeout of the proxy's calls (ms, or `Infinity`); the client's by default. */
+  timeout?: number;
+  /** Methods sent as signals: fire-and-forget, no reply, see {@link RpcClient.signal}. */
+  signals?: readonly MethodName<T>[];
+  /** TTL in seconds of the proxy's signals. @default null (no limit) */
+  signalTtl?: number | null;
+}
+
+const timeoutCheck: OptionCheck = (v) =>
+  v === Infinity || (typeof v === 'number' && v > 0 && v <= MAX_TIMER) ? undefined : `must be a number of ms in (0, ${MAX_TIMER}] or Infinity`;
+
+const stringArray: OptionCheck = (v) =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings';
+
+/**
+ * Property names a proxy never turns into remote calls: thenable and
+ * serialisation hooks, things inspectors and test matchers probe, and
+ * `Object.prototype` members (which no server lets you call anyway).
+ */
+const NOT_REMOTE: ReadonlySet<string> = new Set([
+  ...Object.getOwnPropertyNames(Object.prototype),
+  'then',
+  'catch',
+  'finally',
+  'toJSON',
+  'inspect',
+  'asymmetricMatch',
+  '$$typeof',
+  'nodeType',
+  'tagName',
+  '@@__IMMUTABLE_ITERABLE__@@',
+  '@@__IMMUTABLE_RECORD__@@',
+]);
+
+/** Drop reasons that end a call; any other (expired, connection lost…) means "re-send on reconnect". */
+function isTerminalDrop(reason: unknown): boolean {
+  return (
+    reason instanceof ClosedError ||
+    reason instanceof QueueFullError ||
+    reason instanceof StorageError ||
+    reason instanceof PacketTooLargeError ||
+    reason instanceof InvalidArgumentError
+  );
+}
+
+interface PendingCall {
+  readonly key: string;
+  readonly ident: string;
+  readonly object: string;
+  readonly method: string;
+  readonly data: Buffer;
+  readonly timeout: number;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  /** Handed to messaging at least once while the peer was connected. */
+  sent: boolean;
+  /** The peer disconnected after the first send. */
+  wentAway: boolean;
+  /** Must be (re)sent on the peer's next connect. */
+  needsSend: boolean;
+  /** The current transmission; drops of older ones are stale. */
+  delivery: Delivery | undefined;
+  drops: number;
+}
+
+function display(value: unknown): string {
+  try {
+    const text = JSON.stringify(value, (_k, v: unknown) =>
+      typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? `<bin ${v.toString('hex')}>` : v,
+    );
+    if (text === undefined) return String(value);
+    return text.length > 1000 ? `${text.slice(0, 1000)}…` : text;
+  } catch {
+    return String(value);
+  }
+}
+
+const firstString = (...values: unknown[]): string | undefined => values.find((v): v is string => typeof v === 'string');
+
+/**
+ * Turns an error reply into the error the caller sees. Our servers send
+ * `{ name, message, code? }`; other peers (Python) may send a string, a list
+ * or another map — anything still gives a readable {@link RpcRemoteError}.
+ * The server's own protocol errors (no traceback) map to
+ * {@link RpcUnknownObjectError}, {@link RpcUnknownMethodError} and
+ * {@link RpcBadRequestError}.
+ */
+export function remoteErrorFromReply(exception: unknown, exceptionFormat: string): SnakeMQError {
+  let name = 'Error';
+  let message: string;
+  let code: string | undefined;
+  if (typeof exception === 'string') {
+    message = exception;
+  } else if (Array.isArray(exception)) {
+    if (exception.length >= 2 && exception.every((x) => typeof x === 'string') && /^[A-Za-z_][\w.]*$/.test(exception[0])) {
+      name = exception[0];
+      message = exception.slice(1).join(', ');
+    } else {
+      message = display(exception);
+    }
+  } else if (exception !== null && typeof exception === 'object' && !Buffer.isBuffer(exception) && !(exception instanceof Date)) {
+    const e = exception as Record<string, unknown>;
+    name = firstString(e.name, e.type) ?? 'Error';
+    message = firstString(e.message, e.msg) ?? display(e.args !== undefined ? e.args : exception);
+    code = typeof e.code === 'string' ? e.code : typeof e.code === 'number' ? String(e.code) : undefined;
+  } else {
+    message = exception === null || exception === undefined ? 'remote call failed' : display(exception);
+  }
+  if (exceptionFormat === '') {
+    if (name === 'RpcUnknownObjectError' && code === ErrorCode.RPC_UNKNOWN_OBJECT) return new RpcUnknownObjectError(message);
+    if (name === 'RpcUnknownMethodError' && code === ErrorCode.RPC_UNKNOWN_METHOD) return new RpcUnknownMethodError(message);
+    if (name === 'RpcBadRequestError' && code === ErrorCode.RPC_BAD_REQUEST) return new RpcBadRequestError(`the peer refused the request: ${message}`);
+  }
+  return new RpcRemoteError(message === '' ? name : message, {
+    name,
+    code,
+    stack: exceptionFormat === '' ? undefined : exceptionFormat,
+  });
+}
+
+/**
+ * Calls methods of objects registered on remote {@link RpcServer}s
+ * (snakeMQ's `RpcClient`). It hooks data starting with `rpcrep` and follows
+ * the peers' `connect`/`disconnect` events; the same messaging can also host
+ * an `RpcServer`.
+ *
+ * A call waits for the peer to connect (up to its timeout), sends the request
+ * with TTL 0, and if the peer disconnects before replying, sends the same
+ * request (same `req_id`) again when it reconnects; the server runs it once.
+ * Outcomes: the result; {@link RpcRemoteError} (the method threw);
+ * {@link RpcUnknownObjectError} / {@link RpcUnknownMethodError};
+ * {@link RpcNotConnectedError} (never sent: the peer did not connect in time);
+ * {@link RpcPartialCallError} (sent, the peer went away, no reply in time: it
+ * may or may not have run); {@link RpcTimeoutError} (sent, peer stayed, no reply);
+ * {@link ClosedError}; {@link InvalidArgumentError} (arguments not encodable
+ * or too large); a messaging drop reason such as `QueueFullError`.
+ *
+ * ```ts
+ * const client = new RpcClient(messaging, { timeout: 5000 });
+ * const calc = client.proxy<Calc>('server', 'calc');
+ * const sum = await calc.add(1, 2); // number
+ * ```
+ */
+export class RpcClient extends EventEmitter<RpcClientEvents> {
+  /** Default call timeout in ms (see {@link RpcClientOptions.timeout}). */
+  readonly timeout: number;
+  private readonly messaging: RpcTransport;
+  private readonly limits: { maxPayload: number };
+  private readonly pending = new Map<string, PendingCall>();
+  private readonly byIdent = new Map<string, Set<PendingCall>>();
+  private closed = false;
+  private readonly unhook: () => void;
+  private readonly onConnect = (_connId: number, ident: string): void => {
+    const calls = this.byIdent.get(ident);
+    if (calls === undefined) return;
+    for (const p of [...calls]) if (p.needsSend) this.transmit(p);
+  };
+  private readonly onDisconnect = (_connId: number, ident: string): void => {
+    const calls = this.byIdent.get(ident);
+    if (calls === undefined) return;
+    const stillUp = this.messaging.isConnected(ident);
+    for (const p of [...calls]) {
+      if (!p.sent) continue;
+      p.wentAway = true;
+      p.needsSend = true;
+      if (stillUp) this.transmit(p);
+    }
+  };
+
+  /**
+   * @throws {InvalidOptionsError} unknown option or invalid value.
+   */
+  constructor(messaging: RpcTransport, options?: RpcClientOptions) {
+    super();
+    const o = validateOptions<Required<RpcClientOptions>>(
+      'RpcClient',
+      options,
+      { timeout: timeoutCheck, maxPayload: is.integer(64) },
+      { timeout: DEFAULT_RPC_TIMEOUT, maxPayload: DEFAULT_MAX_PAYLOAD },
+    );
+    this.timeout = o.timeout;
+    this.limits = { maxPayload: o.maxPayload };
+    this.messaging = messaging;
+    this.unhook = messaging.addReceiveHook(REPLY_PREFIX, (_connId, ident, message) => this.onReply(ident, message));
+    messaging.on('connect', this.onConnect);
+    messaging.on('disconnect', this.onDisconnect);
+  }
+
+  /** Calls waiting for their reply. */
+  get pendingCalls(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Calls `object.method(...args)` on peer `ident` and resolves with its
+   * result (decoded MessagePack: plain objects, arrays, Buffers, numbers or
+   * bigints…). Never throws; every failure rejects (see the class doc).
+   */
+  call<R = unknown>(ident: string, object: string, method: string, args: readonly unknown[] = [], options?: RpcCallOptions): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      if (this.closed) throw new ClosedError('RpcClient is closed');
+      checkTarget('RpcClient.call', ident, object, method, args);
+      const o = options === undefined ? { timeout: this.timeout } : validateOptions<Required<RpcCallOptions>>(
+        'RpcClient.call', options, { timeout: timeoutCheck }, { timeout: this.timeout });
+      const reqId = randomBytes(16);
+      const data = encodeRequest({ command: 'call', object, method, args, kwargs: {}, reqId }, this.limits);
+      const key = reqIdKey(reqId);
+      const p: PendingCall = {
+        key,
+        ident,
+        object,
+        method,
+        data,
+        timeout: o.timeout,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer: undefined,
+        sent: false,
+        wentAway: false,
+        needsSend: true,
+        delivery: undefined,
+        drops: 0,
+      };
+      this.pending.set(key, p);
+      let calls = this.byIdent.get(ident);
+      if (calls === undefined) this.byIdent.set(ident, (calls = new Set()));
+      calls.add(p);
+      if (o.timeout !== Infinity) p.timer = setTimeout(() => this.onTimeout(p), o.timeout);
+      if (this.messaging.isConnected(ident)) this.transmit(p);
+    });
+  }
+
+  /**
+   * Sends `object.method(...args)` to `ident` as a signal: no reply, no
+   * result, no re-send. Returns the messaging {@link Delivery} (await e.g.
+   * `delivery.written()` to learn it left; it rejects if the message is
+   * dropped, e.g. TTL 0 while the peer is away).
+   * @throws {ClosedError} the client is closed.
+   * @throws {InvalidArgumentError} bad target or arguments not encodable / too large.
+   */
+  signal(ident: string, object: string, method: string, args: readonly unknown[] = [], options?: RpcSignalOptions): Delivery {
+    if (this.closed) throw new ClosedError('RpcClient is closed');
+    checkTarget('RpcClient.signal', ident, object, method, args);
+    const o = validateOptions<Required<RpcSignalOptions>>('RpcClient.signal', options, { ttl: is.nullableNumber(0) }, { ttl: DEFAULT_TTL });
+    const data = encodeRequest({ command: 'signal', object, method, args, kwargs: {} }, this.limits);
+    return this.messaging.send(ident, new Message(data, { ttl: o.ttl }));
+  }
+
+  /**
+   * A typed handle for the object registered as `objectName` on `ident`:
+   * `proxy.method(...args)` is {@link call} and returns a Promise of the
+   * method's (awaited) return type. Methods listed in `signals` are sent with
+   * {@link signal} and return a `Promise<void>` that resolves once the signal
+   * is queued (name them in `S` too, or declare them returning `void`, so
+   * their type says so). The proxy is not thenable (`await proxy` makes no
+   * call), and `then`, `toJSON`, `inspect`, symbols and `Object.prototype`
+   * names are never remote.
+   *
+   * ```ts
+   * interface Calc { add(a: number, b: number): number; log(s: string): void }
+   * const calc = client.proxy<Calc>('server', 'calc', { signals: ['log'] });
+   * await calc.add(1, 2); // Promise<number>
+   * void calc.log('hi');  // signal
+   * ```
+   * @throws {InvalidOptionsError} unknown option or invalid value.
+   */
+  proxy<T extends object, S extends MethodName<T> = never>(ident: string, objectName: string, options?: RpcProxyOptions<T>): RemoteProxy<T, S> {
+    checkTarget('RpcClient.proxy', ident, objectName, 'proxy', []);
+    const o = validateOptions<{ timeout: number; signals: readonly string[]; signalTtl: number | null }>(
+      'RpcClient.proxy',
+      options,
+      { timeout: timeoutCheck, signals: stringArray, signalTtl: is.nullableNumber(0) },
+      { timeout: this.timeout, signals: [], signalTtl: DEFAULT_TTL },
+    );
+    const signals = new Set(o.signals);
+    const callOptions = { timeout: o.timeout };
+    const signalOptions = { ttl: o.signalTtl };
+    const label = `[RemoteProxy ${ident}/${objectName}]`;
+    const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+    const handler: ProxyHandler<object> = {
+      get: (_target, prop) => {
+        if (typeof prop === 'symbol') {
+          if (prop === inspect.custom) return () => label;
+          if (prop === Symbol.toStringTag) return 'RemoteProxy';
+          return undefined;
+        }
+        if (prop === 'toString') return () => label;
+        if (NOT_REMOTE.has(prop)) return undefined;
+        let fn = methods.get(prop);
+        if (fn === undefined) {
+          fn = signals.has(prop)
+            ? (...args: unknown[]) => {
+                try {
+                  this.signal(ident, objectName, prop, args, signalOptions);
+                  return Promise.resolve();
+                } catch (error) {
+                  return Promise.reject(error);
+                }
+              }
+            : (...args: unknown[]) => this.call(ident, objectName, prop, args, callOptions);
+          methods.set(prop, fn);
+        }
+        return fn;
+      },
+      set: () => false,
+      defineProperty: () => false,
+      deleteProperty: () => false,
+      setPrototypeOf: () => false,
+    };
+    return new Proxy(Object.create(null) as object, handler) as RemoteProxy<T, S>;
+  }
+
+  /**
+   * Rejects every pending call with {@link ClosedError}, clears their timers,
+   * and detaches from messaging. Later calls reject with `ClosedError`.
+   * Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unhook();
+    this.messaging.off('connect', this.onConnect);
+    this.messaging.off('disconnect', this.onDisconnect);
+    for (const p of [...this.pending.values()]) this.settle(p, false, new ClosedError('RpcClient closed'));
+  }
+
+  private transmit(p: PendingCall): void {
+    p.needsSend = false;
+    p.sent = true;
+    let delivery: Delivery;
+    try {
+      delivery = this.messaging.send(p.ident, new Message(p.data, { ttl: 0 }));
+    } catch (error) {
+      this.settle(p, false, error);
+      return;
+    }
+    p.delivery = delivery;
+    delivery.written().then(undefined, (reason: unknown) => this.onDropped(p, delivery, reason));
+  }
+
+  private onDropped(p: PendingCall, delivery: Delivery, reason: unknown): void {
+    if (this.pending.get(p.key) !== p || p.delivery !== delivery) return;
+    if (isTerminalDrop(reason)) {
+      this.settle(p, false, reason);
+      return;
+    }
+    log(`request ${p.object}.${p.method} to ${p.ident} dropped (${(reason as Error)?.message}); re-sending on reconnect`);
+    p.needsSend = true;
+    // A drop while the peer looks connected means we missed its reconnect; retry a few times, not forever.
+    if (this.messaging.isConnected(p.ident) && ++p.drops <= 3) this.transmit(p);
+  }
+
+  private onReply(ident: string, message: Message): void {
+    const decoded = tryDecodeReply(message.data, this.limits);
+    if (!decoded.ok) {
+      log(`bad reply from ${ident}: ${decoded.error.message}`);
+      const p = decoded.reqId === undefined ? undefined : this.pending.get(reqIdKey(decoded.reqId));
+      if (p !== undefined && p.ident === ident) this.settle(p, false, decoded.error);
+      this.emit('replyError', decoded.error, ident);
+      return;
+    }
+    const reply = decoded.reply;
+    const p = this.pending.get(reqIdKey(reply.reqId));
+    if (p === undefined || p.ident !== ident) {
+      log(`dropping a reply from ${ident} nobody waits for`);
+      return;
+    }
+    if (reply.ok) this.settle(p, true, reply.value);
+    else this.settle(p, false, remoteErrorFromReply(reply.exception, reply.exceptionFormat));
+  }
+
+  private onTimeout(p: PendingCall): void {
+    p.timer = undefined;
+    const what = `${p.object}.${p.method} on ${p.ident}`;
+    let error: SnakeMQError;
+    if (!p.sent) error = new RpcNotConnectedError(`${p.ident} did not connect within ${p.timeout} ms; ${what} was not sent`);
+    else if (p.wentAway) {
+      error = new RpcPartialCallError(`${p.ident} disconnected after ${what} was sent and no reply came within ${p.timeout} ms; it may or may not have run`);
+    } else error = new RpcTimeoutError(`no reply to ${what} within ${p.timeout} ms`);
+    this.settle(p, false, error);
+  }
+
+  private settle(p: PendingCall, ok: boolean, value: unknown): void {
+    if (this.pending.get(p.key) !== p) return;
+    this.pending.delete(p.key);
+    const calls = this.byIdent.get(p.ident);
+    if (calls !== undefined) {
+      calls.delete(p);
+      if (calls.size === 0) this.byIdent.delete(p.ident);
+    }
+    if (p.timer !== undefined) clearTimeout(p.timer);
+    p.timer = undefined;
+    p.delivery = undefined;
+    if (ok) p.resolve(value);
+    else p.reject(value);
+  }
+}
+
+function checkTarget(what: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {
+  if (typeof ident !== 'string' || ident.length === 0) throw new InvalidArgumentError(`${what}: ident must be a non-empty string`);
+  if (typeof object !== 'string' || object.length === 0) throw new InvalidArgumentError(`${what}: object name must be a non-empty string`);
+  if (typeof method !== 'string' || method.length === 0) throw new InvalidArgumentError(`${what}: method name must be a non-empty string`);
+  if (!Array.isArray(args)) throw new InvalidArgumentError(`${what}: args must be an array`);
+}

@@ -1,0 +1,403 @@
+import { EventEmitter } from 'eventemitter3';
+import { ErrorCode, InvalidArgumentError } from '../errors.js';
+import { Message } from '../messaging/message.js';
+import { createLogger } from '../util/log.js';
+import { is, validateOptions, type OptionCheck } from '../util/options.js';
+import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, encodeReply, reqIdKey, tryDecodeRequest } from './codec.js';
+import type { RpcCallInfo, RpcReply, RpcRequestId, RpcServerEvents, RpcTransport } from './types.js';
+
+const log = createLogger('snakemq:rpc');
+
+/** Options of {@link RpcServer}. */
+export interface RpcServerOptions {
+  /**
+   * Send a failing method's exception (name, message, code, stack) back to
+   * the caller. When `false` the caller gets a generic error without details
+   * (the exception is still emitted as `methodError`).
+   * @default true
+   */
+  transferExceptions?: boolean;
+  /**
+   * Most method invocations running at once (async methods count until they
+   * settle); excess calls and signals wait in a FIFO. An integer >= 1 or `Infinity`.
+   * @default Infinity
+   */
+  concurrency?: number;
+  /**
+   * How many recent call results (per caller identity and request id) are
+   * kept to answer a re-sent request again instead of running it twice.
+   * `0` disables the cache (a request re-sent after its result was sent then
+   * runs again). Requests still running are never started twice, whatever this is.
+   * @default 1000
+   */
+  resultCacheSize?: number;
+  /** Largest request accepted and reply sent, in bytes (prefix included). @default 16 MiB */
+  maxPayload?: number;
+}
+
+/** Options of {@link RpcServer.register}. */
+export interface RpcRegisterOptions {
+  /**
+   * Methods meant to be invoked as signals (no reply). A regular call to one
+   * of them, or a signal to any other method, still runs but emits `warning`.
+   */
+  signals?: readonly string[];
+}
+
+interface Registered {
+  readonly target: object;
+  readonly signals: ReadonlySet<string>;
+}
+
+interface Job {
+  readonly ident: string;
+  readonly info: RpcCallInfo;
+  readonly fn: (...args: unknown[]) => unknown;
+  readonly target: object;
+  readonly args: unknown[];
+  /** Calls only: request id and its dedup key. */
+  readonly reqId: RpcRequestId | undefined;
+  readonly key: string | undefined;
+}
+
+const integerOrInfinity =
+  (min: number): OptionCheck =>
+  (v) =>
+    v === Infinity || (Number.isInteger(v) && (v as number) >= min) ? undefined : `must be an integer >= ${min} or Infinity`;
+
+const stringArray: OptionCheck = (v) =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings';
+
+/**
+ * Names never callable, whatever the object: everything `Object.prototype`
+ * has (`constructor`, `__proto__`, `toString`, `hasOwnProperty`,
+ * `__defineGetter__`, `valueOf`…), even when a class overrides it.
+ */
+const FORBIDDEN_METHODS: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/**
+ * The function a remote peer may call as `target[name]`: a function-valued
+ * data property of the object or of its prototype chain below
+ * `Object.prototype` / `Function.prototype`. Accessors are never invoked and
+ * non-function properties are refused, as are the names in FORBIDDEN_METHODS.
+ */
+function findMethod(target: object, name: string): ((...args: unknown[]) => unknown) | undefined {
+  if (FORBIDDEN_METHODS.has(name)) return undefined;
+  for (
+    let o: object | null = target;
+    o !== null && o !== Object.prototype && o !== Function.prototype;
+    o = Object.getPrototypeOf(o) as object | null
+  ) {
+    const d = Object.getOwnPropertyDescriptor(o, name);
+    if (d === undefined) continue;
+    return typeof d.value === 'function' ? (d.value as (...args: unknown[]) => unknown) : undefined;
+  }
+  return undefined;
+}
+
+function describeThrown(error: unknown): { name: string; message: string; code?: string; stack: string } {
+  const text = (v: unknown, fallback: string): string => (typeof v === 'string' ? v : fallback);
+  if (error !== null && (typeof error === 'object' || typeof error === 'function')) {
+    const e = error as { name?: unknown; message?: unknown; code?: unknown; stack?: unknown };
+    const out: { name: string; message: string; code?: string; stack: string } = {
+      name: text(e.name, 'Error'),
+      message: text(e.message, ''),
+      stack: text(e.stack, ''),
+    };
+    if (typeof e.code === 'string') out.code = e.code;
+    else if (typeof e.code === 'number') out.code = String(e.code);
+    return out;
+  }
+  return { name: 'Error', message: String(error), stack: '' };
+}
+
+/** Small FIFO with O(1) shift. */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  push(item: T): void {
+    this.items.push(item);
+  }
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+  drain(): T[] {
+    const rest = this.items.slice(this.head) as T[];
+    this.items = [];
+    this.head = 0;
+    return rest;
+  }
+}
+
+/**
+ * Serves registered objects to remote {@link RpcClient}s over a messaging
+ * instance (snakeMQ's `RpcServer`). It hooks data starting with `rpcreq`;
+ * the same messaging can also host an `RpcClient`.
+ *
+ * Only methods are callable: function-valued properties of the registered
+ * object and of its class chain, never `Object.prototype` members,
+ * `constructor`, `__proto__`, accessors or data properties. Methods may be
+ * sync or async and run concurrently (see `concurrency`). Arguments arrive
+ * as decoded MessagePack data (plain objects, arrays, Buffers…); Python
+ * keyword arguments, when a peer sends some, are passed as one extra trailing
+ * object argument.
+ *
+ * A re-sent call (same request id, after a reconnect) never runs twice while
+ * the first is running, and is answered from a result cache afterwards.
+ *
+ * ```ts
+ * const server = new RpcServer(messaging);
+ * server.register('calc', { add: (a: number, b: number) => a + b });
+ * ```
+ */
+export class RpcServer extends EventEmitter<RpcServerEvents> {
+  /** See {@link RpcServerOptions.transferExceptions}. */
+  readonly transferExceptions: boolean;
+  /** See {@link RpcServerOptions.concurrency}. */
+  readonly concurrency: number;
+  /** See {@link RpcServerOptions.resultCacheSize}. */
+  readonly resultCacheSize: number;
+  private readonly messaging: RpcTransport;
+  private readonly limits: { maxPayload: number };
+  private readonly objects = new Map<string, Registered>();
+  private readonly cache = new Map<string, Buffer>();
+  private readonly inflight = new Set<string>();
+  private readonly queue = new Fifo<Job>();
+  private runningCount = 0;
+  private closed = false;
+  private readonly unhook: () => void;
+
+  /**
+   * @throws {InvalidOptionsError} unknown option or invalid value.
+   */
+  constructor(messaging: RpcTransport, options?: RpcServerOptions) {
+    super();
+    const o = validateOptions<Required<RpcServerOptions>>(
+      'RpcServer',
+      options,
+      {
+        transferExceptions: is.boolean(),
+        concurrency: integerOrInfinity(1),
+        resultCacheSize: is.integer(0),
+        maxPayload: is.integer(64),
+      },
+      { transferExceptions: true, concurrency: Infinity, resultCacheSize: 1000, maxPayload: DEFAULT_MAX_PAYLOAD },
+    );
+    this.transferExceptions = o.transferExceptions;
+    this.concurrency = o.concurrency;
+    this.resultCacheSize = o.resultCacheSize;
+    this.limits = { maxPayload: o.maxPayload };
+    this.messaging = messaging;
+    this.unhook = messaging.addReceiveHook(REQUEST_PREFIX, (_connId, ident, message) => this.onRequest(ident, message));
+  }
+
+  /** Invocations running now (async ones until they settle). */
+  get running(): number {
+    return this.runningCount;
+  }
+
+  /** Invocations waiting for a `concurrency` slot. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Names of the registered objects. */
+  get objectNames(): string[] {
+    return [...this.objects.keys()];
+  }
+
+  /**
+   * Makes `target`'s methods callable as `name`.
+   * @throws {InvalidArgumentError} empty name, name already registered, or `target` not an object/function.
+   * @throws {InvalidOptionsError} unknown option or invalid value.
+   */
+  register(name: string, target: object, options?: RpcRegisterOptions): void {
+    if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('RpcServer.register: name must be a non-empty string');
+    if (target === null || (typeof target !== 'object' && typeof target !== 'function')) {
+      throw new InvalidArgumentError('RpcServer.register: target must be an object');
+    }
+    if (this.objects.has(name)) throw new InvalidArgumentError(`RpcServer.register: '${name}' is already registered (unregister it first)`);
+    const o = validateOptions<Required<RpcRegisterOptions>>('RpcServer.register', options, { signals: stringArray }, { signals: [] });
+    this.objects.set(name, { target, signals: new Set(o.signals) });
+  }
+
+  /** Removes a registered object; calls already running finish. Returns whether it was registered. */
+  unregister(name: string): boolean {
+    return this.objects.delete(name);
+  }
+
+  /**
+   * Stops serving: unhooks from messaging, answers queued calls with a
+   * `ClosedError` exception, and drops the replies of calls still running.
+   * Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unhook();
+    for (const job of this.queue.drain()) {
+      if (job.reqId !== undefined) {
+        this.replyError(job.ident, job.reqId, 'ClosedError', 'RPC server closed', ErrorCode.CLOSED);
+      }
+    }
+    this.inflight.clear();
+    this.cache.clear();
+  }
+
+  private onRequest(ident: string, message: Message): void {
+    if (this.closed) return;
+    const decoded = tryDecodeRequest(message.data, this.limits);
+    if (!decoded.ok) {
+      log(`bad request from ${ident}: ${decoded.error.message}`);
+      if (decoded.reqId !== undefined && decoded.command !== 'signal') {
+        this.replyError(ident, decoded.reqId, 'RpcBadRequestError', decoded.error.message, ErrorCode.RPC_BAD_REQUEST);
+      }
+      this.safeEmit('requestError', decoded.error, ident);
+      return;
+    }
+    const req = decoded.request;
+    const info: RpcCallInfo = { ident, command: req.command, object: req.object, method: req.method };
+    let key: string | undefined;
+    if (req.command === 'call') {
+      key = `${ident}\0${reqIdKey(req.reqId!)}`;
+      const cached = this.cache.get(key);
+      if (cached !== undefined) {
+        log(`re-sent call ${req.object}.${req.method} from ${ident}: answering from cache`);
+        this.send(ident, cached);
+        return;
+      }
+      if (this.inflight.has(key)) {
+        log(`re-sent call ${req.object}.${req.method} from ${ident}: still running, will answer once`);
+        return;
+      }
+    }
+    const registered = this.objects.get(req.object);
+    if (registered === undefined) {
+      const text = `no object registered as '${req.object}'`;
+      if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownObjectError', text, ErrorCode.RPC_UNKNOWN_OBJECT);
+      else this.warn(`signal ignored: ${text}`, info);
+      return;
+    }
+    const fn = findMethod(registered.target, req.method);
+    if (fn === undefined) {
+      const text = `'${req.object}' has no method '${req.method}'`;
+      if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownMethodError', text, ErrorCode.RPC_UNKNOWN_METHOD);
+      else this.warn(`signal ignored: ${text}`, info);
+      return;
+    }
+    const isSignalMethod = registered.signals.has(req.method);
+    if (req.command === 'call' && isSignalMethod) {
+      this.warn(`'${req.object}.${req.method}' is registered as a signal but was called (it runs and replies)`, info);
+    } else if (req.command === 'signal' && !isSignalMethod) {
+      this.warn(`'${req.object}.${req.method}' is not registered as a signal but was signalled (it runs, no reply)`, info);
+    }
+    const args = Object.keys(req.kwargs).length > 0 ? [...req.args, req.kwargs] : [...req.args];
+    const job: Job = { ident, info, fn, target: registered.target, args, reqId: key === undefined ? undefined : req.reqId, key };
+    if (job.key !== undefined) this.inflight.add(job.key);
+    if (this.runningCount < this.concurrency) this.run(job);
+    else this.queue.push(job);
+  }
+
+  private run(job: Job): void {
+    this.runningCount++;
+    void this.execute(job).finally(() => {
+      this.runningCount--;
+      if (this.closed) return;
+      while (this.runningCount < this.concurrency && this.queue.length > 0) this.run(this.queue.shift()!);
+    });
+  }
+
+  private async execute(job: Job): Promise<void> {
+    let reply: RpcReply | undefined;
+    let failure: { error: unknown } | undefined;
+    try {
+      const value: unknown = await Reflect.apply(job.fn, job.target, job.args);
+      if (job.reqId !== undefined) reply = { reqId: job.reqId, ok: true, value };
+    } catch (error) {
+      failure = { error };
+      if (job.reqId !== undefined) {
+        if (this.transferExceptions) {
+          const d = describeThrown(error);
+          const exception: Record<string, string> = { name: d.name, message: d.message };
+          if (d.code !== undefined) exception.code = d.code;
+          reply = { reqId: job.reqId, ok: false, exception, exceptionFormat: d.stack };
+        } else {
+          reply = { reqId: job.reqId, ok: false, exception: { name: 'Error', message: 'remote method failed' }, exceptionFormat: '' };
+        }
+      }
+    }
+    if (failure !== undefined) this.safeEmit('methodError', failure.error, job.info);
+    if (reply === undefined || job.key === undefined || this.closed) return;
+    let data: Buffer;
+    try {
+      data = encodeReply(reply, this.limits);
+    } catch (error) {
+      this.safeEmit('methodError', error, job.info);
+      data = encodeReply(
+        {
+          reqId: job.reqId!,
+          ok: false,
+          exception: {
+            name: 'InvalidArgumentError',
+            message: `the result of '${job.info.object}.${job.info.method}' cannot be sent: ${(error as Error).message}`,
+            code: ErrorCode.INVALID_ARGUMENT,
+          },
+          exceptionFormat: '',
+        },
+        this.limits,
+      );
+    }
+    this.inflight.delete(job.key);
+    if (this.resultCacheSize > 0) {
+      this.cache.set(job.key, data);
+      if (this.cache.size > this.resultCacheSize) this.cache.delete(this.cache.keys().next().value!);
+    }
+    this.send(job.ident, data);
+  }
+
+  private replyError(ident: string, reqId: RpcRequestId, name: string, message: string, code: string): void {
+    let data: Buffer;
+    try {
+      data = encodeReply({ reqId, ok: false, exception: { name, message, code }, exceptionFormat: '' }, this.limits);
+    } catch {
+      return; // only an absurd maxPayload gets here
+    }
+    this.send(ident, data);
+  }
+
+  private send(ident: string, data: Buffer): void {
+    try {
+      // TTL 0: a caller that went away re-sends its request and is answered from the cache.
+      this.messaging.send(ident, new Message(data, { ttl: 0 }));
+    } catch (error) {
+      log(`cannot send reply to ${ident}: ${(error as Error).message}`);
+    }
+  }
+
+  private warn(message: string, info: RpcCallInfo): void {
+    log(`warning (${info.ident}): ${message}`);
+    this.safeEmit('warning', message, info);
+  }
+
+  /** A throwing listener must not corrupt our bookkeeping: rethrow it on its own tick instead. */
+  private safeEmit<E extends keyof RpcServerEvents>(event: E, ...args: Parameters<RpcServerEvents[E]>): void {
+    try {
+      (this.emit as (event: E, ...args: unknown[]) => boolean)(event, ...args);
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+}
+

@@ -1,0 +1,342 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Message, FLAG_PERSISTENT } from '../../lib/messaging/index.js';
+import {
+  DuplicateIdentityError,
+  IncompatibleProtocolError,
+  KeepaliveTimeoutError,
+  MessageExpiredError,
+  NotIdentifiedError,
+  PacketTooLargeError,
+  ProtocolError,
+  QueueFullError,
+  type SnakeMQError,
+} from '../../lib/errors.js';
+import { closeAllPeers, collect, connectPair, createPeer, delay, fastReconnect, waitEvent, type TestPeer } from '../helpers/peers.js';
+import { PlainPeer } from '../helpers/plain-peer.js';
+
+const fixtures = join(import.meta.dirname, '..', 'fixtures', 'tls');
+const plainPeers: PlainPeer[] = [];
+afterEach(async () => {
+  for (const p of plainPeers.splice(0)) p.close();
+  await closeAllPeers();
+});
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+async function exchange(bob: TestPeer, alice: TestPeer): Promise<void> {
+  const atAlice = collect(alice.messaging, 3);
+  const atBob = collect(bob.messaging, 3);
+  for (let i = 0; i < 3; i++) {
+    bob.messaging.send('alice', new Message(`b${i}`));
+    alice.messaging.send('bob', new Message(`a${i}`));
+  }
+  expect((await atAlice).map((m) => `${m.ident}:${m.data}`)).toEqual(['bob:b0', 'bob:b1', 'bob:b2']);
+  expect((await atBob).map((m) => `${m.ident}:${m.data}`)).toEqual(['alice:a0', 'alice:a1', 'alice:a2']);
+}
+
+describe('Messaging over real sockets', () => {
+  it('bob listens, alice connects: messages both ways over TCP', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(bob, alice);
+    await exchange(bob, alice);
+  });
+
+  it('alice listens, bob connects: the roles do not matter', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(alice, bob);
+    await exchange(bob, alice);
+  });
+
+  it('the listener sends first to a peer that connected to it (the NAT case)', async () => {
+    const pub = createPeer('public');
+    const natted = createPeer('natted');
+    await connectPair(pub, natted);
+    const got = collect(natted.messaging, 1);
+    pub.messaging.send('natted', new Message('hello from the public side'));
+    expect((await got)[0]).toMatchObject({ ident: 'public', data: 'hello from the public side' });
+  });
+
+  it('messages sent before the peer connects wait for it, in order', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    for (let i = 0; i < 100; i++) bob.messaging.send('alice', new Message(`m${i}`));
+    const got = collect(alice.messaging, 100);
+    await connectPair(bob, alice);
+    expect((await got).map((m) => m.data)).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
+  });
+
+  it('over mutual TLS', async () => {
+    const [ca, bobCert, bobKey, aliceCert, aliceKey] = await Promise.all(
+      ['ca.pem', 'bob.pem', 'bob-key.pem', 'alice.pem', 'alice-key.pem'].map((f) => readFile(join(fixtures, f))),
+    );
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(
+      bob,
+      alice,
+      'tls://127.0.0.1:0',
+      { tls: { ca, cert: bobCert, key: bobKey, requestCert: true, rejectUnauthorized: true } },
+      { ...fastReconnect, tls: { ca, cert: aliceCert, key: aliceKey, servername: 'localhost' } },
+    );
+    await exchange(bob, alice);
+  });
+
+  it('over a Unix socket and the abstract namespace', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'smq-'));
+    try {
+      for (const endpoint of [`unix://${join(dir, 'bob.sock')}`, `unix://@smq-test-${randomBytes(6).toString('hex')}`]) {
+        const bob = createPeer('bob');
+        const alice = createPeer('alice');
+        await connectPair(bob, alice, endpoint);
+        await exchange(bob, alice);
+        await Promise.all([bob.close(), alice.close()]);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a listener that goes away and comes back: the connector reconnects and queued messages arrive in order', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    const url = await connectPair(bob, alice);
+    const gone = waitEvent(alice.messaging, 'disconnect');
+    await bob.close();
+    await gone;
+    for (let i = 0; i < 500; i++) alice.messaging.send('bob', new Message(`q${i}`));
+    const bob2 = createPeer('bob');
+    const got = collect(bob2.messaging, 500);
+    await bob2.link.addListener(url);
+    expect((await got).map((m) => m.data)).toEqual(Array.from({ length: 500 }, (_, i) => `q${i}`));
+  });
+
+  it('a second peer with an identity already connected is refused', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    const url = await connectPair(bob, alice);
+    const errors: SnakeMQError[] = [];
+    bob.messaging.on('protocolError', (_c, e) => errors.push(e));
+    const impostor = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(impostor);
+    await impostor.until(() => impostor.closed);
+    expect(errors[0]).toBeInstanceOf(DuplicateIdentityError);
+    expect(errors[0]!.code).toBe('SMQ_ERR_DUPLICATE_IDENTITY');
+    await exchange(bob, alice);
+  });
+
+  it('cuts identities to 50 characters', async () => {
+    const long = 'x'.repeat(60);
+    const bob = createPeer('bob');
+    const peer = createPeer(long);
+    expect(peer.messaging.identity).toBe('x'.repeat(50));
+    const seen = waitEvent<[number, string]>(bob.messaging, 'connect');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    peer.link.addConnector(url, fastReconnect);
+    expect((await seen)[1]).toBe('x'.repeat(50));
+  });
+
+  it('answers another protocol version with INCOMPATIBLE_PROTOCOL and closes', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const error = waitEvent<[number, SnakeMQError]>(bob.messaging, 'protocolError');
+    const peer = await PlainPeer.connect(portOf(url), 'old', { handshake: false });
+    plainPeers.push(peer);
+    peer.sendFrame(0, Buffer.from([0, 0, 0, 2]));
+    await peer.until(() => peer.closed);
+    expect((await error)[1]).toBeInstanceOf(IncompatibleProtocolError);
+    expect(peer.frames.map((f) => f.type)).toContain(1);
+  });
+
+  it('keepalive closes a peer that stopped answering', async () => {
+    const bob = createPeer('bob', { keepaliveInterval: 100, keepaliveWait: 100 });
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const error = waitEvent<[number, SnakeMQError]>(bob.messaging, 'protocolError');
+    const peer = await PlainPeer.connect(portOf(url), 'silent', { answerPing: false });
+    plainPeers.push(peer);
+    await peer.until(() => peer.closed);
+    expect((await error)[1]).toBeInstanceOf(KeepaliveTimeoutError);
+    expect(peer.frames.some((f) => f.type === 4)).toBe(true);
+  });
+
+  it('keepalive keeps a peer that answers', async () => {
+    const bob = createPeer('bob', { keepaliveInterval: 50, keepaliveWait: 200 });
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const peer = await PlainPeer.connect(portOf(url), 'lively');
+    plainPeers.push(peer);
+    await delay(600);
+    expect(peer.closed).toBe(false);
+    expect(peer.frames.filter((f) => f.type === 4).length).toBeGreaterThan(1);
+  });
+
+  const badInputs: [string, (p: PlainPeer) => void, new (...a: never[]) => SnakeMQError][] = [
+    ['an oversize announced length', (p) => p.sendRaw(Buffer.from('7fffffff03', 'hex')), PacketTooLargeError],
+    ['an empty frame', (p) => p.sendRaw(Buffer.from('00000000', 'hex')), ProtocolError],
+    ['a short message frame', (p) => p.sendFrame(3, Buffer.alloc(10)), ProtocolError],
+  ];
+  for (const [name, send, ErrorClass] of badInputs) {
+    it(`${name} closes that connection with a typed error; the listener keeps serving others`, async () => {
+      const bob = createPeer('bob');
+      const alice = createPeer('alice');
+      const url = await connectPair(bob, alice);
+      const error = waitEvent<[number, SnakeMQError]>(bob.messaging, 'protocolError');
+      const peer = await PlainPeer.connect(portOf(url), 'mallory');
+      plainPeers.push(peer);
+      send(peer);
+      await peer.until(() => peer.closed);
+      expect((await error)[1]).toBeInstanceOf(ErrorClass);
+      await exchange(bob, alice);
+    });
+  }
+
+  it('a message before identification closes that connection with a typed error', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    const url = await connectPair(bob, alice);
+    const error = waitEvent<[number, SnakeMQError]>(bob.messaging, 'protocolError');
+    const peer = await PlainPeer.connect(portOf(url), 'mallory', { handshake: false });
+    plainPeers.push(peer);
+    peer.sendMessage('too early');
+    await peer.until(() => peer.closed);
+    expect((await error)[1]).toBeInstanceOf(NotIdentifiedError);
+    await exchange(bob, alice);
+  });
+
+  it('ignores unknown frame types', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const peer = await PlainPeer.connect(portOf(url), 'future');
+    plainPeers.push(peer);
+    const got = collect(bob.messaging, 1);
+    peer.sendFrame(42, Buffer.from('whatever'));
+    peer.sendMessage('after the unknown frame');
+    expect((await got)[0]).toMatchObject({ ident: 'future', data: 'after the unknown frame' });
+    expect(peer.closed).toBe(false);
+  });
+
+  it('a plain protocol-1 peer gets messages with their TTL and flags; they leave the queue once written', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const peer = await PlainPeer.connect(portOf(url), 'python');
+    plainPeers.push(peer);
+    await waitEvent(bob.messaging, 'connect');
+    const d = bob.messaging.send('python', new Message('hi', { ttl: 600.7, persistent: true }));
+    await d.delivered();
+    expect(d.state).toBe('acknowledged');
+    expect(bob.messaging.queueLength('python')).toBe(0);
+    await peer.until(() => peer.messages.length === 1);
+    expect(peer.messages[0]).toMatchObject({ ttl: 600, flags: FLAG_PERSISTENT, uuid: d.message.id });
+    expect(peer.messages[0]!.data.toString()).toBe('hi');
+    // No extension frame reaches a plain peer that has not announced it, other than the
+    // EXTENSIONS announcement itself (ignored by snakeMQ) and never an ACK.
+    expect(peer.frames.some((f) => f.type === 17)).toBe(false);
+  });
+
+  it('a TTL 0 message is dropped at once when the peer is away', async () => {
+    const bob = createPeer('bob');
+    const drops: SnakeMQError[] = [];
+    bob.messaging.on('drop', (_i, _m, reason) => drops.push(reason));
+    const d = bob.messaging.send('nobody', new Message('x', { ttl: 0 }));
+    await expect(d.delivered()).rejects.toBeInstanceOf(MessageExpiredError);
+    expect(drops[0]).toBeInstanceOf(MessageExpiredError);
+  });
+
+  it('TTL counts down while the peer is away; expired messages are dropped with an event', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    const dropped: string[] = [];
+    bob.messaging.on('drop', (_i, m) => dropped.push(m.data.toString()));
+    bob.messaging.send('alice', new Message('short', { ttl: 1 }));
+    bob.messaging.send('alice', new Message('long', { ttl: 60 }));
+    await delay(1200);
+    const got = collect(alice.messaging, 1);
+    await connectPair(bob, alice);
+    expect((await got)[0]!.data).toBe('long');
+    expect(dropped).toEqual(['short']);
+  });
+
+  it('a full queue rejects the send, or drops the oldest, by policy', async () => {
+    const rejecting = createPeer('r', { maxQueueMessages: 3 });
+    for (let i = 0; i < 3; i++) rejecting.messaging.send('x', new Message(`${i}`));
+    expect(() => rejecting.messaging.send('x', new Message('3'))).toThrow(QueueFullError);
+
+    const dropping = createPeer('d', { maxQueueMessages: 3, overflow: 'drop-oldest' });
+    const dropped: string[] = [];
+    dropping.messaging.on('drop', (_i, m, reason) => {
+      expect(reason).toBeInstanceOf(QueueFullError);
+      dropped.push(m.data.toString());
+    });
+    for (let i = 0; i < 5; i++) dropping.messaging.send('x', new Message(`${i}`));
+    expect(dropped).toEqual(['0', '1']);
+    expect(dropping.messaging.queueLength('x')).toBe(3);
+  });
+
+  it('receive hooks take messages by prefix and by regular expression', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(bob, alice);
+    const byPrefix: string[] = [];
+    const byRegexp: string[] = [];
+    bob.messaging.addReceiveHook('cmd:', (_c, _i, m) => byPrefix.push(m.data.toString()));
+    const remove = bob.messaging.addReceiveHook(/^\d+$/, (_c, _i, m) => byRegexp.push(m.data.toString()));
+    const rest = collect(bob.messaging, 2);
+    for (const t of ['cmd:a', '123', 'plain', 'cmd:b']) alice.messaging.send('bob', new Message(t));
+    await waitEvent(bob.messaging, 'message', (_c: number, _i: string, m: Message) => m.data.toString() === 'plain');
+    remove();
+    alice.messaging.send('bob', new Message('456'));
+    expect((await rest).map((m) => m.data)).toEqual(['plain', '456']);
+    expect(byPrefix).toEqual(['cmd:a', 'cmd:b']);
+    expect(byRegexp).toEqual(['123']);
+  });
+
+  it('received messages as an async iterator', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(bob, alice);
+    for (let i = 0; i < 5; i++) alice.messaging.send('bob', new Message(`it${i}`));
+    const seen: string[] = [];
+    for await (const { ident, message } of bob.messaging.messages()) {
+      seen.push(`${ident}:${message.data.toString()}`);
+      if (seen.length === 5) break;
+    }
+    expect(seen).toEqual(['alice:it0', 'alice:it1', 'alice:it2', 'alice:it3', 'alice:it4']);
+  });
+
+  it('a callback that sends 1,000,000 messages in one go neither blocks nor deadlocks', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(bob, alice);
+    const n = 1_000_000;
+    let received = 0;
+    let inOrder = true;
+    const done = new Promise<void>((resolve) => {
+      bob.messaging.on('message', (_c, _i, m) => {
+        if (m.data.readUInt32BE(0) !== received) inOrder = false;
+        if (++received === n) resolve();
+      });
+    });
+    const payload = Buffer.alloc(8);
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    setImmediate(() => {
+      for (let i = 0; i < n; i++) {
+        const data = Buffer.from(payload);
+        data.writeUInt32BE(i, 0);
+        alice.messaging.send('bob', new Message(data));
+      }
+    });
+    await done;
+    clearInterval(ticker);
+    expect(inOrder).toBe(true);
+    expect(ticks).toBeGreaterThan(0);
+    for (let i = 0; i < 400 && alice.messaging.queueLength('bob') > 0; i++) await delay(50);
+    expect(alice.messaging.queueLength('bob')).toBe(0);
+  }, 60_000);
+});
