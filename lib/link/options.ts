@@ -1,4 +1,4 @@
-import type { KeyObject, PeerCertificate } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
 import { InvalidOptionsError } from '../errors.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import type { ParsedEndpoint } from './types.js';
@@ -53,7 +53,7 @@ export type PemInput = string | Buffer | Array<string | Buffer>;
  */
 export interface TlsOptions {
   /** Private key(s) in PEM. Required for listeners; for connectors, when the listener asks for a client certificate. */
-  key?: string | Buffer | Array<string | Buffer | KeyObject | { pem: string | Buffer; passphrase?: string }>;
+  key?: string | Buffer | Array<string | Buffer | { pem: string | Buffer; passphrase?: string }>;
   /** Certificate chain(s) in PEM. Required for listeners (see `key`). */
   cert?: PemInput;
   /** Trusted CA certificates in PEM. @default Node's bundled Mozilla CA list */
@@ -174,7 +174,7 @@ const pem = (what: string, allowKeyObjects = false): OptionCheck => (v) => {
     (allowKeyObjects &&
       typeof x === 'object' &&
       x !== null &&
-      ((x as { type?: unknown }).type === 'private' || 'pem' in x));
+      (typeof (x as { pem?: unknown }).pem === 'string' || Buffer.isBuffer((x as { pem?: unknown }).pem)));
   if (one(v) || (Array.isArray(v) && v.length > 0 && v.every(one))) return undefined;
   return `must be ${what}`;
 };

@@ -1,0 +1,105 @@
+/**
+ * snakeMQ peer for bench/messaging.ts: the full stack (Link, Packeter,
+ * Messaging) over TCP on loopback. `alice` receives, `bob` sends.
+ *
+ * Usage (forked by bench/messaging.ts):
+ *   snakemq-peer.ts receiver [ack|noack]
+ *   snakemq-peer.ts sender <url> [ack|noack] [chunked|all]
+ *
+ * Sending modes (see docs/benchmarks.md):
+ * - `chunked` (default): from `setImmediate`, send up to CHUNK messages per
+ *   turn while `queueLength('alice')` is below a bound, then yield; what an
+ *   application streaming data would do.
+ * - `all`: every message in one synchronous loop, then wait.
+ * Either way the round ends when the last message is delivered
+ * (acknowledged, or written to the socket without acknowledgements).
+ * @module
+ */
+import { Link } from '../../lib/link/index.js';
+import { Packeter } from '../../lib/packeter/index.js';
+import { Messaging, Message } from '../../lib/messaging/index.js';
+import type { Delivery } from '../../lib/messaging/index.js';
+import { makePayload, now, onCommand, report, turn } from './ipc.js';
+
+/** Closes the stack, but gives up after a second (the process exits anyway). */
+async function shutdown(): Promise<void> {
+  await Promise.race([messaging.close(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+  process.exit(0);
+}
+
+/** Messages sent per event-loop turn in chunked mode (fewer for big messages). */
+const CHUNK_MESSAGES = 10_000;
+const CHUNK_BYTES = 4 * 1024 * 1024;
+/** Chunked mode sends only while fewer than this many bytes are queued (messages sent but not delivered). */
+const QUEUE_BOUND_BYTES = 16 * 1024 * 1024;
+
+const role = process.argv[2];
+const acknowledgements = (role === 'receiver' ? process.argv[3] : process.argv[4]) !== 'noack';
+const mode = process.argv[5] === 'all' ? 'all' : 'chunked';
+
+const link = new Link();
+const packeter = new Packeter(link);
+const messaging = new Messaging(role === 'receiver' ? 'alice' : 'bob', packeter, { acknowledgements });
+messaging.on('connect', () => report({ t: 'connected' }));
+
+if (role === 'receiver') {
+  let expected = 0;
+  let count = 0;
+  let bytes = 0;
+  let firstAt = 0;
+  messaging.on('message', (_connId, _ident, message) => {
+    if (count === 0) firstAt = now();
+    bytes += message.data.length;
+    if (++count === expected) report({ t: 'done', t1: now(), count, bytes, firstAt });
+  });
+  const url = await link.addListener('tcp://127.0.0.1:0');
+  report({ t: 'listening', url });
+  onCommand(async (cmd) => {
+    if (cmd.t === 'expect') {
+      expected = cmd.n;
+      count = 0;
+      bytes = 0;
+      report({ t: 'armed' });
+    } else if (cmd.t === 'exit') {
+      await shutdown();
+    }
+  });
+} else if (role === 'sender') {
+  const url = process.argv[3]!;
+  link.addConnector(url, { reconnectDelay: () => 50 });
+  const payloads = new Map<number, Buffer>();
+
+  async function sendRound(n: number, size: number): Promise<void> {
+    let payload = payloads.get(size);
+    if (payload === undefined) payloads.set(size, (payload = makePayload(size)));
+    let last: Delivery | undefined;
+    const t0 = now();
+    if (mode === 'all') {
+      for (let i = 0; i < n; i++) last = messaging.send('alice', new Message(payload));
+    } else {
+      const chunk = Math.max(1, Math.min(CHUNK_MESSAGES, Math.floor(CHUNK_BYTES / size)));
+      const bound = Math.max(chunk, Math.floor(QUEUE_BOUND_BYTES / size));
+      let left = n;
+      while (left > 0) {
+        if (messaging.queueLength('alice') < bound) {
+          const k = Math.min(chunk, left);
+          for (let i = 0; i < k; i++) last = messaging.send('alice', new Message(payload));
+          left -= k;
+        }
+        if (left > 0) await turn();
+      }
+    }
+    const tQueued = now();
+    await last!.delivered();
+    report({ t: 'finished', t0, tQueued, tDrained: now() });
+  }
+
+  onCommand(async (cmd) => {
+    if (cmd.t === 'send') await sendRound(cmd.n, cmd.size);
+    else if (cmd.t === 'exit') {
+      await shutdown();
+    }
+  });
+} else {
+  throw new Error('usage: snakemq-peer.ts receiver [ack|noack] | sender <url> [ack|noack] [chunked|all]');
+}

@@ -1,0 +1,17 @@
+/**
+ * snakemq-ts: brokerless, symmetric peer-to-peer messaging for Node.js,
+ * wire-compatible with Python snakeMQ 1.6.
+ *
+ * The stack, bottom to top: {@link Link} (sockets) → optional
+ * {@link Throttle} → {@link Packeter} (framing) → {@link Messaging}
+ * (identities, queues) → {@link RpcServer} / {@link RpcClient}.
+ * @module
+ */
+export * from './errors.js';
+export * from './link/index.js';
+export * from './throttle/index.js';
+export * from './packeter/index.js';
+export * from './messaging/index.js';
+export * from './storage/index.js';
+export * from './rpc/index.js';
+export { setLogger, type LogSink } from './util/log.js';

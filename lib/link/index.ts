@@ -1,0 +1,28 @@
+/**
+ * The link layer: sockets (TCP, TLS, Unix, Unix+TLS), listeners, reconnecting
+ * connectors. See {@link Link}.
+ * @module
+ */
+export { Link } from './link.js';
+export { parseEndpoint } from './endpoint.js';
+export {
+  exponentialBackoff,
+  DEFAULT_RECONNECT_DELAY,
+  DEFAULT_LINK_OPTIONS,
+  DEFAULT_HIGH_WATER_MARK,
+  DEFAULT_KEEP_ALIVE_INITIAL_DELAY,
+  DEFAULT_CLOSE_TIMEOUT,
+  DEFAULT_CONNECT_TIMEOUT,
+  DEFAULT_BACKLOG,
+  DEFAULT_TLS_MIN_VERSION,
+} from './options.js';
+export type {
+  LinkOptions,
+  TlsOptions,
+  TlsVersion,
+  PemInput,
+  ListenerOptions,
+  ConnectorOptions,
+  BackoffOptions,
+} from './options.js';
+export type * from './types.js';
