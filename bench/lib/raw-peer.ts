@@ -21,7 +21,7 @@ import { makePayload, now, onCommand, report } from './ipc.js';
 const BATCH = 64 * 1024;
 const HEADER = 4;
 /** Same high-water mark as the Link's default, so both sides buffer alike. */
-const HIGH_WATER_MARK = Number(process.env.RAW_HWM ?? 1024 * 1024);
+const HIGH_WATER_MARK = 1024 * 1024;
 
 /** Incremental frame parser (linear: each byte copied at most once). */
 class FrameReader {

@@ -119,7 +119,10 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       this.transport.send(connId, toBuffer(payload), this.sentCallback(connId, id));
       return id;
     }
-    if (state.batch !== null && state.batchUsed + HEADER_SIZE + size > batchSize) this.flush(connId, state);
+    if (state.batch !== null && state.batchUsed + HEADER_SIZE + size > state.batch.length) {
+      this.flush(connId, state);
+      if (state.batch !== null && HEADER_SIZE + size > state.batch.length) state.batch = null;
+    }
     if (state.batch === null) {
       state.batch = Buffer.allocUnsafe(batchSize);
       state.batchUsed = 0;

@@ -129,9 +129,11 @@ interface PendingCall {
 
 function display(value: unknown): string {
   try {
-    const text = JSON.stringify(value, (_k, v: unknown) =>
-      typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? `<bin ${v.toString('hex')}>` : v,
-    );
+    // The replacer sees Buffers after their toJSON ran, so look at the holder's original value.
+    const text = JSON.stringify(value, function (this: Record<string, unknown>, k: string, v: unknown) {
+      const original = this[k];
+      return typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(original) ? `<bin ${original.toString('hex')}>` : v;
+    });
     if (text === undefined) return String(value);
     return text.length > 1000 ? `${text.slice(0, 1000)}…` : text;
   } catch {
@@ -371,7 +373,10 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       deleteProperty: () => false,
       setPrototypeOf: () => false,
     };
-    return new Proxy(Object.create(null) as object, handler) as RemoteProxy<T, S>;
+    // util.inspect looks at the target, not through the traps.
+    const target = Object.create(null) as object;
+    Object.defineProperty(target, inspect.custom, { value: () => label, configurable: true });
+    return new Proxy(target, handler) as RemoteProxy<T, S>;
   }
 
   /**

@@ -55,9 +55,10 @@ export async function connectPair(
   return url;
 }
 
+/* eslint-disable @typescript-eslint/no-explicit-any */
 interface Emitterish {
-  on(event: string, fn: (...args: never[]) => void): unknown;
-  off(event: string, fn: (...args: never[]) => void): unknown;
+  on(event: any, fn: any): unknown;
+  off(event: any, fn: any): unknown;
 }
 
 /** Resolves with the arguments of the first `event` matching `predicate`; rejects after `timeoutMs`. */

@@ -189,7 +189,7 @@ describe('rpc codec: malformed input is RpcBadRequestError', () => {
   });
 
   const replies: [string, Buffer][] = [
-    ['wrong prefix', Buffer.concat([Buffer.from('rpcreq'), raw.pack(new Map([['req_id', REQ_ID], ['ok', true], ['return', 1]]))])],
+    ['wrong prefix', Buffer.concat([Buffer.from('rpcreq'), raw.pack(new Map<string, unknown>([['req_id', REQ_ID], ['ok', true], ['return', 1]]))])],
     ['missing req_id', rep([['ok', true], ['return', 1]])],
     ['missing ok', rep([['req_id', REQ_ID], ['return', 1]])],
     ['ok not a boolean', rep([['req_id', REQ_ID], ['ok', 1], ['return', 1]])],

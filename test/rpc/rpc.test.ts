@@ -329,12 +329,10 @@ describe('RpcServer / RpcClient: re-send after reconnect runs exactly once', () 
   const req = (net: FakeNetwork) => net.sentBy('alice', 'rpcreq');
 
   it('reply lost, reconnect: re-sent with the same req_id, answered from the cache', async () => {
-    const { net, server } = setup();
+    const { net, server, client } = setup();
     let count = 0;
     server.register('ctr', { inc: () => ++count });
     net.loseNext((from, _to, data) => from === 'bob' && data.subarray(0, 6).toString() === 'rpcrep');
-    const client = new RpcClient(net.a, { timeout: 2000 });
-    cleanups.push(() => client.close());
     const p = client.call('bob', 'ctr', 'inc');
     await flush();
     expect(count).toBe(1);
@@ -598,13 +596,11 @@ describe('RpcClient: replies', () => {
   });
 
   it('ignores replies from another identity and replies nobody waits for', async () => {
-    const { net, client } = setup();
+    const { net, client, server } = setup();
     const errors: unknown[] = [];
     client.on('replyError', (e) => errors.push(e));
     const gate = deferred<string>();
-    const server2 = new RpcServer(net.b);
-    server2.register('g', { wait: () => gate.promise });
-    cleanups.push(() => server2.close());
+    server.register('g', { wait: () => gate.promise });
     const p = client.call('bob', 'g', 'wait');
     await flush();
     const reqId = decodeRequest(net.sentBy('alice', 'rpcreq')[0]!.data).reqId!;

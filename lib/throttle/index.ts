@@ -1,0 +1,6 @@
+/**
+ * Optional outgoing bandwidth limit between the link and the packeter. See {@link Throttle}.
+ * @module
+ */
+export { Throttle } from './throttle.js';
+export type { ThrottleOptions } from './throttle.js';

@@ -1,0 +1,296 @@
+import { ClosedError, ConnectionError, InvalidArgumentError, InvalidOptionsError, type SnakeMQError } from '../errors.js';
+import { TypedEventSource } from '../link/event-source.js';
+import type { Link } from '../link/link.js';
+import type { ConnectorOptions, ListenerOptions } from '../link/options.js';
+import type { ConnId, ConnectionInfo, Endpoint, Transport } from '../link/types.js';
+import { createLogger } from '../util/log.js';
+import { validateOptions, type OptionCheck } from '../util/options.js';
+
+const log = createLogger('snakemq:throttle');
+
+/** Options of a {@link Throttle}. */
+export interface ThrottleOptions {
+  /** Sustained limit of outgoing bytes per second, per connection. Required, > 0. */
+  bytesPerSecond: number;
+  /**
+   * Token bucket size in bytes: how much may leave at once after an idle
+   * period. Sends that fit pass straight through; larger ones are sliced.
+   * @default Math.ceil(bytesPerSecond / 10), i.e. 100 ms worth of traffic. A
+   * fixed floor (e.g. 64 KiB) was rejected: it would let a slow link burst far
+   * beyond its rate (0.65 s worth at 100 kB/s).
+   */
+  burst?: number;
+}
+
+type OnWritten = (error?: SnakeMQError) => void;
+
+interface Pending {
+  data: Buffer;
+  readonly onWritten: OnWritten | undefined;
+}
+
+interface Bucket {
+  readonly id: ConnId;
+  tokens: number;
+  refilledAt: number;
+  readonly queue: Pending[];
+  timer: NodeJS.Timeout | undefined;
+  /** send() returned false: a `drain` is owed. */
+  needDrain: boolean;
+  /** Queue is stalled on the link's own backpressure, not on tokens. */
+  waitingForLink: boolean;
+}
+
+const positive: OptionCheck = (v) =>
+  typeof v === 'number' && Number.isFinite(v) && v > 0 ? undefined : 'must be a finite number > 0';
+const atLeastOne: OptionCheck = (v) =>
+  typeof v === 'number' && Number.isFinite(v) && v >= 1 ? undefined : 'must be a finite number >= 1';
+
+/**
+ * Outgoing bandwidth limit (a token bucket per connection) between a
+ * {@link Link} and the Packeter, presenting the same {@link Transport}
+ * interface. Incoming data is not limited.
+ *
+ * `send` passes data straight to the link while the bucket has tokens for it;
+ * otherwise the data is queued and trickles out in slices as tokens refill
+ * (one timer per throttled connection, none while nothing is throttled).
+ * While anything is queued for a connection `send` returns false, and `drain`
+ * follows once the queue went out and the link is writable. `onWritten` fires
+ * when the link wrote the last slice of that data.
+ *
+ * Link events are re-emitted; `addListener`, `addConnector`, … are forwarded.
+ */
+export class Throttle extends TypedEventSource implements Transport {
+  /** The wrapped link. */
+  readonly link: Link;
+  readonly #rate: number;
+  readonly #burst: number;
+  /** Smallest partial slice worth a write: 50 ms of traffic (capped by the burst). */
+  readonly #slice: number;
+  readonly #buckets = new Map<ConnId, Bucket>();
+  #timers = 0;
+  #closed = false;
+
+  /** @throws InvalidOptionsError when `bytesPerSecond` is missing or options are invalid. */
+  constructor(link: Link, options: ThrottleOptions) {
+    super();
+    if (typeof options !== 'object' || options === null || (options as Partial<ThrottleOptions>).bytesPerSecond === undefined) {
+      throw new InvalidOptionsError("Throttle options: 'bytesPerSecond' is required");
+    }
+    const opts = validateOptions<ThrottleOptions>(
+      'Throttle options',
+      options,
+      { bytesPerSecond: positive, burst: atLeastOne },
+      { bytesPerSecond: options.bytesPerSecond },
+    );
+    this.link = link;
+    this.#rate = opts.bytesPerSecond;
+    this.#burst = opts.burst ?? Math.max(1, Math.ceil(opts.bytesPerSecond / 10));
+    this.#slice = Math.max(1, Math.min(this.#burst, Math.ceil(opts.bytesPerSecond / 20)));
+
+    link.on('connect', (info) => this.emit('connect', info));
+    link.on('data', (id, chunk) => this.emit('data', id, chunk));
+    link.on('disconnect', (id, reason) => {
+      const error =
+        reason.error ??
+        (reason.by === 'local'
+          ? new ClosedError(`connection ${id} closed`)
+          : new ConnectionError(`connection ${id} closed by the peer`));
+      this.#drop(id, error);
+      this.emit('disconnect', id, reason);
+    });
+    link.on('drain', (id) => this.#onLinkDrain(id));
+    link.on('connectFailed', (endpoint, error) => this.emit('connectFailed', endpoint, error));
+    link.on('reconnect', (endpoint, attempt, delay) => this.emit('reconnect', endpoint, attempt, delay));
+    link.on('acceptFailed', (endpoint, error) => this.emit('acceptFailed', endpoint, error));
+  }
+
+  /** Bucket size in bytes in effect. */
+  get burst(): number {
+    return this.#burst;
+  }
+
+  /** Number of connections with data waiting in the throttle. */
+  get throttledConnections(): number {
+    let n = 0;
+    for (const b of this.#buckets.values()) if (b.queue.length > 0) n++;
+    return n;
+  }
+
+  /** Number of armed refill timers (at most one per throttled connection; 0 when idle). */
+  get activeTimers(): number {
+    return this.#timers;
+  }
+
+  /** Forwards to {@link Link.addListener}. */
+  addListener(endpoint: Endpoint, options?: ListenerOptions): Promise<string> {
+    return this.link.addListener(endpoint, options);
+  }
+
+  /** Forwards to {@link Link.removeListener}. */
+  removeListener(endpoint: Endpoint): Promise<void> {
+    return this.link.removeListener(endpoint);
+  }
+
+  /** Forwards to {@link Link.addConnector}. */
+  addConnector(endpoint: Endpoint, options?: ConnectorOptions): string {
+    return this.link.addConnector(endpoint, options);
+  }
+
+  /** Forwards to {@link Link.removeConnector}. */
+  removeConnector(endpoint: Endpoint): Promise<void> {
+    return this.link.removeConnector(endpoint);
+  }
+
+  /** See {@link Transport.send}; returns false while data is queued in the throttle for this connection. */
+  send(connId: ConnId, data: Buffer, onWritten?: OnWritten): boolean {
+    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError('send: data must be a Buffer');
+    if (this.#closed) {
+      if (onWritten) process.nextTick(onWritten, new ClosedError('throttle is closed'));
+      return false;
+    }
+    // Unknown connections: let the link report it.
+    if (!this.link.connection(connId)) return this.link.send(connId, data, onWritten);
+    const b = this.#bucket(connId);
+    this.#refill(b);
+    if (b.queue.length === 0 && b.tokens >= data.length) {
+      b.tokens -= data.length;
+      const ok = this.link.send(connId, data, onWritten);
+      if (!ok) b.needDrain = true;
+      return ok;
+    }
+    b.queue.push({ data, onWritten });
+    this.#pump(b);
+    const ok = b.queue.length === 0 && this.link.isWritable(connId);
+    if (!ok) b.needDrain = true;
+    return ok;
+  }
+
+  /** Whether {@link send} would currently return true for data the bucket can cover. */
+  isWritable(connId: ConnId): boolean {
+    return !this.#closed && !(this.#buckets.get(connId)?.queue.length) && this.link.isWritable(connId);
+  }
+
+  /** Forwards to {@link Link.pause}. */
+  pause(connId: ConnId): void {
+    this.link.pause(connId);
+  }
+
+  /** Forwards to {@link Link.resume}. */
+  resume(connId: ConnId): void {
+    this.link.resume(connId);
+  }
+
+  /** Forwards to {@link Link.connection}. */
+  connection(connId: ConnId): ConnectionInfo | undefined {
+    return this.link.connection(connId);
+  }
+
+  /**
+   * Like {@link Link.close}; data still queued in the throttle for the closed
+   * connection(s) is dropped and its `onWritten` gets a ClosedError.
+   */
+  close(connId?: ConnId, reason?: SnakeMQError): Promise<void> {
+    if (connId !== undefined) {
+      this.#drop(connId, new ClosedError(`connection ${connId} closed`));
+      return this.link.close(connId, reason);
+    }
+    if (!this.#closed) {
+      this.#closed = true;
+      for (const id of [...this.#buckets.keys()]) this.#drop(id, new ClosedError('throttle is closed'));
+    }
+    return this.link.close();
+  }
+
+  #bucket(id: ConnId): Bucket {
+    let b = this.#buckets.get(id);
+    if (!b) {
+      b = {
+        id,
+        tokens: this.#burst,
+        refilledAt: performance.now(),
+        queue: [],
+        timer: undefined,
+        needDrain: false,
+        waitingForLink: false,
+      };
+      this.#buckets.set(id, b);
+    }
+    return b;
+  }
+
+  #refill(b: Bucket): void {
+    const now = performance.now();
+    b.tokens = Math.min(this.#burst, b.tokens + ((now - b.refilledAt) * this.#rate) / 1000);
+    b.refilledAt = now;
+  }
+
+  #pump(b: Bucket): void {
+    this.#disarm(b);
+    this.#refill(b);
+    b.waitingForLink = false;
+    while (b.queue.length > 0) {
+      if (!this.link.isWritable(b.id)) {
+        // The link emits `drain` for it (it returned false), which pumps again.
+        b.waitingForLink = true;
+        return;
+      }
+      const head = b.queue[0]!;
+      const want = Math.min(head.data.length, this.#slice);
+      if (b.tokens < want) break;
+      const n = Math.min(head.data.length, Math.floor(b.tokens));
+      b.tokens -= n;
+      if (n === head.data.length) {
+        b.queue.shift();
+        this.link.send(b.id, head.data, head.onWritten);
+      } else {
+        const part = head.data.subarray(0, n);
+        head.data = head.data.subarray(n);
+        this.link.send(b.id, part);
+      }
+    }
+    if (b.queue.length > 0) {
+      const want = Math.min(b.queue[0]!.data.length, this.#slice);
+      const ms = Math.max(1, Math.ceil(((want - b.tokens) * 1000) / this.#rate));
+      b.timer = setTimeout(() => {
+        b.timer = undefined;
+        this.#timers--;
+        this.#pump(b);
+      }, ms);
+      this.#timers++;
+      return;
+    }
+    if (b.needDrain && this.link.isWritable(b.id)) {
+      b.needDrain = false;
+      this.emit('drain', b.id);
+    }
+  }
+
+  #onLinkDrain(id: ConnId): void {
+    const b = this.#buckets.get(id);
+    if (b?.waitingForLink) {
+      this.#pump(b);
+      return;
+    }
+    if (b && (b.queue.length > 0 || !b.needDrain)) return;
+    if (b) b.needDrain = false;
+    this.emit('drain', id);
+  }
+
+  #disarm(b: Bucket): void {
+    if (b.timer) {
+      clearTimeout(b.timer);
+      b.timer = undefined;
+      this.#timers--;
+    }
+  }
+
+  #drop(id: ConnId, error: SnakeMQError): void {
+    const b = this.#buckets.get(id);
+    if (!b) return;
+    this.#disarm(b);
+    this.#buckets.delete(id);
+    if (b.queue.length > 0) log(`connection ${id}: dropping ${b.queue.length} throttled sends`);
+    for (const p of b.queue.splice(0)) if (p.onWritten) process.nextTick(p.onWritten, error);
+  }
+}
