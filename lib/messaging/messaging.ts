@@ -391,7 +391,14 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       () => entry.markPersisted(),
       (error: unknown) => {
         entry.stored = false;
-        entry.failPersist(error instanceof SnakeMQError ? error : new StorageError('storing the message failed', { cause: error }));
+        const reason = error instanceof SnakeMQError ? error : new StorageError('storing the message failed', { cause: error });
+        // Not sent yet: take it out, so that a caller who retries after the rejection does not deliver it twice.
+        let unsent = false;
+        queue.items.filter((e) => (e === entry ? !(unsent = true) : true));
+        if (unsent) {
+          this.removeFromQueue(queue, entry);
+          this.dropEntry(entry, reason);
+        } else entry.failPersist(reason);
       },
     );
   }
@@ -424,7 +431,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     for (const sq of stored) {
       const queue = this.queue(sq.ident);
       const front: QueueEntry[] = [];
+      // Sends made while loading may already be in what was loaded.
+      const early = new Set<string>();
+      for (const e of queue.items) early.add(e.message.uuid.toString('latin1'));
       for (const sm of sq.messages) {
+        if (early.has(sm.uuid.toString('latin1'))) continue;
         const msg = new Message(sm.data, { uuid: sm.uuid, flags: sm.flags, ttl: sm.ttl });
         const entry = new QueueEntry(sq.ident, msg, sm.ttl, sm.data.length + QUEUE_ENTRY_OVERHEAD);
         entry.stored = true;

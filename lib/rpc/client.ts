@@ -19,12 +19,10 @@ import {
 } from '../errors.js';
 import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
-import { createLogger } from '../util/log.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
+import { log } from './log.js';
 import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, encodeRequest, reqIdKey, tryDecodeReply } from './codec.js';
 import type { MethodName, RemoteProxy, RpcClientEvents, RpcTransport } from './types.js';
-
-const log = createLogger('snakemq:rpc');
 
 /** Default call timeout in milliseconds (30 s). */
 export const DEFAULT_RPC_TIMEOUT = 30_000;

@@ -1,12 +1,10 @@
 import { EventEmitter } from 'eventemitter3';
 import { ErrorCode, InvalidArgumentError } from '../errors.js';
 import { Message } from '../messaging/message.js';
-import { createLogger } from '../util/log.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
+import { log } from './log.js';
 import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, encodeReply, reqIdKey, tryDecodeRequest } from './codec.js';
 import type { RpcCallInfo, RpcReply, RpcRequestId, RpcServerEvents, RpcTransport } from './types.js';
-
-const log = createLogger('snakemq:rpc');
 
 /** Options of {@link RpcServer}. */
 export interface RpcServerOptions {

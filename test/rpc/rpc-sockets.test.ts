@@ -7,6 +7,7 @@ import { Link } from '../../lib/link/index.js';
 import { Messaging } from '../../lib/messaging/index.js';
 import { Packeter } from '../../lib/packeter/index.js';
 import { RpcClient, RpcServer, type RpcTransport } from '../../lib/rpc/index.js';
+import { setLogger } from '../../lib/util/log.js';
 import { deferred } from './fake-messaging.js';
 
 interface Peer {
@@ -105,13 +106,20 @@ describe('RPC over TCP', () => {
       },
     });
     await pair(bob, alice);
+    const lines: string[] = [];
+    setLogger((_ns, line) => lines.push(line), 'snakemq:rpc');
     const call = alice.client.call('bob', 'job', 'run');
     await started.promise;
     const back = waitConnect(alice.messaging, 'bob');
     // Drop every connection on the listener side; alice's connector reconnects.
     for (const id of bob.link.connectionIds()) await bob.link.close(id);
     await back;
-    await new Promise((r) => setTimeout(r, 50)); // let the re-sent request arrive while the job still runs
+    try {
+      for (let i = 0; i < 200 && !lines.some((l) => /still running/.test(l)); i++) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      setLogger(null, process.env.DEBUG ?? '');
+    }
+    expect(lines.some((l) => /re-sent call job.run from alice: still running/.test(l))).toBe(true);
     gate.resolve();
     await expect(call).resolves.toBe('finished');
     expect(runs).toBe(1);
