@@ -123,8 +123,10 @@ class Peer {
   ) {
     const execArgv = ['--import', 'tsx'];
     if (PROF_DIR !== null) {
-      mkdirSync(PROF_DIR, { recursive: true });
-      execArgv.push('--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`, `--cpu-prof-name=${label}-${Date.now()}.cpuprofile`);
+      // One folder per process: with tsx, the module-loader worker thread writes a profile too (the smaller file).
+      const dir = join(PROF_DIR, label);
+      mkdirSync(dir, { recursive: true });
+      execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
     }
     this.child = fork(join(here, 'lib', script), argv, {
       cwd: root,

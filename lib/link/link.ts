@@ -35,6 +35,9 @@ import type {
 
 const log = createLogger('snakemq:link');
 
+/** Longest wait, after a TLS 1.3 handshake, for a sign that the listener accepted our certificate. */
+const TLS13_ACCEPT_WAIT_MS = 1000;
+
 type Side = ConnectionInfo['side'];
 
 interface Conn {
@@ -521,7 +524,7 @@ export class Link extends TypedEventSource implements Transport {
     if (c.removed || this.closed) return;
     const p = c.parsed;
     const target = p.transport === 'tcp' ? { host: p.host!, port: p.port! } : { path: p.path! };
-    let phase: 'connect' | 'handshake' = 'connect';
+    let phase: 'connect' | 'handshake' | 'acceptance' = 'connect';
     let failure: SnakeMQError | undefined;
     let socket: net.Socket;
     try {
@@ -540,39 +543,71 @@ export class Link extends TypedEventSource implements Transport {
       this.#attemptFailed(c, wrapSocketError(err, `connect to ${c.key} failed`));
       return;
     }
-    const timer = setTimeout(() => {
+    let timer = setTimeout(() => {
       const cause = Object.assign(new Error(`timed out after ${c.opts.connectTimeout} ms`), { code: 'ETIMEDOUT' });
       failure ??=
-        phase === 'handshake'
-          ? new TlsError(`TLS handshake with ${c.key} timed out`, { cause })
-          : new ConnectionError(`connect to ${c.key} timed out`, { cause });
+        phase === 'connect'
+          ? new ConnectionError(`connect to ${c.key} timed out`, { cause })
+          : new TlsError(`TLS handshake with ${c.key} timed out`, { cause });
       socket.destroy();
     }, c.opts.connectTimeout);
     const onError = (err: Error) => {
       failure ??=
-        phase === 'handshake'
-          ? new TlsError(`TLS handshake with ${c.key} failed: ${messageOf(err)}`, { cause: err })
-          : wrapSocketError(err, `connect to ${c.key} failed`);
+        phase === 'connect'
+          ? wrapSocketError(err, `connect to ${c.key} failed`)
+          : new TlsError(`TLS handshake with ${c.key} failed: ${messageOf(err)}`, { cause: err });
     };
     const onClose = () => {
       clearTimeout(timer);
       c.attempt = undefined;
       if (c.removed || this.closed) return;
+      if (!failure && phase === 'acceptance') {
+        const cause = new Error('connection closed by the peer right after the TLS 1.3 handshake');
+        failure = new TlsError(`${c.key} refused the connection after the TLS handshake (client certificate rejected?)`, {
+          cause,
+        });
+      }
       this.#attemptFailed(c, failure ?? new ConnectionError(`connection to ${c.key} closed before it was established`));
     };
-    const established = () => {
+    const onEarlyData = (chunk: Buffer) => {
+      const conn = established();
+      this.emit('data', conn.id, chunk);
+    };
+    const established = (): Conn => {
       clearTimeout(timer);
       socket.off('error', onError);
       socket.off('close', onClose);
+      socket.off('session', onSession);
+      socket.off('data', onEarlyData);
       c.attempt = undefined;
       c.failures = 0;
-      this.#adopt(socket, 'connector', c);
+      return this.#adopt(socket, 'connector', c);
+    };
+    let ticket = false;
+    const onSession = () => {
+      ticket = true;
+      if (phase === 'acceptance') established();
     };
     socket.on('error', onError);
     socket.on('close', onClose);
     if (p.tls) {
+      // A TLS 1.3 client finishes its handshake before the listener has checked
+      // the client certificate; a listener that refuses it just closes. So the
+      // connection counts as accepted once the listener shows it kept us: a
+      // session ticket (sent after that check) or data. Servers that send
+      // neither are accepted after TLS13_ACCEPT_WAIT_MS.
+      socket.on('session', onSession);
       socket.once('connect', () => (phase = 'handshake'));
-      socket.once('secureConnect', established);
+      socket.once('secureConnect', () => {
+        if (ticket || (socket as tls.TLSSocket).getProtocol() !== 'TLSv1.3') {
+          established();
+          return;
+        }
+        phase = 'acceptance';
+        clearTimeout(timer);
+        timer = setTimeout(established, Math.min(TLS13_ACCEPT_WAIT_MS, c.opts.connectTimeout));
+        socket.on('data', onEarlyData);
+      });
     } else {
       socket.once('connect', established);
     }

@@ -85,15 +85,20 @@ export function wireTtl(ttl: number | null): number {
 }
 
 /** Encodes a MESSAGE frame carrying the TTL remaining now. */
-export function encodeMessage(message: Message, ttl: number | null = message.ttl, extraFlags = 0): Buffer {
+export function encodeMessage(message: Message, ttl: number | null = message.ttl): Buffer {
   const data = message.data;
   const out = Buffer.allocUnsafe(1 + MESSAGE_HEADER_SIZE + data.length);
-  out[0] = FrameType.MESSAGE;
-  message.uuid.copy(out, 1);
-  out.writeUInt32BE(wireTtl(ttl), 17);
-  out.writeUInt32BE((message.flags | extraFlags) >>> 0, 21);
+  writeMessageHead(out, message, ttl);
   data.copy(out, 25);
   return out;
+}
+
+/** Writes a MESSAGE frame's first 25 bytes (type, uuid, TTL, flags) into `out`. */
+export function writeMessageHead(out: Buffer, message: Message, ttl: number | null): void {
+  out[0] = FrameType.MESSAGE;
+  message.writeUuid(out, 1);
+  out.writeUInt32BE(wireTtl(ttl), 17);
+  out.writeUInt32BE(message.flags >>> 0, 21);
 }
 
 export function encodePing(): Buffer {

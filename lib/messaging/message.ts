@@ -37,17 +37,23 @@ const UUID_POOL_SIZE = 16 * 1024;
 let uuidPool = Buffer.allocUnsafe(0);
 let uuidPoolOffset = 0;
 
-/** 16 random bytes shaped as a UUID v4, taken from a pooled random buffer (fast). */
-export function randomUuid(): Buffer {
+/** Reserves 16 random bytes shaped as a UUID v4 in the pooled random buffer; returns the pool and offset. */
+function reserveUuid(): number {
   if (uuidPoolOffset + 16 > uuidPool.length) {
     uuidPool = randomFillSync(Buffer.allocUnsafe(UUID_POOL_SIZE));
     uuidPoolOffset = 0;
   }
-  const id = uuidPool.subarray(uuidPoolOffset, uuidPoolOffset + 16);
+  const off = uuidPoolOffset;
   uuidPoolOffset += 16;
-  id[6] = (id[6]! & 0x0f) | 0x40;
-  id[8] = (id[8]! & 0x3f) | 0x80;
-  return id;
+  uuidPool[off + 6] = (uuidPool[off + 6]! & 0x0f) | 0x40;
+  uuidPool[off + 8] = (uuidPool[off + 8]! & 0x3f) | 0x80;
+  return off;
+}
+
+/** 16 random bytes shaped as a UUID v4 (from a pooled random buffer: fast). */
+export function randomUuid(): Buffer {
+  const off = reserveUuid();
+  return uuidPool.subarray(off, off + 16);
 }
 
 function toBuffer(data: Buffer | Uint8Array | string): Buffer {
@@ -69,12 +75,15 @@ function toBuffer(data: Buffer | Uint8Array | string): Buffer {
 export class Message {
   /** The payload. */
   readonly data: Buffer;
-  /** 16-byte id chosen by the original sender and kept across re-sends. */
-  readonly uuid: Buffer;
   /** Seconds left to wait for a disconnected peer; `null` = no limit. */
   ttl: number | null;
   /** Flag bits (see {@link FLAG_PERSISTENT}). */
   readonly flags: number;
+  // The uuid lives in a shared buffer (random pool, or the received packet) and
+  // becomes a Buffer of its own only when asked for: most messages never are.
+  private uuidSource: Buffer;
+  private uuidOffset: number;
+  private uuidView: Buffer | null = null;
 
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions) {
     this.data = toBuffer(data);
@@ -102,9 +111,24 @@ export class Message {
         uuid = toBuffer(options.uuid);
       }
     }
-    this.uuid = uuid ?? randomUuid();
     this.ttl = ttl;
     this.flags = flags;
+    if (uuid !== undefined) {
+      this.uuidSource = uuid;
+      this.uuidOffset = 0;
+      this.uuidView = uuid;
+    } else if (options === WIRE_OPTIONS) {
+      this.uuidSource = this.data;
+      this.uuidOffset = 0;
+    } else {
+      this.uuidOffset = reserveUuid();
+      this.uuidSource = uuidPool;
+    }
+  }
+
+  /** 16-byte id chosen by the original sender and kept across re-sends. */
+  get uuid(): Buffer {
+    return (this.uuidView ??= this.uuidSource.subarray(this.uuidOffset, this.uuidOffset + 16));
   }
 
   /** Whether {@link FLAG_PERSISTENT} is set. */
@@ -114,6 +138,28 @@ export class Message {
 
   /** The uuid as 32 lowercase hex characters. */
   get id(): string {
-    return this.uuid.toString('hex');
+    return this.uuidSource.toString('hex', this.uuidOffset, this.uuidOffset + 16);
+  }
+
+  /** @internal Copies the uuid into `target` at `offset`. */
+  writeUuid(target: Buffer, offset: number): void {
+    const src = this.uuidSource;
+    const from = this.uuidOffset;
+    for (let i = 0; i < 16; i++) target[offset + i] = src[from + i]!;
+  }
+
+  /**
+   * @internal A message decoded from a MESSAGE frame: `packet` is the frame,
+   * the uuid at offset 1, data from offset 25. No validation, no copy.
+   */
+  static fromFrame(packet: Buffer, ttl: number | null, flags: number): Message {
+    const m = new Message(packet.subarray(25), WIRE_OPTIONS);
+    m.ttl = ttl;
+    (m as { flags: number }).flags = flags;
+    m.uuidSource = packet;
+    m.uuidOffset = 1;
+    return m;
   }
 }
+
+const WIRE_OPTIONS: MessageOptions = {};

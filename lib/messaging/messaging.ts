@@ -26,7 +26,8 @@ import {
   encodeExtensions,
   encodeIdentification,
   encodeIncompatibleProtocol,
-  encodeMessage,
+  writeMessageHead,
+  WIRE_TTL_INFINITE,
   encodePing,
   encodePong,
   encodeProtocolVersion,
@@ -145,10 +146,13 @@ class DedupWindow {
 
   constructor(private readonly size: number) {}
 
-  /** Records a uuid; returns false when it was already there. */
-  add(uuid: Buffer): boolean {
+  /** Records the uuid of a MESSAGE frame (bytes 1-16); returns false when it was already there. */
+  add(p: Buffer): boolean {
     if (this.size === 0) return true;
-    const key = uuid.toString('latin1');
+    const key = String.fromCharCode(
+      (p[1]! << 8) | p[2]!, (p[3]! << 8) | p[4]!, (p[5]! << 8) | p[6]!, (p[7]! << 8) | p[8]!,
+      (p[9]! << 8) | p[10]!, (p[11]! << 8) | p[12]!, (p[13]! << 8) | p[14]!, (p[15]! << 8) | p[16]!,
+    );
     if (this.seen.has(key)) return false;
     if (this.order.length < this.size) this.order.push(key);
     else {
@@ -198,6 +202,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private readingPaused = false;
   private readonly storage: QueuesStorage | null;
   private readonly handshake: Buffer[];
+  private readonly scratchHead = Buffer.alloc(25);
 
   constructor(identity: string, packeter: Packeter, options?: MessagingOptions) {
     super();
@@ -501,9 +506,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const packeter = this.packeter;
     const items = queue.items;
     const connId = conn.id;
+    const head = this.scratchHead;
     while (items.length > 0 && packeter.isWritable(connId)) {
       const entry = items.shift()!;
-      entry.packetId = packeter.sendPacket(connId, encodeMessage(entry.message, entry.ttl));
+      writeMessageHead(head, entry.message, entry.ttl);
+      entry.packetId = packeter.sendPacket(connId, head, entry.message.data);
       queue.inflight.push(entry);
     }
   }
@@ -564,6 +571,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const conn = this.conns.get(connId);
     if (conn === undefined || conn.closing) return;
     conn.alive = true;
+    if (payload.length >= 25 && payload[0] === FrameType.MESSAGE && conn.ident !== null) {
+      if (conn.mode === Mode.Pending) this.settleMode(conn, Mode.Legacy);
+      const ttl = payload.readUInt32BE(17);
+      return this.onMessage(conn, conn.ident, payload, ttl === WIRE_TTL_INFINITE ? null : ttl, payload.readUInt32BE(21));
+    }
     let frame;
     try {
       frame = decodeFrame(payload);
@@ -573,9 +585,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     switch (frame.type) {
       case FrameType.MESSAGE:
-        if (conn.ident === null) return this.fail(conn, messageBeforeIdentification());
-        this.settleMode(conn, Mode.Legacy);
-        return this.onMessage(conn, conn.ident, new Message(frame.data, { uuid: frame.uuid, ttl: frame.ttl, flags: frame.flags }));
+        // Well-formed messages from identified peers took the fast path above.
+        return this.fail(conn, messageBeforeIdentification());
       case FrameType.ACK:
         return this.onAck(conn, frame.count);
       case FrameType.PROTOCOL_VERSION:
@@ -636,23 +647,24 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.schedulePump(this.queue(conn.ident));
   }
 
-  private onMessage(conn: PeerConn, ident: string, message: Message): void {
+  private onMessage(conn: PeerConn, ident: string, packet: Buffer, ttl: number | null, flags: number): void {
     if (conn.peerAcks) {
       let window = this.dedup.get(ident);
       if (window === undefined) {
         window = new DedupWindow(this.options.dedupWindow);
         this.dedup.set(ident, window);
       }
-      const fresh = window.add(message.uuid);
+      const fresh = window.add(packet);
       if (conn.toAck++ === 0 && !conn.ackScheduled) {
         conn.ackScheduled = true;
         setImmediate(() => this.sendAck(conn));
       }
       if (!fresh) {
-        log(`conn ${conn.id}: duplicate ${message.id} from ${ident} not delivered again`);
+        log(`conn ${conn.id}: duplicate ${packet.toString('hex', 1, 17)} from ${ident} not delivered again`);
         return;
       }
     }
+    const message = Message.fromFrame(packet, ttl, flags);
     const data = message.data;
     for (const hook of this.hooks) {
       if (hook.prefix !== null ? startsWith(data, hook.prefix) : hook.regexp!.test(data.toString('latin1'))) {

@@ -79,6 +79,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private readonly conns = new Map<ConnId, ConnState>();
   private nextPacketId = 1;
   private readonly flushAll = (): void => {
+    this.flushTick = false;
     for (const [connId, state] of this.conns) if (state.flushScheduled) this.flush(connId, state);
   };
   private flushTick = false;
@@ -101,50 +102,57 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   /**
    * Queues one packet for a connection and returns its packet id (increasing
    * for the life of this Packeter). Packets sent in one tick are coalesced.
+   * The packet's payload is `payload` followed by `tail` when given (saves the
+   * caller a concatenation); both are copied or written before this returns
+   * or kept by reference, so `payload` may be reused at once, `tail` not.
    * @throws {@link PacketTooLargeError} when the payload exceeds `maxPacketSize`.
    * @throws {@link UnknownConnectionError} when the connection does not exist.
    */
-  sendPacket(connId: ConnId, payload: Uint8Array): number {
+  sendPacket(connId: ConnId, payload: Uint8Array, tail?: Uint8Array): number {
     const state = this.conns.get(connId);
     if (state === undefined || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
-    const size = payload.byteLength;
+    const headSize = payload.byteLength;
+    const size = tail === undefined ? headSize : headSize + tail.byteLength;
     if (size > this.options.maxPacketSize) throw new PacketTooLargeError(size, this.options.maxPacketSize);
     const id = this.nextPacketId++;
-    const batchSize = this.options.writeBatchSize;
-    if (size + HEADER_SIZE > batchSize) {
+    if (size + HEADER_SIZE > this.options.writeBatchSize) {
       this.flush(connId, state);
-      const header = Buffer.allocUnsafe(HEADER_SIZE);
-      header.writeUInt32BE(size, 0);
-      this.transport.send(connId, header);
-      this.transport.send(connId, toBuffer(payload), this.sentCallback(connId, id));
+      const head = Buffer.allocUnsafe(HEADER_SIZE + headSize);
+      head.writeUInt32BE(size, 0);
+      head.set(payload, HEADER_SIZE);
+      if (tail === undefined || tail.byteLength === 0) {
+        this.transport.send(connId, head, this.sentCallback(connId, id));
+      } else {
+        this.transport.send(connId, head);
+        this.transport.send(connId, toBuffer(tail), this.sentCallback(connId, id));
+      }
       return id;
     }
-    if (state.batch !== null && state.batchUsed + HEADER_SIZE + size > state.batch.length) {
+    let batch = state.batch;
+    if (batch !== null && state.batchUsed + HEADER_SIZE + size > batch.length) {
       this.flush(connId, state);
-      if (state.batch !== null && HEADER_SIZE + size > state.batch.length) state.batch = null;
+      batch = state.batch;
+      if (batch !== null && HEADER_SIZE + size > batch.length) batch = null;
     }
-    if (state.batch === null) {
-      state.batch = Buffer.allocUnsafe(batchSize);
+    if (batch === null) {
+      batch = state.batch = Buffer.allocUnsafe(this.options.writeBatchSize);
       state.batchUsed = 0;
     }
-    const batch = state.batch;
     let off = state.batchUsed;
     batch.writeUInt32BE(size, off);
     off += HEADER_SIZE;
     batch.set(payload, off);
+    if (tail !== undefined) batch.set(tail, off + headSize);
     state.batchUsed = off + size;
     state.batchLastId = id;
     if (!state.flushScheduled) {
       state.flushScheduled = true;
       if (!this.flushTick) {
         this.flushTick = true;
-        process.nextTick(() => {
-          this.flushTick = false;
-          this.flushAll();
-        });
+        process.nextTick(this.flushAll);
       }
     }
-    if (log.enabled) log(`conn ${connId} packet ${id} queued: ${preview(payload)}`);
+    if (log.enabled) log(`conn ${connId} packet ${id} queued: ${preview(tail ?? payload)}`);
     return id;
   }
 

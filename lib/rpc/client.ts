@@ -262,36 +262,51 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    */
   call<R = unknown>(ident: string, object: string, method: string, args: readonly unknown[] = [], options?: RpcCallOptions): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      if (this.closed) throw new ClosedError('RpcClient is closed');
       checkTarget('RpcClient.call', ident, object, method, args);
-      const o = options === undefined ? { timeout: this.timeout } : validateOptions<Required<RpcCallOptions>>(
-        'RpcClient.call', options, { timeout: timeoutCheck }, { timeout: this.timeout });
-      const reqId = randomBytes(16);
-      const data = encodeRequest({ command: 'call', object, method, args, kwargs: {}, reqId }, this.limits);
-      const key = reqIdKey(reqId);
-      const p: PendingCall = {
-        key,
-        ident,
-        object,
-        method,
-        data,
-        timeout: o.timeout,
-        resolve: resolve as (value: unknown) => void,
-        reject,
-        timer: undefined,
-        sent: false,
-        wentAway: false,
-        needsSend: true,
-        delivery: undefined,
-        drops: 0,
-      };
-      this.pending.set(key, p);
-      let calls = this.byIdent.get(ident);
-      if (calls === undefined) this.byIdent.set(ident, (calls = new Set()));
-      calls.add(p);
-      if (o.timeout !== Infinity) p.timer = setTimeout(() => this.onTimeout(p), o.timeout);
-      if (this.messaging.isConnected(ident)) this.transmit(p);
+      const timeout =
+        options === undefined
+          ? this.timeout
+          : validateOptions<Required<RpcCallOptions>>('RpcClient.call', options, { timeout: timeoutCheck }, { timeout: this.timeout }).timeout;
+      this.start(ident, object, method, args, timeout, resolve as (value: unknown) => void, reject);
     });
+  }
+
+  /** Registers and (when the peer is up) sends a call; throws synchronously on closed client or unencodable arguments. */
+  private start(
+    ident: string,
+    object: string,
+    method: string,
+    args: readonly unknown[],
+    timeout: number,
+    resolve: (value: unknown) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    if (this.closed) throw new ClosedError('RpcClient is closed');
+    const reqId = randomBytes(16);
+    const data = encodeRequest({ command: 'call', object, method, args, kwargs: {}, reqId }, this.limits);
+    const key = reqIdKey(reqId);
+    const p: PendingCall = {
+      key,
+      ident,
+      object,
+      method,
+      data,
+      timeout,
+      resolve,
+      reject,
+      timer: undefined,
+      sent: false,
+      wentAway: false,
+      needsSend: true,
+      delivery: undefined,
+      drops: 0,
+    };
+    this.pending.set(key, p);
+    let calls = this.byIdent.get(ident);
+    if (calls === undefined) this.byIdent.set(ident, (calls = new Set()));
+    calls.add(p);
+    if (timeout !== Infinity) p.timer = setTimeout(() => this.onTimeout(p), timeout);
+    if (this.messaging.isConnected(ident)) this.transmit(p);
   }
 
   /**
@@ -337,7 +352,6 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       { timeout: this.timeout, signals: [], signalTtl: DEFAULT_TTL },
     );
     const signals = new Set(o.signals);
-    const callOptions = { timeout: o.timeout };
     const signalOptions = { ttl: o.signalTtl };
     const label = `[RemoteProxy ${ident}/${objectName}]`;
     const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
@@ -361,7 +375,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
                   return Promise.reject(error);
                 }
               }
-            : (...args: unknown[]) => this.call(ident, objectName, prop, args, callOptions);
+            : (...args: unknown[]) =>
+                new Promise((resolve, reject) => this.start(ident, objectName, prop, args, o.timeout, resolve, reject));
           methods.set(prop, fn);
         }
         return fn;
@@ -392,6 +407,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   private transmit(p: PendingCall): void {
+    if (this.pending.get(p.key) !== p) return;
     p.needsSend = false;
     p.sent = true;
     let delivery: Delivery;
