@@ -28,10 +28,10 @@ async function shutdown(): Promise<void> {
 }
 
 /** Messages sent per event-loop turn in chunked mode (fewer for big messages). */
-const CHUNK_MESSAGES = 10_000;
+const CHUNK_MESSAGES = Number(process.env.BENCH_CHUNK_MESSAGES ?? 10_000);
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** Chunked mode sends only while fewer than this many bytes are queued (messages sent but not delivered). */
-const QUEUE_BOUND_BYTES = 16 * 1024 * 1024;
+const QUEUE_BOUND_BYTES = Number(process.env.BENCH_QUEUE_BOUND_BYTES ?? 16 * 1024 * 1024);
 
 const role = process.argv[2];
 const acknowledgements = (role === 'receiver' ? process.argv[3] : process.argv[4]) !== 'noack';

@@ -559,6 +559,7 @@ export class Link extends TypedEventSource implements Transport {
     };
     const onClose = () => {
       clearTimeout(timer);
+      clearImmediate(settle);
       c.attempt = undefined;
       if (c.removed || this.closed) return;
       if (!failure && phase === 'acceptance') {
@@ -573,20 +574,27 @@ export class Link extends TypedEventSource implements Transport {
       const conn = established();
       this.emit('data', conn.id, chunk);
     };
+    let conn: Conn | undefined;
     const established = (): Conn => {
+      if (conn) return conn;
       clearTimeout(timer);
+      clearImmediate(settle);
       socket.off('error', onError);
       socket.off('close', onClose);
       socket.off('session', onSession);
       socket.off('data', onEarlyData);
       c.attempt = undefined;
       c.failures = 0;
-      return this.#adopt(socket, 'connector', c);
+      conn = this.#adopt(socket, 'connector', c);
+      return conn;
     };
     let ticket = false;
+    let settle: NodeJS.Immediate | undefined;
     const onSession = () => {
       ticket = true;
-      if (phase === 'acceptance') established();
+      // Not from inside the ticket callback: writes made there (by `connect`
+      // handlers) can get stuck in Node's TLS layer.
+      if (phase === 'acceptance') settle ??= setImmediate(established);
     };
     socket.on('error', onError);
     socket.on('close', onClose);

@@ -439,7 +439,14 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       log(`bad reply from ${ident}: ${decoded.error.message}`);
       const p = decoded.reqId === undefined ? undefined : this.pending.get(reqIdKey(decoded.reqId));
       if (p !== undefined && p.ident === ident) this.settle(p, false, decoded.error);
-      this.emit('replyError', decoded.error, ident);
+      try {
+        this.emit('replyError', decoded.error, ident);
+      } catch (error) {
+        // A throwing listener must not unwind into messaging's receive path.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
       return;
     }
     const reply = decoded.reply;

@@ -94,6 +94,15 @@ function findMethod(target: object, name: string): ((...args: unknown[]) => unkn
 }
 
 function describeThrown(error: unknown): { name: string; message: string; code?: string; stack: string } {
+  try {
+    return describeThrownUnsafe(error);
+  } catch {
+    // e.g. a thrown Proxy or an object whose getters throw
+    return { name: 'Error', message: 'remote method failed (its exception could not be read)', stack: '' };
+  }
+}
+
+function describeThrownUnsafe(error: unknown): { name: string; message: string; code?: string; stack: string } {
   const text = (v: unknown, fallback: string): string => (typeof v === 'string' ? v : fallback);
   if (error !== null && (typeof error === 'object' || typeof error === 'function')) {
     const e = error as { name?: unknown; message?: unknown; code?: unknown; stack?: unknown };
@@ -308,10 +317,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   private run(job: Job): void {
     this.runningCount++;
-    void this.execute(job).finally(() => {
+    const done = (): void => {
       this.runningCount--;
       if (this.closed) return;
       while (this.runningCount < this.concurrency && this.queue.length > 0) this.run(this.queue.shift()!);
+    };
+    this.execute(job).then(done, () => {
+      log(`internal error running ${job.info.object}.${job.info.method}`);
+      done();
     });
   }
 
@@ -336,31 +349,41 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     if (failure !== undefined) this.safeEmit('methodError', failure.error, job.info);
     if (reply === undefined || job.key === undefined || this.closed) return;
-    let data: Buffer;
-    try {
-      data = encodeReply(reply, this.limits);
-    } catch (error) {
-      this.safeEmit('methodError', error, job.info);
-      data = encodeReply(
-        {
-          reqId: job.reqId!,
-          ok: false,
-          exception: {
-            name: 'InvalidArgumentError',
-            message: `the result of '${job.info.object}.${job.info.method}' cannot be sent: ${(error as Error).message}`,
-            code: ErrorCode.INVALID_ARGUMENT,
-          },
-          exceptionFormat: '',
-        },
-        this.limits,
-      );
-    }
+    const data = this.encodeResult(reply, job);
     this.inflight.delete(job.key);
+    if (data === undefined) return;
     if (this.resultCacheSize > 0) {
       this.cache.set(job.key, data);
       if (this.cache.size > this.resultCacheSize) this.cache.delete(this.cache.keys().next().value!);
     }
     this.send(job.ident, data);
+  }
+
+  /** The reply bytes; a result that cannot be encoded becomes an error reply. */
+  private encodeResult(reply: RpcReply, job: Job): Buffer | undefined {
+    try {
+      return encodeReply(reply, this.limits);
+    } catch (error) {
+      this.safeEmit('methodError', error, job.info);
+      try {
+        return encodeReply(
+          {
+            reqId: reply.reqId,
+            ok: false,
+            exception: {
+              name: 'InvalidArgumentError',
+              message: `the result of '${job.info.object}.${job.info.method}' cannot be sent: ${(error as Error).message}`,
+              code: ErrorCode.INVALID_ARGUMENT,
+            },
+            exceptionFormat: '',
+          },
+          this.limits,
+        );
+      } catch {
+        log(`cannot send any reply for ${job.info.object}.${job.info.method} to ${job.ident} within maxPayload`);
+        return undefined;
+      }
+    }
   }
 
   private replyError(ident: string, reqId: RpcRequestId, name: string, message: string, code: string): void {

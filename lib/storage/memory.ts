@@ -1,6 +1,6 @@
 import { ClosedError, InvalidArgumentError } from '../errors.js';
 import type { QueuesStorage, StoredMessage, StoredQueue } from './types.js';
-import { checkAwaySince, checkIdent, checkMessages, checkTtlEntries, checkUuids } from './validate.js';
+import { checkAwaySince, checkIdent, checkMessages, checkTtlEntries, checkUuids, wellFormed } from './validate.js';
 
 interface MemoryQueue {
   /** seq -> message; a Map iterates in insertion (= queue) order. */
@@ -47,7 +47,7 @@ export class MemoryQueuesStorage implements QueuesStorage {
   push(ident: string, messages: readonly StoredMessage[]): Promise<void> {
     const problem = this.check(checkIdent(ident) ?? checkMessages(messages));
     if (problem) return problem;
-    const q = this.queue(ident);
+    const q = this.queue(wellFormed(ident));
     for (const m of messages) {
       const seq = this.nextSeq++;
       q.messages.set(seq, copyMessage(m));
@@ -63,6 +63,7 @@ export class MemoryQueuesStorage implements QueuesStorage {
   remove(ident: string, uuids: readonly Buffer[]): Promise<void> {
     const problem = this.check(checkIdent(ident) ?? checkUuids(uuids));
     if (problem) return problem;
+    ident = wellFormed(ident);
     const q = this.queues.get(ident);
     if (!q) return Promise.resolve();
     for (const uuid of uuids) {
@@ -80,7 +81,7 @@ export class MemoryQueuesStorage implements QueuesStorage {
   updateTtl(ident: string, entries: readonly { uuid: Buffer; ttl: number | null }[]): Promise<void> {
     const problem = this.check(checkIdent(ident) ?? checkTtlEntries(entries));
     if (problem) return problem;
-    const q = this.queues.get(ident);
+    const q = this.queues.get(wellFormed(ident));
     if (!q) return Promise.resolve();
     for (const { uuid, ttl } of entries) {
       for (const seq of q.byUuid.get(uuid.toString('latin1')) ?? []) {
@@ -95,6 +96,7 @@ export class MemoryQueuesStorage implements QueuesStorage {
   setAwaySince(ident: string, awaySince: number | null): Promise<void> {
     const problem = this.check(checkIdent(ident) ?? checkAwaySince(awaySince));
     if (problem) return problem;
+    ident = wellFormed(ident);
     const q = this.queue(ident);
     q.awaySince = awaySince;
     this.prune(ident, q);

@@ -10,6 +10,19 @@ import type { StoredMessage } from './types.js';
 export const UUID_LENGTH = 16;
 
 const isUuid = (u: unknown): u is Buffer => Buffer.isBuffer(u) && u.length === UUID_LENGTH;
+/** TTLs and times are finite and within ±2^53 (what the SQLite storage stores exactly). */
+const isNumber = (x: unknown): boolean =>
+  typeof x === 'number' && Number.isFinite(x) && Math.abs(x) <= Number.MAX_SAFE_INTEGER;
+
+const SURROGATE = /[\ud800-\udfff]/;
+
+/**
+ * The ident as stored: lone UTF-16 surrogates replaced by U+FFFD, as UTF-8
+ * encoding does anyway (so every path into SQLite agrees on the bytes).
+ */
+export function wellFormed(ident: string): string {
+  return SURROGATE.test(ident) ? Buffer.from(ident, 'utf8').toString('utf8') : ident;
+}
 
 export function checkIdent(ident: unknown): string | undefined {
   return typeof ident === 'string' ? undefined : 'ident must be a string';
@@ -25,8 +38,8 @@ export function checkMessages(messages: unknown): string | undefined {
     if (!Number.isInteger(m.flags) || m.flags < 0 || m.flags > 0xffffffff) {
       return `messages[${i}].flags must be an integer in [0, 2^32)`;
     }
-    if (m.ttl !== null && (typeof m.ttl !== 'number' || Number.isNaN(m.ttl))) {
-      return `messages[${i}].ttl must be a number or null`;
+    if (m.ttl !== null && !isNumber(m.ttl)) {
+      return `messages[${i}].ttl must be null or a finite number within ±2^53`;
     }
   }
   return undefined;
@@ -46,15 +59,13 @@ export function checkTtlEntries(entries: unknown): string | undefined {
     const e = entries[i] as { uuid: unknown; ttl: unknown } | null;
     if (typeof e !== 'object' || e === null) return `entries[${i}] must be an object`;
     if (!isUuid(e.uuid)) return `entries[${i}].uuid must be a Buffer of ${UUID_LENGTH} bytes`;
-    if (e.ttl !== null && (typeof e.ttl !== 'number' || Number.isNaN(e.ttl))) {
-      return `entries[${i}].ttl must be a number or null`;
+    if (e.ttl !== null && !isNumber(e.ttl)) {
+      return `entries[${i}].ttl must be null or a finite number within ±2^53`;
     }
   }
   return undefined;
 }
 
 export function checkAwaySince(awaySince: unknown): string | undefined {
-  return awaySince === null || (typeof awaySince === 'number' && Number.isFinite(awaySince))
-    ? undefined
-    : 'awaySince must be a finite number or null';
+  return awaySince === null || isNumber(awaySince) ? undefined : 'awaySince must be null or a finite number within ±2^53';
 }

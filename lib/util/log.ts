@@ -23,6 +23,7 @@ export interface Logger {
 let sink: LogSink | null = null;
 let patterns: { re: RegExp; negate: boolean }[] = parsePatterns(process.env.DEBUG ?? '');
 const loggers = new Map<string, { enabled: boolean }>();
+const created = new Map<string, Logger>();
 
 function parsePatterns(spec: string): { re: RegExp; negate: boolean }[] {
   return spec
@@ -54,6 +55,8 @@ export function setLogger(next: LogSink | null, enable?: string): void {
 
 /** Creates the logger of one namespace (e.g. `snakemq:link`). */
 export function createLogger(namespace: string): Logger {
+  const existing = created.get(namespace);
+  if (existing !== undefined) return existing;
   const state = { enabled: isEnabled(namespace) };
   loggers.set(namespace, state);
   const log = ((message: string) => {
@@ -63,6 +66,7 @@ export function createLogger(namespace: string): Logger {
   }) as Logger;
   Object.defineProperty(log, 'namespace', { value: namespace });
   Object.defineProperty(log, 'enabled', { get: () => state.enabled });
+  created.set(namespace, log);
   return log;
 }
 

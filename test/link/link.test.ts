@@ -128,6 +128,14 @@ describe('Link transports', () => {
     await exchange(p);
   });
 
+  it('tls: TLS 1.2 works too', async () => {
+    const opts = mutualTls();
+    const p = await pair('tls://127.0.0.1:0', { ...opts, connector: { ...opts.connector, tls: { ...opts.connector.tls, maxVersion: 'TLSv1.2' } } });
+    expect(p.cInfo.tls!.protocol).toBe('TLSv1.2');
+    expect(p.sInfo.tls!.authorized).toBe(true);
+    await exchange(p);
+  });
+
   it('tls: a listener without requestCert sees no client certificate', async () => {
     const p = await pair('tls://127.0.0.1:0', { listener: { tls: certs.bob() }, connector: { tls: { ca: certs.bob().ca } } });
     expect(p.sInfo.tls!.peerCertificate).toEqual({});
@@ -230,8 +238,8 @@ describe('Link reconnects', () => {
 
       // After a successful connection the count starts again at 1.
       const n = rec.of('reconnect').length;
-      const [sInfo] = server.connectionIds();
-      await server.close(sInfo);
+      await waitUntil(() => server.connectionIds().length === 1);
+      await server.close(server.connectionIds()[0]);
       await waitUntil(() => rec.of('reconnect').length > n);
       expect(rec.of('reconnect')[n]![1]).toBe(1);
     });
@@ -353,17 +361,49 @@ describe('Link TLS failures', () => {
     expect(crec.of('connect')).toEqual([]);
   });
 
-  it('a client certificate from an unknown CA never reaches connect on the listener (TLS 1.3)', async () => {
+  it('a client certificate from an unknown CA is refused by the listener (TLS 1.3: connector sees TlsError)', async () => {
+    const server = newLink();
+    const client = newLink();
+    const srec = new Recorder(server);
+    const crec = new Recorder(client);
+    const url = await server.addListener('tls://127.0.0.1:0', { tls: { ...certs.bob(), requestCert: true } });
+    const rejected = nextEvent(server, 'acceptFailed');
+    const failed = nextEvent(client, 'connectFailed');
+    client.addConnector(url, { tls: { ...certs.eve(), ca: certs.bob().ca, minVersion: 'TLSv1.3' }, reconnectInterval: 10_000 });
+    const [, error] = await rejected;
+    expect(error).toBeInstanceOf(TlsError);
+    expect(error.message).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
+    const [, clientError] = await failed;
+    expect(clientError).toBeInstanceOf(TlsError);
+    expect(clientError.cause).toBeInstanceOf(Error);
+    await sleep(100);
+    expect(srec.of('connect')).toEqual([]);
+    expect(crec.of('connect')).toEqual([]);
+  });
+
+  it('a listener requiring a client certificate refuses a connector without one', async () => {
     const server = newLink();
     const client = newLink();
     const srec = new Recorder(server);
     const url = await server.addListener('tls://127.0.0.1:0', { tls: { ...certs.bob(), requestCert: true } });
-    const rejected = nextEvent(server, 'acceptFailed');
-    client.addConnector(url, { tls: { ...certs.eve(), ca: certs.bob().ca }, reconnectInterval: 10_000 });
-    const [, error] = await rejected;
-    expect(error).toBeInstanceOf(TlsError);
+    const failed = nextEvent(client, 'connectFailed');
+    client.addConnector(url, { tls: { ca: certs.bob().ca }, reconnectInterval: 10_000 });
+    expect((await failed)[1]).toBeInstanceOf(TlsError);
     await sleep(100);
     expect(srec.of('connect')).toEqual([]);
+  });
+
+  it('TLS 1.3 data sent by the listener at once is delivered after connect', async () => {
+    const server = newLink();
+    const client = newLink();
+    const url = await server.addListener('tls://127.0.0.1:0', { tls: { ...certs.bob(), requestCert: true } });
+    server.on('connect', (info) => server.send(info.id, Buffer.from('hello')));
+    const order: string[] = [];
+    client.on('connect', () => order.push('connect'));
+    client.on('data', (_id, chunk) => order.push(chunk.toString()));
+    client.addConnector(url, { tls: certs.alice() });
+    await waitUntil(() => order.length === 2);
+    expect(order).toEqual(['connect', 'hello']);
   });
 
   it('a connector rejects a server certificate it cannot verify', async () => {
@@ -517,7 +557,7 @@ describe('Link close', () => {
     expect(client.close()).toBe(closing);
     await Promise.all([closing, server.close()]);
     await server.close();
-    await new Promise((r) => (stuck.destroyed ? r(undefined) : stuck.once('close', r)));
+    if (!stuck.closed) await new Promise((r) => stuck.once('close', r));
     expect(crec.of('disconnect').every(([, reason]) => reason.by === 'local')).toBe(true);
     expect(crec.of('disconnect').length).toBe(4);
     expect(srec.of('disconnect').length).toBe(4);
@@ -654,7 +694,7 @@ describe('Link debug logging', () => {
       await p.server.close(p.sInfo.id);
       await reconnect;
     } finally {
-      setLogger(null, '');
+      setLogger(null, process.env.DEBUG ?? '');
     }
     expect(lines.some((l) => /^snakemq:link connect #1/.test(l))).toBe(true);
     expect(lines.some((l) => /disconnect #1 .* by local/.test(l))).toBe(true);

@@ -754,3 +754,45 @@ describe('options', () => {
     });
   });
 });
+
+describe('hostile values thrown or returned', () => {
+  it('an exception whose properties throw still gives a readable error', async () => {
+    const { client, server } = setup();
+    const evil = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error('gotcha');
+        },
+      },
+    );
+    server.register('evil', {
+      throwProxy: () => {
+        throw evil;
+      },
+    });
+    const err = (await client.call('bob', 'evil', 'throwProxy').catch((e: unknown) => e)) as RpcRemoteError;
+    expect(err).toBeInstanceOf(RpcRemoteError);
+    expect(err.message).toMatch(/could not be read/);
+    await expect(client.call('bob', 'calc', 'add', [1, 2])).resolves.toBe(3);
+  });
+
+  it('a result too large for maxPayload: error reply; even that too large: no reply, server keeps serving', async () => {
+    const { client, server } = setup({ maxPayload: 300 }, 100);
+    server.register('big', { make: (n: number) => 'x'.repeat(n) });
+    const err = (await client.call('bob', 'big', 'make', [1000]).catch((e: unknown) => e)) as RpcRemoteError;
+    expect(err).toBeInstanceOf(RpcRemoteError);
+    expect(err.remoteName).toBe('InvalidArgumentError');
+    // 100 bytes: the request fits, neither the result nor the error reply does
+    const tiny = setup({ maxPayload: 100 }, 100);
+    let ran = 0;
+    const errors: unknown[] = [];
+    tiny.server.on('methodError', (e) => errors.push(e));
+    tiny.server.register('big', { make: () => (ran++, 'x'.repeat(1000)) });
+    await expect(tiny.client.call('bob', 'big', 'make')).rejects.toThrow(RpcTimeoutError);
+    expect(ran).toBe(1);
+    expect(errors).toHaveLength(1);
+    expect(tiny.server.running).toBe(0);
+    await expect(client.call('bob', 'big', 'make', [10])).resolves.toBe('x'.repeat(10));
+  });
+});
