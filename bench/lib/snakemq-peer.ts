@@ -39,7 +39,12 @@ const mode = process.argv[5] === 'all' ? 'all' : 'chunked';
 
 const link = new Link();
 const packeter = new Packeter(link);
-const messaging = new Messaging(role === 'receiver' ? 'alice' : 'bob', packeter, { acknowledgements });
+// BENCH_DEDUP_WINDOW: override the receiver's de-duplication window (0 = off), to measure what it costs.
+const dedup = process.env.BENCH_DEDUP_WINDOW;
+const messaging = new Messaging(role === 'receiver' ? 'alice' : 'bob', packeter, {
+  acknowledgements,
+  ...(dedup !== undefined ? { dedupWindow: Number(dedup) } : {}),
+});
 messaging.on('connect', () => report({ t: 'connected' }));
 
 if (role === 'receiver') {

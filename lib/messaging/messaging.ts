@@ -464,8 +464,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const expired: QueueEntry[] = [];
     queue.items.filter((e) => {
       if (e.ttl === null) return true;
+      // A TTL-0 message never outlives the connection it was queued on, however quick the reconnect.
+      const expired = e.ttl === 0 || e.ttl < away;
       e.ttl -= away;
-      if (e.ttl < 0) {
+      if (expired) {
         expired.push(e);
         return false;
       }
