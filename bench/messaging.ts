@@ -20,6 +20,13 @@
  * shared, and other load only ever slows a round down); the median and
  * every round are in the line too, and the ratio line has both.
  *
+ * Each process also reports the CPU time it used per round. Divided by the
+ * message count that gives `cpu_us_per_msg` for each side (median over the
+ * rounds), and `cpu_bound_msgs_per_s` = 1e6 / the larger of the two: the
+ * rate the pair would reach with a core each and no waiting. Other load on
+ * the machine barely changes it, so `ratio_cpu` (snakemq's bound / the
+ * baseline's) is the steadiest comparison on a shared machine.
+ *
  * Options:
  *   --sizes=100B,1MiB       which sizes (default both)
  *   --impl=raw-net,snakemq  which implementations (default raw-net,snakemq,snakemq-noack)
@@ -191,6 +198,9 @@ interface RoundResult {
   secs: number;
   /** Sender's first send to its queue being empty again (acknowledged / written). */
   senderSecs: number;
+  /** CPU time (user + system) of each process during the round, in ms. */
+  senderCpuMs: number;
+  receiverCpuMs: number;
 }
 
 async function runRound(rx: Peer, tx: Peer, n: number, size: number): Promise<RoundResult> {
@@ -200,7 +210,7 @@ async function runRound(rx: Peer, tx: Peer, n: number, size: number): Promise<Ro
   tx.command({ t: 'send', n, size });
   const [d, f] = await Promise.all([done, tx.next('finished')]);
   if (d.count !== n || d.bytes !== n * size) throw new Error(`receiver got ${d.count} messages / ${d.bytes} bytes, expected ${n} / ${n * size}`);
-  return { secs: (d.t1 - f.t0) / 1000, senderSecs: (f.tDrained - f.t0) / 1000 };
+  return { secs: (d.t1 - f.t0) / 1000, senderSecs: (f.tDrained - f.t0) / 1000, senderCpuMs: f.cpuMs, receiverCpuMs: d.cpuMs };
 }
 
 const median = (xs: number[]): number => {
@@ -257,7 +267,7 @@ async function measureSize(sz: Size): Promise<void> {
   } finally {
     await Promise.all(pairs.flatMap((p) => [p.tx?.stop(), p.rx.stop()]));
   }
-  const rates = new Map<string, { median: number; best: number }>();
+  const rates = new Map<string, { median: number; best: number; cpuBound: number }>();
   for (const { impl, rounds, error } of pairs) {
     if (error !== null) {
       emit({ bench: sz.bench, impl: impl.name, error });
@@ -267,7 +277,12 @@ async function measureSize(sz: Size): Promise<void> {
     const runs = rounds.map((r) => sz.n / r.secs);
     const best = Math.max(...runs);
     const med = median(runs);
-    rates.set(impl.name, { median: med, best });
+    // CPU cost per message of each side (median over the rounds): unlike the
+    // wall-clock rate, hardly affected by other load on the machine.
+    const senderUs = median(rounds.map((r) => (r.senderCpuMs * 1000) / sz.n));
+    const receiverUs = median(rounds.map((r) => (r.receiverCpuMs * 1000) / sz.n));
+    const cpuBound = 1e6 / Math.max(senderUs, receiverUs);
+    rates.set(impl.name, { median: med, best, cpuBound });
     const line: Record<string, unknown> = {
       bench: sz.bench,
       impl: impl.name,
@@ -281,6 +296,8 @@ async function measureSize(sz: Size): Promise<void> {
     line.median_msgs_per_s = Math.round(med);
     line.runs_msgs_per_s = runs.map((x) => Math.round(x));
     line.sender_secs = rounds.map((r) => round3(r.senderSecs));
+    line.cpu_us_per_msg = { sender: round3(senderUs), receiver: round3(receiverUs) };
+    line.cpu_bound_msgs_per_s = Math.round(cpuBound);
     emit(line);
   }
   const base = rates.get('raw-net');
@@ -294,6 +311,7 @@ async function measureSize(sz: Size): Promise<void> {
       baseline: 'raw-net',
       ratio,
       ratio_median: Math.round((rate.median / base.median) * 100) / 100,
+      ratio_cpu: Math.round((rate.cpuBound / base.cpuBound) * 100) / 100,
       target: sz.target,
       meets_target: ratio >= sz.target,
     });

@@ -27,14 +27,21 @@ export type ChildReport =
   | { t: 'connected' }
   | { t: 'armed' }
   /** Receiver: the last expected message arrived at `t1`. */
-  | { t: 'done'; t1: number; count: number; bytes: number; firstAt: number }
+  | { t: 'done'; t1: number; count: number; bytes: number; firstAt: number; cpuMs: number }
   /**
    * Sender: first send call at `t0`; every message handed to the library (or
    * socket) by `tQueued`; the sender's queue empty again (acknowledged, or
-   * written without acknowledgements) at `tDrained`.
+   * written without acknowledgements) at `tDrained`. `cpuMs`: CPU time
+   * (user + system) the process used from the command to `tDrained`.
    */
-  | { t: 'finished'; t0: number; tQueued: number; tDrained: number }
+  | { t: 'finished'; t0: number; tQueued: number; tDrained: number; cpuMs: number }
   | { t: 'error'; message: string };
+
+/** CPU time (user + system) this process has used, in ms. */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 /** Sends a report to the parent (no-op when not forked). */
 export function report(msg: ChildReport): void {

@@ -16,7 +16,7 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { makePayload, now, onCommand, report } from './ipc.js';
+import { cpuMs, makePayload, now, onCommand, report } from './ipc.js';
 
 const BATCH = 64 * 1024;
 const HEADER = 4;
@@ -85,12 +85,13 @@ async function receiver(): Promise<void> {
   let count = 0;
   let bytes = 0;
   let firstAt = 0;
+  let cpu0 = 0;
   let sock: net.Socket | null = null;
   const reader = new FrameReader((frame) => {
     if (count === 0) firstAt = now();
     bytes += frame.length;
     if (++count === expected) {
-      report({ t: 'done', t1: now(), count, bytes, firstAt });
+      report({ t: 'done', t1: now(), count, bytes, firstAt, cpuMs: cpuMs() - cpu0 });
     }
   });
   const server = net.createServer({ highWaterMark: HIGH_WATER_MARK }, (s) => {
@@ -107,6 +108,7 @@ async function receiver(): Promise<void> {
   onCommand(async (cmd) => {
     if (cmd.t === 'expect') {
       expected = cmd.n;
+      cpu0 = cpuMs();
       count = 0;
       bytes = 0;
       report({ t: 'armed' });
@@ -129,6 +131,7 @@ async function sender(port: number): Promise<void> {
   async function sendRound(n: number, size: number): Promise<void> {
     let payload = payloads.get(size);
     if (payload === undefined) payloads.set(size, (payload = makePayload(size)));
+    const cpu0 = cpuMs();
     const t0 = now();
     let last: Promise<void>;
     if (size + HEADER <= BATCH) {
@@ -168,7 +171,7 @@ async function sender(port: number): Promise<void> {
     }
     const tQueued = now();
     await last;
-    report({ t: 'finished', t0, tQueued, tDrained: now() });
+    report({ t: 'finished', t0, tQueued, tDrained: now(), cpuMs: cpuMs() - cpu0 });
   }
 
   onCommand(async (cmd) => {

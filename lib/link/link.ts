@@ -64,6 +64,7 @@ interface ListenerEntry {
   readonly conns: Set<Conn>;
   /** Raw sockets of a TLS listener whose handshake has not finished. */
   readonly handshaking: Set<net.Socket>;
+  stopped: boolean;
   stopping: Promise<void> | undefined;
 }
 
@@ -106,6 +107,7 @@ export class Link extends TypedEventSource implements Transport {
   /** addListener calls still in progress; close() waits for them. */
   readonly #starting = new Set<Promise<unknown>>();
   #nextId: ConnId = 1;
+  #closed = false;
   #closing: Promise<void> | undefined;
 
   /** @throws InvalidOptionsError on unknown keys or bad values. */
@@ -116,7 +118,7 @@ export class Link extends TypedEventSource implements Transport {
 
   /** Whether {@link close} (without an id) was called. */
   get closed(): boolean {
-    return this.#closing !== undefined;
+    return this.#closed;
   }
 
   /**
@@ -167,6 +169,7 @@ export class Link extends TypedEventSource implements Transport {
       tls: parsed.tls,
       conns: new Set(),
       handshaking: new Set(),
+      stopped: false,
       stopping: undefined,
     };
     this.#wireServer(entry, opts.tls?.requestCert === true && opts.tls.rejectUnauthorized);
@@ -350,6 +353,9 @@ export class Link extends TypedEventSource implements Transport {
    * `reason` as `error`), after trying for `closeTimeout` ms to flush what was
    * sent; resolves when its socket is closed (at once for unknown or closed ids).
    *
+   * A connector whose connection is closed this way reconnects, as after any
+   * disconnect; use {@link removeConnector} to stop it.
+   *
    * Without an id: close everything (listeners, connectors, reconnect timers,
    * connections) and resolve once every socket and server is closed. Idempotent;
    * afterwards `addListener`/`addConnector` fail with ClosedError and `send`
@@ -360,7 +366,10 @@ export class Link extends TypedEventSource implements Transport {
       const c = this.#conns.get(connId);
       return c ? this.#closeConn(c, reason) : Promise.resolve();
     }
-    this.#closing ??= this.#closeAll();
+    if (!this.#closing) {
+      this.#closed = true;
+      this.#closing = this.#closeAll();
+    }
     return this.#closing;
   }
 
@@ -378,7 +387,10 @@ export class Link extends TypedEventSource implements Transport {
 
   #wireServer(entry: ListenerEntry, mustAuthorize: boolean): void {
     const server = entry.server;
-    server.on('error', (err) => log(`listener ${entry.url}: ${messageOf(err)}`));
+    server.on('error', (err) => {
+      // Errors while starting to listen are reported by addListener itself.
+      if (server.listening) log(`listener ${entry.url}: ${messageOf(err)}`);
+    });
     if (!entry.tls) {
       server.on('connection', (socket: net.Socket) => this.#accept(entry, socket));
       return;
@@ -403,7 +415,7 @@ export class Link extends TypedEventSource implements Transport {
   }
 
   #acceptFailed(entry: ListenerEntry, socket: tls.TLSSocket, err: Error): void {
-    if (entry.stopping || this.closed) return;
+    if (entry.stopped || this.closed) return;
     const why = socket.authorizationError
       ? `client certificate rejected (${String(socket.authorizationError)})`
       : messageOf(err);
@@ -413,7 +425,7 @@ export class Link extends TypedEventSource implements Transport {
   }
 
   #accept(entry: ListenerEntry, socket: net.Socket): void {
-    if (entry.stopping || this.closed) {
+    if (entry.stopped || this.closed) {
       socket.on('error', () => undefined);
       socket.destroy();
       return;
@@ -662,7 +674,9 @@ export class Link extends TypedEventSource implements Transport {
   }
 
   #stopListener(entry: ListenerEntry): Promise<void> {
-    entry.stopping ??= (async () => {
+    if (entry.stopping) return entry.stopping;
+    entry.stopped = true;
+    entry.stopping = (async () => {
       this.#listeners.delete(entry);
       const serverClosed = new Promise<void>((resolve) => entry.server.close(() => resolve()));
       for (const raw of entry.handshaking) raw.destroy();

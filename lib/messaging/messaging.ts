@@ -452,22 +452,22 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       for (const e of front) queue.bytes += e.cost;
       // Downtime counts as away time when the peer was already away; otherwise the clock starts now.
       if (queue.conn === null) queue.awaySince = sq.awaySince ?? now;
-      if (queue.conn !== null) this.startCountdownEnd(queue, sq.awaySince ?? now);
+      if (queue.conn !== null) this.stopCountdown(queue, sq.awaySince ?? now);
     }
     for (const queue of this.queues.values()) this.schedulePump(queue);
   }
 
   /** Subtracts the away time from every TTL and drops what expired (reference §4). */
-  private startCountdownEnd(queue: PeerQueue, awaySince: number): void {
+  private stopCountdown(queue: PeerQueue, awaySince: number): void {
     const away = (Date.now() - awaySince) / 1000;
     const updates: { uuid: Buffer; ttl: number | null }[] = [];
     const expired: QueueEntry[] = [];
     queue.items.filter((e) => {
       if (e.ttl === null) return true;
       // A TTL-0 message never outlives the connection it was queued on, however quick the reconnect.
-      const expired = e.ttl === 0 || e.ttl < away;
+      const gone = e.ttl === 0 || e.ttl < away;
       e.ttl -= away;
-      if (expired) {
+      if (gone) {
         expired.push(e);
         return false;
       }
@@ -631,7 +631,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (!this.options.acknowledgements) conn.mode = Mode.Legacy;
     const queue = this.queue(ident);
     queue.conn = conn;
-    if (this.loaded) this.startCountdownEnd(queue, queue.awaySince);
+    if (this.loaded) this.stopCountdown(queue, queue.awaySince);
     log(`${ident} connected (conn ${conn.id}), ${queue.count} queued`);
     this.emit('connect', conn.id, ident);
     this.schedulePump(queue);

@@ -14,4 +14,4 @@ export {
   SQLITE_APPLICATION_ID,
   SQLITE_SCHEMA_VERSION,
 } from './sqlite.js';
-export type { SqliteDurability, SqliteStorageOptions, SqliteStorageStats } from './sqlite.js';
+export type { SqliteDurability, SqliteSettings, SqliteStorageOptions, SqliteStorageStats } from './sqlite.js';

@@ -74,6 +74,22 @@ export interface SqliteStorageStats {
   readonly rowsDeleted: number;
 }
 
+/** The SQLite settings in effect on a storage's connection, as read back by {@link SqliteQueuesStorage.settings}. */
+export interface SqliteSettings {
+  /** Always `'wal'`. */
+  readonly journalMode: string;
+  /** `'NORMAL'` for durability `'process'`, `'FULL'` for `'power'`. */
+  readonly synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
+  /** {@link SQLITE_APPLICATION_ID}. */
+  readonly applicationId: number;
+  /** {@link SQLITE_SCHEMA_VERSION}. */
+  readonly userVersion: number;
+  /** `PRAGMA max_page_count`. */
+  readonly maxPageCount: number;
+  /** The SQLite library version. */
+  readonly sqliteVersion: string;
+}
+
 type Stats = { -readonly [K in keyof SqliteStorageStats]: SqliteStorageStats[K] };
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
@@ -98,23 +114,45 @@ PRAGMA user_version = ${SQLITE_SCHEMA_VERSION};
 
 /*
  * Batched statements take a few large parameters instead of one per value:
- * the sqlite3 package spends ~2 µs binding each parameter, 5x what SQLite
- * needs to insert a row. Bytes (uuids, data) travel in one BLOB cut with
- * substr(); the other values in one JSON array read with json_each().
- * Numbers go through JSON as an integer pair "n,k" meaning n / 2^k, because
- * SQLite's text-to-double conversion is not always correctly rounded while
- * integers and divisions by powers of two are exact.
+ * the sqlite3 package spends ~2 µs binding each parameter, several times what
+ * SQLite needs to insert a row. Bytes (uuids, data) travel in one BLOB cut
+ * with substr(); other values in JSON read with json_each(). Numbers go
+ * through JSON as an integer pair "n,k" meaning n / 2^k, because SQLite's
+ * text-to-double conversion is not always correctly rounded while integers
+ * and divisions by powers of two are exact.
  */
 const num = (n: string, k: string): string =>
   `CAST(${n} AS REAL) / (1 << min(${k}, 62)) / (1 << max(${k} - 62, 0))`;
 
+/** Bits of a packed insert row (see SQL.insert): offset in the BLOB, data length; the dictionary index above. */
+const LEN_BITS = 17;
+const OFFSET_BITS = 22;
+/** Data at most this long goes through the packed INSERT; longer data is inserted alone. */
+const PACKED_MAX_DATA = 2 ** LEN_BITS - 1;
+/** Bytes of uuids and data per packed INSERT, at most (offsets are 1-based). */
+const PACKED_MAX_BYTES = 2 ** OFFSET_BITS - 1;
+/** Rows per packed INSERT, at most (keeps the packed integers below 2^53). */
+const INSERT_ROWS = 4096;
+/** Entries per DELETE / TTL / away statement, at most. */
+const CHUNK = 8192;
+
 const SQL = {
-  /** ?1 BLOB of uuid+data per row, ?2 JSON rows [ident, offset, length, flags, ttl n, ttl k]. */
+  /**
+   * ?1 BLOB of uuid+data per row; ?2 JSON array, one integer per row:
+   * dictionary index << 39 | 1-based offset in ?1 << 17 | data length;
+   * ?3 JSON dictionary [[ident, flags, ttl n, ttl k], …] (rows share few).
+   * Scalar json_each values are cheap, `->>` on every row is not. CROSS JOIN
+   * keeps the rows as the outer loop (the dictionary gets an automatic index).
+   */
   insert:
+    `WITH d(i, queue, flags, ttl) AS MATERIALIZED (` +
+    `SELECT key, value ->> 0, value ->> 1, ${num('value ->> 2', 'value ->> 3')} FROM json_each(?3)) ` +
     'INSERT INTO messages (queue, uuid, data, flags, ttl) ' +
-    'SELECT j.value ->> 0, substr(?1, j.value ->> 1, 16), substr(?1, j.value ->> 1 + 16, j.value ->> 2), ' +
-    `j.value ->> 3, ${num('j.value ->> 4', 'j.value ->> 5')} ` +
-    'FROM json_each(?2) AS j ORDER BY j.key',
+    `SELECT d.queue, substr(?1, (j.value >> ${LEN_BITS}) & ${PACKED_MAX_BYTES}, 16), ` +
+    `substr(?1, ((j.value >> ${LEN_BITS}) & ${PACKED_MAX_BYTES}) + 16, j.value & ${PACKED_MAX_DATA}), d.flags, d.ttl ` +
+    `FROM json_each(?2) AS j CROSS JOIN d ON d.i = j.value >> ${LEN_BITS + OFFSET_BITS} ORDER BY j.key`,
+  /** One large message. */
+  insertOne: 'INSERT INTO messages (queue, uuid, data, flags, ttl) VALUES (?1, ?2, ?3, ?4, ?5)',
   /** ?1 queue, ?2 BLOB of uuids. */
   delete:
     'WITH RECURSIVE u(o) AS (SELECT 1 UNION ALL SELECT o + 16 FROM u WHERE o + 16 <= length(?2)) ' +
@@ -137,13 +175,6 @@ const SQL = {
 } as const;
 type StatementName = keyof typeof SQL;
 
-/** Rows per INSERT statement, at most. */
-const INSERT_ROWS = 4096;
-/** Bytes of uuids and data per INSERT statement, at most (a larger message goes alone). */
-const INSERT_BYTES = 4 * 1024 * 1024;
-/** Entries per DELETE / TTL / away statement, at most. */
-const CHUNK = 8192;
-
 interface PendingInsert {
   readonly ident: string;
   /** JSON.stringify(ident), computed once per push() call. */
@@ -164,8 +195,8 @@ interface PendingInsert {
  */
 class Batch {
   readonly inserts: PendingInsert[] = [];
-  /** uuid (latin1) + ident -> pending inserts carrying it. */
-  readonly index = new Map<string, PendingInsert[]>();
+  /** uuid (latin1) + ident -> pending inserts carrying it; built on the first remove/updateTtl. */
+  index: Map<string, PendingInsert[]> | null = null;
   /** ident -> uuid (latin1) -> uuid */
   readonly deletes = new Map<string, Map<string, Buffer>>();
   /** ident -> uuid (latin1) -> new ttl */
@@ -173,6 +204,22 @@ class Batch {
   readonly away = new Map<string, number | null>();
   calls = 0;
   readonly promise: Promise<void>;
+
+  indexed(): Map<string, PendingInsert[]> {
+    if (!this.index) {
+      this.index = new Map();
+      for (const p of this.inserts) if (!p.cancelled) this.addToIndex(p);
+    }
+    return this.index;
+  }
+
+  addToIndex(p: PendingInsert): void {
+    const key = p.uuid.toString('latin1') + p.ident;
+    const same = this.index!.get(key);
+    if (same) same.push(p);
+    else this.index!.set(key, [p]);
+  }
+
   resolve!: () => void;
   reject!: (err: Error) => void;
 
@@ -288,6 +335,30 @@ export class SqliteQueuesStorage implements QueuesStorage {
     return { ...this.counters };
   }
 
+  /** Reads back the SQLite settings in effect (diagnostics, tests). Rejects with `ClosedError` after `close()`. */
+  settings(): Promise<SqliteSettings> {
+    if (this.closing) return closedPromise();
+    return this.enqueue(async () => {
+      const get = async (pragma: string): Promise<unknown> => {
+        const [row] = await all(this.db, `PRAGMA ${pragma}`);
+        return row ? Object.values(row)[0] : undefined;
+      };
+      try {
+        const levels = ['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const;
+        return {
+          journalMode: String(await get('journal_mode')),
+          synchronous: levels[Number(await get('synchronous'))] ?? 'OFF',
+          applicationId: Number(await get('application_id')),
+          userVersion: Number(await get('user_version')),
+          maxPageCount: Number(await get('max_page_count')),
+          sqliteVersion: sqlite3.VERSION,
+        };
+      } catch (err) {
+        throw toStorageError(err, 'cannot read storage settings');
+      }
+    });
+  }
+
   /**
    * Every queue that has messages or a non-null `awaySince`, messages in push
    * order. Sees every write issued before it.
@@ -315,10 +386,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
         cancelled: false,
       };
       b.inserts.push(p);
-      const key = m.uuid.toString('latin1') + ident;
-      const same = b.index.get(key);
-      if (same) same.push(p);
-      else b.index.set(key, [p]);
+      if (b.index) b.addToIndex(p);
     }
     return b.promise;
   }
@@ -332,12 +400,13 @@ export class SqliteQueuesStorage implements QueuesStorage {
     let deletes = b.deletes.get(ident);
     if (!deletes) b.deletes.set(ident, (deletes = new Map()));
     const ttls = b.ttls.get(ident);
+    const index = b.indexed();
     for (const uuid of uuids) {
       const k = uuid.toString('latin1');
-      const same = b.index.get(k + ident);
+      const same = index.get(k + ident);
       if (same) {
         for (const p of same) p.cancelled = true;
-        b.index.delete(k + ident);
+        index.delete(k + ident);
       }
       ttls?.delete(k);
       // Also deleted in the database: an older row may carry the same uuid.
@@ -354,9 +423,10 @@ export class SqliteQueuesStorage implements QueuesStorage {
     const b = this.batch();
     let ttls = b.ttls.get(ident);
     if (!ttls) b.ttls.set(ident, (ttls = new Map()));
+    const index = b.indexed();
     for (const { uuid, ttl } of entries) {
       const k = uuid.toString('latin1');
-      for (const p of b.index.get(k + ident) ?? []) p.ttl = ttl;
+      for (const p of index.get(k + ident) ?? []) p.ttl = ttl;
       ttls.set(k, { uuid, ttl });
     }
     return b.promise;
@@ -467,28 +537,46 @@ export class SqliteQueuesStorage implements QueuesStorage {
     }
   }
 
+  /** Inserts rows in order: packed statements, and large messages one by one in between. */
   private async insert(rows: readonly PendingInsert[]): Promise<void> {
     let at = 0;
     while (at < rows.length) {
-      let end = at;
+      const first = rows[at]!;
+      if (first.data.length > PACKED_MAX_DATA) {
+        this.counters.rowsInserted += await this.exec('insertOne', [
+          first.ident,
+          first.uuid,
+          first.data,
+          first.flags,
+          first.ttl,
+        ]);
+        at++;
+        continue;
+      }
+      const dict = new Map<string, number>();
+      const packed: number[] = [];
       let bytes = 0;
-      while (end < rows.length && end - at < INSERT_ROWS) {
-        const size = 16 + rows[end]!.data.length;
-        if (end > at && bytes + size > INSERT_BYTES) break;
+      let end = at;
+      for (; end < rows.length && end - at < INSERT_ROWS; end++) {
+        const p = rows[end]!;
+        const size = 16 + p.data.length;
+        if (p.data.length > PACKED_MAX_DATA || bytes + size > PACKED_MAX_BYTES) break;
+        const entry = `[${p.identJson},${p.flags},${exactNumber(p.ttl)}]`;
+        let index = dict.get(entry);
+        if (index === undefined) dict.set(entry, (index = dict.size));
+        packed.push(index * 2 ** (LEN_BITS + OFFSET_BITS) + (bytes + 1) * 2 ** LEN_BITS + p.data.length);
         bytes += size;
-        end++;
       }
       const blob = Buffer.allocUnsafe(bytes);
-      const json: string[] = [];
       let offset = 0;
       for (let i = at; i < end; i++) {
         const p = rows[i]!;
         p.uuid.copy(blob, offset);
         p.data.copy(blob, offset + 16);
-        json.push(`[${p.identJson},${offset + 1},${p.data.length},${p.flags},${exactNumber(p.ttl)}]`);
         offset += 16 + p.data.length;
       }
-      this.counters.rowsInserted += await this.exec('insert', [blob, `[${json.join(',')}]`]);
+      const json = `[${packed.join(',')}]`;
+      this.counters.rowsInserted += await this.exec('insert', [blob, json, `[${[...dict.keys()].join(',')}]`]);
       at = end;
     }
   }
