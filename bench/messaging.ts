@@ -30,7 +30,9 @@
  * Options:
  *   --sizes=100B,1MiB       which sizes (default both)
  *   --impl=raw-net,snakemq  which implementations (default raw-net,snakemq,snakemq-noack)
- *   --rounds=3              measured rounds per implementation
+ *   --rounds=5              measured rounds per implementation (at most)
+ *   --min-rounds=3          ... but after this many, stop once a size has
+ *   --budget=45             ... taken this many seconds (keeps `npm run bench` short)
  *   --msgs-100B=2000000     messages per round of 100 bytes
  *   --msgs-1MiB=1024        messages per round of 1 MiB
  *   --prof=DIR              run the peers with --cpu-prof into DIR
@@ -53,7 +55,10 @@ for (const a of process.argv.slice(2)) {
 }
 const opt = (name: string, def: string): string => args.get(name) ?? def;
 
-const ROUNDS = Number(opt('rounds', '3'));
+/** Measured rounds per implementation: up to ROUNDS, fewer (but MIN_ROUNDS at least) once a size has taken BUDGET_MS. */
+const ROUNDS = Number(opt('rounds', '5'));
+const MIN_ROUNDS = Math.min(ROUNDS, Number(opt('min-rounds', '3')));
+const BUDGET_MS = Number(opt('budget', '45')) * 1000;
 const ROUND_TIMEOUT_MS = 120_000;
 const PROF_DIR = args.has('prof') ? resolve(opt('prof', 'prof')) : null;
 
@@ -263,7 +268,11 @@ async function measureSize(sz: Size): Promise<void> {
   try {
     // Warm-up: lets the JIT settle and the connection's buffers grow.
     for (const pair of pairs) await round(pair, Math.max(1, Math.round(sz.n / 5)), sz.size, false);
-    for (let r = 0; r < ROUNDS; r++) for (const pair of pairs) await round(pair, sz.n, sz.size, true);
+    const started = performance.now();
+    for (let r = 0; r < ROUNDS; r++) {
+      if (r >= MIN_ROUNDS && performance.now() - started > BUDGET_MS) break;
+      for (const pair of pairs) await round(pair, sz.n, sz.size, true);
+    }
   } finally {
     await Promise.all(pairs.flatMap((p) => [p.tx?.stop(), p.rx.stop()]));
   }
@@ -292,7 +301,7 @@ async function measureSize(sz: Size): Promise<void> {
       msgs_per_s: Math.round(best),
     };
     if (sz.size >= 1024 * 1024) line.mb_per_s = Math.round((best * sz.size) / 1e6);
-    line.stat = `best of ${ROUNDS}`;
+    line.stat = `best of ${rounds.length}`;
     line.median_msgs_per_s = Math.round(med);
     line.runs_msgs_per_s = runs.map((x) => Math.round(x));
     line.sender_secs = rounds.map((r) => round3(r.senderSecs));

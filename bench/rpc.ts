@@ -29,6 +29,8 @@
  *   --window=100            calls outstanding in the pipelined benchmark
  *   --max-seconds=3         a round also stops after this long
  *   --codec-pairs=200000    request+reply pairs of the codec benchmark (0: skip)
+ *   --prof=DIR              run the server process with --cpu-prof into DIR (profile this
+ *                           process with `node --import tsx --cpu-prof bench/rpc.ts`)
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -61,6 +63,7 @@ const PIPELINED_CALLS = Math.max(1, num('pipelined-calls', 200_000));
 const WINDOW = Math.max(1, num('window', 100));
 const MAX_MS = num('max-seconds', 3) * 1000;
 const CODEC_PAIRS = num('codec-pairs', 200_000);
+const PROF_DIR = args.has('prof') ? resolve(args.get('prof')!) : null;
 const TARGET_RATIO_P50 = 1.5;
 const TARGET_PIPELINED = 150_000;
 
@@ -109,7 +112,8 @@ class ServerProcess {
   private readonly waiters: ((msg: Record<string, unknown>) => void)[] = [];
 
   constructor() {
-    this.child = spawn(process.execPath, ['--import', 'tsx', join(here, 'rpc-server.ts')], {
+    const prof = PROF_DIR === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
+    this.child = spawn(process.execPath, ['--import', 'tsx', ...prof, join(here, 'rpc-server.ts')], {
       cwd: root,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

@@ -13,7 +13,8 @@
  * In an application, import from 'snakemq-ts' instead of '../lib/index.js'.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Link, Packeter, Messaging, Message, type TlsOptions } from '../lib/index.js';
@@ -31,7 +32,7 @@ function makeCertificates(dir: string, names: string[]): void {
   for (const name of names) {
     openssl('req', ...ec, '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
     // Both server and client use: any peer may listen or connect. SAN for the address we connect to.
-    execFileSync('sh', ['-c', `printf '%s\\n' 'extendedKeyUsage=serverAuth,clientAuth' 'subjectAltName=DNS:localhost,IP:127.0.0.1' > ${name}.ext`], { cwd: dir });
+    writeFileSync(join(dir, `${name}.ext`), 'extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n');
     openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-set_serial', `${Date.now()}`,
       '-days', '1', '-extfile', `${name}.ext`, '-out', `${name}.pem`);
   }

@@ -480,6 +480,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
     if (this.pending === batch) this.pending = null;
     const started = performance.now();
     try {
+      batch.resolve();
       const wrote = await this.write(batch);
       if (wrote && log.enabled) {
         log(`committed ${batch.calls} calls in ${(performance.now() - started).toFixed(1)} ms`);
@@ -662,6 +663,8 @@ async function requireFeatures(db: Database): Promise<void> {
   try {
     await all(db, `SELECT '[1]' ->> 0, json_each.value FROM json_each('[1]')`);
   } catch (err) {
+    // SQLITE_ERROR is a missing function or syntax; anything else (e.g. SQLITE_NOTADB) is about the file.
+    if ((err as { code?: unknown }).code !== 'SQLITE_ERROR') throw err;
     throw new StorageError(`SQLite ${sqlite3.VERSION} lacks JSON support (3.38 or later needed)`, { cause: err });
   }
 }

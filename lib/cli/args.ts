@@ -1,0 +1,189 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseEndpoint } from '../link/endpoint.js';
+import type { ParsedEndpoint } from '../link/types.js';
+import { MAX_TTL } from '../messaging/message.js';
+import { UsageError } from './errors.js';
+
+type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** Longest identity on the wire (snakeMQ truncates longer ones). */
+export const MAX_IDENT_LENGTH = 50;
+
+/** Options shared by `listen`, `send` and `call`. */
+export const COMMON_OPTIONS = {
+  ident: { type: 'string' },
+  listen: { type: 'string', multiple: true },
+  connect: { type: 'string', multiple: true },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  storage: { type: 'string' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies OptionSpecs;
+
+/** Whether `--help` / `-h` appears before a `--` separator. */
+export function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
+/** `parseArgs` in strict mode, its errors turned into {@link UsageError}s. */
+export function parse(
+  command: string,
+  args: string[],
+  options: OptionSpecs,
+  allowPositionals: boolean,
+): { values: Values; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args, options, allowPositionals, strict: true });
+    return { values: values as Values, positionals };
+  } catch (error) {
+    throw new UsageError(describeParseError(error), command);
+  }
+}
+
+function describeParseError(error: unknown): string {
+  const e = error as { code?: string; message?: string };
+  const message = String(e.message ?? error);
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      const m = /option '([^']*)'/.exec(message);
+      return `unknown option '${m ? m[1] : message}'`;
+    }
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      // "Option '--ident <value>' argument missing" / "Option '--json' does not take an argument"
+      const m = /Option '(-[^' ]+)(?: <value>)?'/.exec(message);
+      if (m && message.includes('argument missing')) return `option '${m[1]}' needs a value`;
+      if (m && message.includes('does not take an argument')) return `option '${m[1]}' does not take a value`;
+      if (m && message.includes('is ambiguous')) {
+        return `option '${m[1]}' needs a value (write ${m[1]}=VALUE for a value starting with '-')`;
+      }
+      return message;
+    }
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {
+      const m = /argument '([^']*)'/.exec(message);
+      return `unexpected argument '${m ? m[1] : message}'`;
+    }
+    default:
+      return message;
+  }
+}
+
+export function str(values: Values, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function list(values: Values, name: string): string[] {
+  const v = values[name];
+  return Array.isArray(v) ? v : [];
+}
+
+export function required(command: string, values: Values, name: string): string {
+  const v = str(values, name);
+  if (v === undefined) throw new UsageError(`--${name} is required`, command);
+  if (v === '') throw new UsageError(`--${name} must not be empty`, command);
+  return v;
+}
+
+/** A non-negative integer option (`--count`, `--size`), or undefined when absent. */
+export function integer(command: string, values: Values, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = str(values, name);
+  if (v === undefined) return undefined;
+  if (!/^[0-9]+$/.test(v) || Number(v) > max) {
+    throw new UsageError(`--${name} must be an integer from 0 to ${max}, got '${v}'`, command);
+  }
+  return Number(v);
+}
+
+/** A number of seconds (fractions allowed), or undefined when absent. */
+export function seconds(command: string, values: Values, name: string, opts: { min: number; exclusive: boolean; max?: number }): number | undefined {
+  const v = str(values, name);
+  if (v === undefined) return undefined;
+  const n = /^[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?$/.test(v) ? Number(v) : NaN;
+  const max = opts.max ?? 2 ** 31 / 1000;
+  const low = opts.exclusive ? n > opts.min : n >= opts.min;
+  if (!Number.isFinite(n) || !low || n > max) {
+    const range = opts.exclusive ? `greater than ${opts.min}` : `at least ${opts.min}`;
+    throw new UsageError(`--${name} must be a number of seconds ${range} and at most ${max}, got '${v}'`, command);
+  }
+  return n;
+}
+
+/** Checks an identity given to `--ident` or `--to`. */
+export function identity(command: string, name: string, value: string): string {
+  if ([...value].length > MAX_IDENT_LENGTH) {
+    throw new UsageError(`--${name} must be at most ${MAX_IDENT_LENGTH} characters (the snakeMQ limit)`, command);
+  }
+  return value;
+}
+
+/** What `listen`, `send` and `call` share, validated. */
+export interface CommonOptions {
+  ident: string;
+  listen: ParsedEndpoint[];
+  connect: ParsedEndpoint[];
+  tls: { cert?: Buffer; key?: Buffer; ca?: Buffer };
+  storage: string | undefined;
+  /** In seconds. */
+  timeout: number | undefined;
+}
+
+function readPem(command: string, option: string, file: string | undefined): Buffer | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new UsageError(`cannot read --${option} ${file}: ${why}`, command);
+  }
+}
+
+function endpoints(command: string, option: string, urls: string[]): ParsedEndpoint[] {
+  return urls.map((url) => {
+    try {
+      return parseEndpoint(url);
+    } catch (error) {
+      throw new UsageError(`--${option}: ${(error as Error).message}`, command);
+    }
+  });
+}
+
+/** Validates the common options (files are read here: an unreadable one is a usage error). */
+export function commonOptions(command: string, values: Values): CommonOptions {
+  const ident = identity(command, 'ident', required(command, values, 'ident'));
+  const listen = endpoints(command, 'listen', list(values, 'listen'));
+  const connect = endpoints(command, 'connect', list(values, 'connect'));
+  if (listen.length === 0 && connect.length === 0) {
+    throw new UsageError('give at least one --listen URL or --connect URL', command);
+  }
+  const certFile = str(values, 'tls-cert');
+  const keyFile = str(values, 'tls-key');
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together', command);
+  }
+  const tlsListener = listen.find((e) => e.tls);
+  if (tlsListener && certFile === undefined) {
+    throw new UsageError(`--listen ${tlsListener.url} needs --tls-cert and --tls-key`, command);
+  }
+  const timeout = seconds(command, values, 'timeout', { min: 0, exclusive: true });
+  const storage = str(values, 'storage');
+  if (storage === '') throw new UsageError('--storage must not be empty', command);
+  const tls = {
+    cert: readPem(command, 'tls-cert', certFile),
+    key: readPem(command, 'tls-key', keyFile),
+    ca: readPem(command, 'tls-ca', str(values, 'tls-ca')),
+  };
+  return { ident, listen, connect, tls, storage, timeout };
+}
+
+/** `--ttl` of `send`: seconds, `MAX_TTL` at most. */
+export function ttl(command: string, values: Values): number | undefined {
+  return seconds(command, values, 'ttl', { min: 0, exclusive: false, max: MAX_TTL });
+}

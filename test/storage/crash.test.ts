@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SqliteQueuesStorage, type SqliteDurability } from '../../lib/storage/index.js';
+import { FIXTURES, REPO_ROOT, removeTempDirs, tempDir } from './helpers.js';
+
+afterEach(removeTempDirs);
+
+/**
+ * Runs fixtures/crash-child.ts, SIGKILLs it once it has acknowledged
+ * `killAfter` pushes, and returns what it acknowledged.
+ */
+function runAndKill(path: string, durability: SqliteDurability, killAfter: number) {
+  return new Promise<{ pushed: Set<number>; removed: Set<number>; errors: string[]; signal: string | null }>(
+    (resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', join(FIXTURES, 'crash-child.ts'), path, durability], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const pushed = new Set<number>();
+      const removed = new Set<number>();
+      const errors: string[] = [];
+      let buffered = '';
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        buffered += chunk;
+        const lines = buffered.split('\n');
+        buffered = lines.pop()!;
+        for (const line of lines) {
+          const [kind, n] = line.split(' ');
+          if (kind === 'p') pushed.add(Number(n));
+          else if (kind === 'r') removed.add(Number(n));
+          else errors.push(line);
+        }
+        if (pushed.size >= killAfter) child.kill('SIGKILL');
+      });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`child acknowledged only ${pushed.size} pushes; stderr: ${stderr}`));
+      }, 20_000);
+      child.on('error', reject);
+      child.on('close', (_code, signal) => {
+        clearTimeout(timer);
+        resolve({ pushed, removed, errors, signal });
+      });
+    },
+  );
+}
+
+describe('SqliteQueuesStorage: crash (kill -9)', () => {
+  it.each(['process', 'power'] as const)(
+    'keeps every acknowledged write when killed with SIGKILL (durability %s)',
+    async (durability) => {
+      const path = join(await tempDir(), 'queues.db');
+      const { pushed, removed, errors, signal } = await runAndKill(path, durability, 3000);
+      expect(signal).toBe('SIGKILL');
+      expect(errors).toEqual([]);
+      expect(pushed.size).toBeGreaterThanOrEqual(3000);
+
+      const storage = await SqliteQueuesStorage.open(path);
+      try {
+        const queues = await storage.load();
+        expect(queues.map((q) => q.ident)).toEqual(['peer']);
+        const stored = queues[0]!.messages.map((m) => m.uuid.readUInt32BE(12));
+        // In order, no duplicates.
+        for (let i = 1; i < stored.length; i++) expect(stored[i]).toBeGreaterThan(stored[i - 1]!);
+        const present = new Set(stored);
+        for (const n of pushed) {
+          if (!removed.has(n)) expect(present.has(n), `acknowledged push ${n}`).toBe(true);
+        }
+        for (const n of removed) expect(present.has(n), `acknowledged remove ${n}`).toBe(false);
+        // Transactions commit in call order: what survived is a prefix of what was pushed.
+        const max = Math.max(...stored);
+        for (let n = 0; n <= max; n++) {
+          if (n % 10 !== 0) expect(present.has(n), `prefix ${n}`).toBe(true);
+        }
+        const sample = queues[0]!.messages.find((m) => m.uuid.readUInt32BE(12) === stored[0]);
+        expect(sample!.ttl).toBe(stored[0]);
+        expect(sample!.data).toEqual(Buffer.alloc(100, stored[0]! & 0xff));
+      } finally {
+        await storage.close();
+      }
+    },
+  );
+});
