@@ -1,45 +1,77 @@
 /**
- * `npm run demo`: bob and alice, two peers in one process, exchange messages
- * over TCP on 127.0.0.1 and print what happens.
+ * `npm run demo`: bob and alice, each in a process of its own (examples/demo-peer.ts),
+ * talk over TCP on 127.0.0.1:
+ *
+ *  1. alice connects to bob; they exchange messages both ways;
+ *  2. each calls the other over RPC (bob calls alice over the connection she opened);
+ *  3. alice stops; bob sends her a persistent message, committed to his SQLite file;
+ *  4. bob is killed with SIGKILL — no clean shutdown — and started again on the same file;
+ *  5. alice starts again: the message arrives, and leaves bob's file once she acknowledged it.
+ *
+ * SQLite files live in a temp dir, removed at the end. The child processes are
+ * killed whatever happens (error, Ctrl-C, or this process being killed).
  */
-import { Link, Packeter, Messaging, Message } from '../lib/index.js';
+import { rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deadline, killChildren, startPeer, type PeerProcess } from './support/processes.js';
 
-function peer(ident: string): { link: Link; messaging: Messaging } {
-  const link = new Link();
-  const messaging = new Messaging(ident, new Packeter(link));
-  messaging.on('connect', (_conn, who) => console.log(`[${ident}] ${who} connected`));
-  messaging.on('disconnect', (_conn, who) => console.log(`[${ident}] ${who} disconnected`));
-  return { link, messaging };
+deadline(30_000);
+const started = performance.now();
+const dir = await mkdtemp(join(tmpdir(), 'snakemq-demo-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true })); // also after Ctrl-C
+const narrate = (text: string) => console.log(`\ndemo  | ${text}`);
+
+function start(ident: 'bob' | 'alice', where: { listen: string } | { connect: string }): PeerProcess {
+  const peer = ident === 'bob' ? 'alice' : 'bob';
+  const config = { ident, peer, storage: join(dir, `${ident}.sqlite`), ...where };
+  return startPeer('demo-peer.ts', [JSON.stringify(config)], `${ident.padEnd(5)} | `);
 }
 
-const bob = peer('bob');
-const alice = peer('alice');
+try {
+  narrate(`1. bob listens, alice connects (separate processes, queues in ${dir})`);
+  let bob = start('bob', { listen: 'tcp://127.0.0.1:0' });
+  const url = (await bob.waitFor(/^listening on (\S+)/))[1]!;
+  let alice = start('alice', { connect: url });
+  await Promise.all([bob.waitFor(/^alice connected/), alice.waitFor(/^bob connected/)]);
 
-const url = await bob.link.addListener('tcp://127.0.0.1:0');
-console.log(`[bob] listening on ${url}`);
+  narrate('messages both ways');
+  alice.send({ op: 'send', text: 'hi bob, alice here' });
+  await bob.waitFor(/^received from alice/);
+  bob.send({ op: 'send', text: 'hi alice, nice to see you' });
+  await alice.waitFor(/^received from bob/);
 
-// bob queues a message before alice even exists on the network: it waits for her.
-bob.messaging.send('alice', new Message('hello alice, this waited in my queue'));
+  narrate('2. RPC each way: alice calls bob, then bob calls alice (who connected out)');
+  alice.send({ op: 'call' });
+  await alice.waitFor(/^bob\.greet\("alice"\) returned/);
+  bob.send({ op: 'call' });
+  await bob.waitFor(/^alice\.greet\("bob"\) returned/);
 
-const aliceGotAll = new Promise<void>((resolve) => {
-  let n = 0;
-  alice.messaging.on('message', (_conn, from, message) => {
-    console.log(`[alice] from ${from}: ${message.data.toString()}`);
-    if (++n === 2) resolve();
-  });
-});
-const bobGotAll = new Promise<void>((resolve) => {
-  bob.messaging.on('message', (_conn, from, message) => {
-    console.log(`[bob] from ${from}: ${message.data.toString()}`);
-    bob.messaging.send(from, new Message(`thanks ${from}, got "${message.data.toString()}"`));
-    resolve();
-  });
-});
+  narrate('3. alice stops; bob sends her a persistent message while she is away');
+  alice.send({ op: 'quit' });
+  await alice.succeeded();
+  await bob.waitFor(/^alice disconnected/);
+  bob.send({ op: 'send', text: 'sent while you were away', persistent: true });
+  await bob.waitFor(/is committed to bob\.sqlite/);
 
-alice.link.addConnector(url);
-console.log(`[alice] connecting to ${url}`);
-alice.messaging.send('bob', new Message('hi bob, alice here'));
+  narrate('4. bob is killed with SIGKILL, then started again on the same SQLite file');
+  await bob.kill('SIGKILL');
+  console.log(`bob   | (killed: pid ${bob.proc.pid})`);
+  bob = start('bob', { listen: 'tcp://127.0.0.1:0' });
+  await bob.waitFor(/^1 message\(s\) for alice loaded/);
+  const url2 = (await bob.waitFor(/^listening on (\S+)/))[1]!;
 
-await Promise.all([aliceGotAll, bobGotAll]);
-await Promise.all([alice.messaging.close(), bob.messaging.close()]);
-console.log('demo finished');
+  narrate('5. alice starts again and gets the message');
+  alice = start('alice', { connect: url2 });
+  await alice.waitFor(/^received from bob: "sent while you were away" \(persistent\)/);
+  await bob.waitFor(/^alice acknowledged "sent while you were away"/);
+
+  narrate('both stop');
+  bob.send({ op: 'quit' });
+  alice.send({ op: 'quit' });
+  await Promise.all([bob.succeeded(), alice.succeeded()]);
+  narrate(`demo finished in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+} finally {
+  await killChildren(); // no-op when all went well; the temp dir goes on exit
+}

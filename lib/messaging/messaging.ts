@@ -36,6 +36,7 @@ import {
 } from './frames.js';
 import { Message } from './message.js';
 import { MessageStream, type ReceivedMessage } from './stream.js';
+import { UuidWindow } from './uuid-window.js';
 import type { Delivery, MessagingEvents } from './types.js';
 
 const log = createLogger('snakemq:messaging');
@@ -139,32 +140,6 @@ class PeerQueue {
   }
 }
 
-class DedupWindow {
-  private readonly seen = new Set<string>();
-  private readonly order: string[] = [];
-  private next = 0;
-
-  constructor(private readonly size: number) {}
-
-  /** Records the uuid of a MESSAGE frame (bytes 1-16); returns false when it was already there. */
-  add(p: Buffer): boolean {
-    if (this.size === 0) return true;
-    const key = String.fromCharCode(
-      (p[1]! << 8) | p[2]!, (p[3]! << 8) | p[4]!, (p[5]! << 8) | p[6]!, (p[7]! << 8) | p[8]!,
-      (p[9]! << 8) | p[10]!, (p[11]! << 8) | p[12]!, (p[13]! << 8) | p[14]!, (p[15]! << 8) | p[16]!,
-    );
-    if (this.seen.has(key)) return false;
-    if (this.order.length < this.size) this.order.push(key);
-    else {
-      this.seen.delete(this.order[this.next]!);
-      this.order[this.next] = key;
-      this.next = (this.next + 1) % this.size;
-    }
-    this.seen.add(key);
-    return true;
-  }
-}
-
 /**
  * Identities, per-identity queues and the snakeMQ messaging protocol over a
  * {@link Packeter} (reference §2-§5), plus acknowledged delivery with peers
@@ -191,7 +166,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private readonly conns = new Map<ConnId, PeerConn>();
   private readonly byIdent = new Map<string, PeerConn>();
   private readonly queues = new Map<string, PeerQueue>();
-  private readonly dedup = new Map<string, DedupWindow>();
+  private readonly dedup = new Map<string, UuidWindow>();
   private readonly hooks: Hook[] = [];
   private readonly streams = new Set<MessageStream>();
   private readonly dirty = new Set<PeerQueue>();
@@ -651,12 +626,15 @@ export class Messaging extends EventEmitter<MessagingEvents> {
 
   private onMessage(conn: PeerConn, ident: string, packet: Buffer, ttl: number | null, flags: number): void {
     if (conn.peerAcks) {
-      let window = this.dedup.get(ident);
-      if (window === undefined) {
-        window = new DedupWindow(this.options.dedupWindow);
-        this.dedup.set(ident, window);
+      let fresh = true;
+      if (this.options.dedupWindow > 0) {
+        let window = this.dedup.get(ident);
+        if (window === undefined) {
+          window = new UuidWindow(this.options.dedupWindow);
+          this.dedup.set(ident, window);
+        }
+        fresh = window.add(packet, 1);
       }
-      const fresh = window.add(packet);
       if (conn.toAck++ === 0 && !conn.ackScheduled) {
         conn.ackScheduled = true;
         setImmediate(() => this.sendAck(conn));

@@ -2,15 +2,24 @@
  * Encoding and strict decoding of RPC requests (`rpcreq`) and replies
  * (`rpcrep`): a 6-byte ASCII prefix followed by one MessagePack map.
  *
- * Decoding accepts only standard MessagePack (nil, bool, int, float, str,
- * bin, array, map, and the timestamp extension -1): msgpackr's own
- * extensions (records, structured clone, Error, RegExp, Set, typed arrays,
- * bundled strings…) are refused before msgpackr sees the bytes. Maps become
- * plain objects whose keys are data only: a `__proto__` key is an own
- * property (never the prototype setter), `constructor` an ordinary one.
+ * Encoding uses msgpackr (plain MessagePack: no records, no structured
+ * clone, no bundled strings), writing straight after the prefix.
+ *
+ * Decoding is our own single pass over the bytes, never msgpackr: it accepts
+ * only standard MessagePack (nil, bool, int, float, str, bin, array, map, and
+ * the timestamp extension -1), so msgpackr's extensions (records, structured
+ * clone, Error, RegExp, Set, typed arrays, bundled strings…) are refused
+ * like any other extension. It checks every length against the bytes left
+ * before allocating anything (a huge announced count cannot make it allocate),
+ * refuses nesting deeper than {@link MAX_DEPTH}, truncated data and trailing
+ * bytes. Maps become plain objects whose keys are data only: a `__proto__`
+ * key is an own property (never the prototype setter), `constructor` an
+ * ordinary one; str and integer (and float) keys are accepted, any other key
+ * type is an error. Bins are copied, so decoded values never alias the
+ * transport's buffers.
  * @module
  */
-import { Packr, Unpackr, type Options as MsgpackrOptions } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE, type Options as MsgpackrOptions } from 'msgpackr';
 import { InvalidArgumentError, RpcBadRequestError } from '../errors.js';
 import type { RpcReply, RpcRequest, RpcRequestId } from './types.js';
 
@@ -36,6 +45,8 @@ export interface CodecLimits {
   maxPayload?: number;
 }
 
+// --- encoding --------------------------------------------------------------------------
+
 const packrOptions: MsgpackrOptions = {
   useRecords: false,
   mapsAsObjects: true,
@@ -49,26 +60,22 @@ const packrOptions: MsgpackrOptions = {
 };
 let packr = new Packr(packrOptions);
 
-// Maps as Map so key handling is ours (see toPlain); copies so decoded bins never alias the transport's buffers.
-const unpackr = new Unpackr({
-  useRecords: false,
-  mapsAsObjects: false,
-  moreTypes: false,
-  structuredClone: false,
-  bundleStrings: false,
-  sequential: false,
-  copyBuffers: true,
-  int64AsType: 'auto' as MsgpackrOptions['int64AsType'],
-});
+/** msgpackr leaves this many bytes free at the start of the result (our prefix goes there). */
+const RESERVE_PREFIX = RESERVE_START_SPACE | PREFIX_LENGTH;
 
-function bad(message: string, cause?: unknown): RpcBadRequestError {
-  return new RpcBadRequestError(message, cause === undefined ? undefined : { cause });
-}
+/**
+ * msgpackr returns views of its (reused, growing) output buffer. Once that
+ * buffer grew for a large message, a small result is copied out, so that a
+ * small message kept for long (a pending call, a cached reply) does not keep
+ * a large buffer alive.
+ */
+const LARGE_SLAB = 256 * 1024;
+const SMALL_RESULT = 16 * 1024;
 
 function pack(what: string, value: unknown, prefix: Buffer, maxPayload: number): Buffer {
-  let body: Buffer;
+  let out: Buffer;
   try {
-    body = packr.pack(value);
+    out = packr.pack(value, RESERVE_PREFIX);
   } catch (error) {
     // A failed pack (e.g. stack overflow on a circular value) may leave msgpackr's buffer state odd.
     packr = new Packr(packrOptions);
@@ -76,11 +83,12 @@ function pack(what: string, value: unknown, prefix: Buffer, maxPayload: number):
       cause: error,
     });
   }
-  const size = PREFIX_LENGTH + body.length;
-  if (size > maxPayload) {
-    throw new InvalidArgumentError(`${what} of ${size} bytes exceeds maxPayload (${maxPayload} bytes)`);
+  if (out.length > maxPayload) {
+    throw new InvalidArgumentError(`${what} of ${out.length} bytes exceeds maxPayload (${maxPayload} bytes)`);
   }
-  return Buffer.concat([prefix, body], size);
+  if (out.buffer.byteLength > LARGE_SLAB && out.length <= SMALL_RESULT) out = Buffer.from(out);
+  for (let i = 0; i < PREFIX_LENGTH; i++) out[i] = prefix[i]!;
+  return out;
 }
 
 /**
@@ -89,14 +97,17 @@ function pack(what: string, value: unknown, prefix: Buffer, maxPayload: number):
  * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
  */
 export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer {
-  const envelope: Record<string, unknown> = {
-    command: request.command,
-    object: request.object,
-    method: request.method,
-    args: request.args,
-    kwargs: request.kwargs,
-  };
-  if (request.reqId !== undefined) envelope.req_id = request.reqId;
+  const envelope =
+    request.reqId === undefined
+      ? { command: request.command, object: request.object, method: request.method, args: request.args, kwargs: request.kwargs }
+      : {
+          command: request.command,
+          object: request.object,
+          method: request.method,
+          args: request.args,
+          kwargs: request.kwargs,
+          req_id: request.reqId,
+        };
   return pack('RPC request', envelope, REQUEST_PREFIX, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
 }
 
@@ -106,198 +117,362 @@ export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer
  * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
  */
 export function encodeReply(reply: RpcReply, limits?: CodecLimits): Buffer {
-  const envelope: Record<string, unknown> = reply.ok
+  const envelope = reply.ok
     ? { req_id: reply.reqId, ok: true, return: reply.value }
     : { req_id: reply.reqId, ok: false, exception: reply.exception, exception_format: reply.exceptionFormat };
   return pack('RPC reply', envelope, REPLY_PREFIX, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
 }
 
-function readUint(data: Uint8Array, pos: number, bytes: number, end: number): number {
-  if (pos + bytes > end) throw bad('truncated MessagePack data');
-  let n = 0;
-  for (let i = 0; i < bytes; i++) n = n * 256 + data[pos + i]!;
-  return n;
+// --- decoding ----------------------------------------------------------------------------
+
+function bad(message: string, cause?: unknown): RpcBadRequestError {
+  return new RpcBadRequestError(message, cause === undefined ? undefined : { cause });
 }
 
+const EMPTY = Buffer.alloc(0);
+
+// State of the decode in progress (decoding is synchronous and calls no user code).
+let src: Buffer = EMPTY;
+let pos = 0;
+let end = 0;
 /**
- * Walks the MessagePack bytes without building values: exactly one complete
- * value, no trailing bytes, nesting within MAX_DEPTH, and only standard types.
+ * The first map key of an unsupported type met while reading the current
+ * envelope value. Such a key does not stop the decode (the bytes must still
+ * be checked to the end, and the request id read): the envelope reader
+ * reports it for the field it was found in.
  */
-function scan(data: Uint8Array, start: number, end: number): void {
-  let pos = start;
-  let remaining = 1;
-  const stack: number[] = [];
-  for (;;) {
-    if (remaining === 0) {
-      if (stack.length === 0) break;
-      remaining = stack.pop()!;
-      continue;
+let keyError: RpcBadRequestError | null = null;
+
+type Utf8Slice = (this: Buffer, start: number, end: number) => string;
+const utf8Slice: Utf8Slice =
+  (Buffer.prototype as unknown as { utf8Slice?: Utf8Slice }).utf8Slice ??
+  function (this: Buffer, start: number, stop: number): string {
+    return this.toString('utf8', start, stop);
+  };
+
+function truncated(): never {
+  throw bad('truncated MessagePack data');
+}
+
+function tooDeep(): never {
+  throw bad(`MessagePack nesting deeper than ${MAX_DEPTH}`);
+}
+
+function unsupportedExt(typePos: number): never {
+  throw bad(`unsupported MessagePack extension type ${typePos < end ? (src[typePos]! << 24) >> 24 : '?'}`);
+}
+
+/** A big-endian unsigned length of `bytes` (1, 2 or 4) bytes. */
+function readLength(bytes: number): number {
+  if (bytes > end - pos) truncated();
+  const p = pos;
+  pos += bytes;
+  if (bytes === 1) return src[p]!;
+  if (bytes === 2) return (src[p]! << 8) | src[p + 1]!;
+  return src[p]! * 0x1000000 + ((src[p + 1]! << 16) | (src[p + 2]! << 8) | src[p + 3]!);
+}
+
+function need(bytes: number): number {
+  if (bytes > end - pos) truncated();
+  const p = pos;
+  pos += bytes;
+  return p;
+}
+
+function readString(length: number): string {
+  if (length > end - pos) truncated();
+  const start = pos;
+  const stop = (pos += length);
+  if (length <= 16) {
+    // Short ASCII strings (keys, names) are cheaper built here than through the native decoder.
+    let s = '';
+    for (let i = start; i < stop; i++) {
+      const c = src[i]!;
+      if (c >= 0x80) return utf8Slice.call(src, start, stop);
+      s += String.fromCharCode(c);
     }
-    remaining--;
-    if (pos >= end) throw bad('truncated MessagePack data');
-    const b = data[pos++]!;
-    let skip = 0;
-    let items = -1;
-    if (b <= 0x7f || b >= 0xe0) continue;
-    if (b <= 0x8f) items = (b & 0x0f) * 2;
-    else if (b <= 0x9f) items = b & 0x0f;
-    else if (b <= 0xbf) skip = b & 0x1f;
-    else {
-      switch (b) {
-        case 0xc0:
-        case 0xc2:
-        case 0xc3:
-          break;
-        case 0xc4:
-        case 0xd9:
-        case 0xcc:
-        case 0xd0:
-          skip = b === 0xc4 || b === 0xd9 ? readUint(data, pos, 1, end) + 1 : 1;
-          break;
-        case 0xc5:
-        case 0xda:
-          skip = readUint(data, pos, 2, end) + 2;
-          break;
-        case 0xc6:
-        case 0xdb:
-          skip = readUint(data, pos, 4, end) + 4;
-          break;
-        case 0xcd:
-        case 0xd1:
-          skip = 2;
-          break;
-        case 0xca:
-        case 0xce:
-        case 0xd2:
-          skip = 4;
-          break;
-        case 0xcb:
-        case 0xcf:
-        case 0xd3:
-          skip = 8;
-          break;
-        case 0xd6: // fixext 4
-        case 0xd7: // fixext 8
-          if (readUint(data, pos, 1, end) !== 0xff) throw bad(`unsupported MessagePack extension type ${data[pos]! << 24 >> 24}`);
-          skip = 1 + (b === 0xd6 ? 4 : 8);
-          break;
-        case 0xc7: {
-          // ext 8: only the 12-byte timestamp
-          const len = readUint(data, pos, 1, end);
-          const type = readUint(data, pos + 1, 1, end);
-          if (type !== 0xff || len !== 12) throw bad(`unsupported MessagePack extension type ${type << 24 >> 24}`);
-          skip = 2 + len;
-          break;
-        }
-        case 0xd4:
-        case 0xd5:
-        case 0xd8:
-        case 0xc8:
-        case 0xc9: {
-          const typePos = b === 0xc8 ? pos + 2 : b === 0xc9 ? pos + 4 : pos;
-          throw bad(`unsupported MessagePack extension type ${typePos < end ? (data[typePos]! << 24) >> 24 : '?'}`);
-        }
-        case 0xdc:
-          items = readUint(data, pos, 2, end);
-          pos += 2;
-          break;
-        case 0xdd:
-          items = readUint(data, pos, 4, end);
-          pos += 4;
-          break;
-        case 0xde:
-          items = readUint(data, pos, 2, end) * 2;
-          pos += 2;
-          break;
-        case 0xdf:
-          items = readUint(data, pos, 4, end) * 2;
-          pos += 4;
-          break;
-        default: // 0xc1 is never used
-          throw bad(`invalid MessagePack type byte 0x${b.toString(16)}`);
-      }
-    }
-    if (skip > 0) {
-      if (skip > end - pos) throw bad('truncated MessagePack data');
-      pos += skip;
-    } else if (items > 0) {
-      // Every element takes at least one byte: rejects huge announced counts before any allocation.
-      if (items > end - pos) throw bad('truncated MessagePack data');
-      if (stack.length + 1 > MAX_DEPTH) throw bad(`MessagePack nesting deeper than ${MAX_DEPTH}`);
-      stack.push(remaining);
-      remaining = items;
+    return s;
+  }
+  return utf8Slice.call(src, start, stop);
+}
+
+function readBin(length: number): Buffer {
+  if (length > end - pos) truncated();
+  const out = Buffer.allocUnsafe(length);
+  src.copy(out, 0, pos, pos + length);
+  pos += length;
+  return out;
+}
+
+/** int64/uint64 as a number when within ±2^53 (like msgpackr's `int64AsType: 'auto'`), else a bigint. */
+function readInt64(signed: boolean): number | bigint {
+  const p = need(8);
+  const lo = src.readUInt32BE(p + 4);
+  if (signed) {
+    const hi = src.readInt32BE(p);
+    if ((hi >= -0x200000 && hi < 0x200000) || (hi === 0x200000 && lo === 0)) return hi * 0x100000000 + lo;
+    return src.readBigInt64BE(p);
+  }
+  const hi = src.readUInt32BE(p);
+  if (hi < 0x200000 || (hi === 0x200000 && lo === 0)) return hi * 0x100000000 + lo;
+  return src.readBigUInt64BE(p);
+}
+
+/** The timestamp extension (type -1) as a Date; `p` is where its data starts. */
+function readTimestamp(p: number, length: number): Date {
+  if (length === 4) return new Date(src.readUInt32BE(p) * 1000);
+  if (length === 8) {
+    const hi = src.readUInt32BE(p);
+    const lo = src.readUInt32BE(p + 4);
+    const nanos = hi >>> 2;
+    const seconds = (hi & 0x3) * 0x100000000 + lo;
+    return new Date(seconds * 1000 + nanos / 1e6);
+  }
+  const nanos = src.readUInt32BE(p);
+  const seconds = src.readInt32BE(p + 4) * 0x100000000 + src.readUInt32BE(p + 8);
+  return new Date(seconds * 1000 + nanos / 1e6);
+}
+
+function readArray(length: number, depth: number): unknown[] {
+  if (depth > MAX_DEPTH) tooDeep();
+  // Every element takes at least one byte: a huge announced count fails before any allocation.
+  if (length > end - pos) truncated();
+  const out = new Array<unknown>(length);
+  for (let i = 0; i < length; i++) out[i] = readValue(depth + 1);
+  return out;
+}
+
+function readMap(length: number, depth: number): Record<string, unknown> {
+  if (depth > MAX_DEPTH) tooDeep();
+  if (length * 2 > end - pos) truncated();
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < length; i++) {
+    const key = readKey(depth + 1);
+    const value = readValue(depth + 1);
+    if (key === undefined) continue;
+    if (key === '__proto__') {
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+    } else {
+      out[key] = value;
     }
   }
+  return out;
+}
+
+/** A map key as a property name: str as is, numbers as their decimal text; undefined (and `keyError` set) for other types. */
+function readKey(depth: number): string | undefined {
+  if (pos >= end) truncated();
+  const b = src[pos]!;
+  if (b >= 0xa0 && b <= 0xbf) {
+    pos++;
+    return readString(b & 0x1f);
+  }
+  const key = readValue(depth);
+  if (typeof key === 'string') return key;
+  if (typeof key === 'number' || typeof key === 'bigint') return String(key);
+  keyError ??= bad(`map key of type ${key === null ? 'nil' : Buffer.isBuffer(key) ? 'bin' : typeof key} is not supported`);
+  return undefined;
+}
+
+/** One complete value; `depth` is its nesting level were it an array or a map. */
+function readValue(depth: number): unknown {
+  if (pos >= end) truncated();
+  const b = src[pos++]!;
+  if (b < 0x80) return b;
+  if (b < 0x90) return readMap(b & 0x0f, depth);
+  if (b < 0xa0) return readArray(b & 0x0f, depth);
+  if (b < 0xc0) return readString(b & 0x1f);
+  if (b >= 0xe0) return b - 0x100;
+  switch (b) {
+    case 0xc0:
+      return null;
+    case 0xc2:
+      return false;
+    case 0xc3:
+      return true;
+    case 0xc4:
+      return readBin(readLength(1));
+    case 0xc5:
+      return readBin(readLength(2));
+    case 0xc6:
+      return readBin(readLength(4));
+    case 0xc7: {
+      // ext 8: only the 12-byte timestamp
+      const p = need(2);
+      if (src[p] !== 12 || src[p + 1] !== 0xff) unsupportedExt(p + 1);
+      return readTimestamp(need(12), 12);
+    }
+    case 0xc8: // ext 16
+      return unsupportedExt(pos + 2);
+    case 0xc9: // ext 32
+      return unsupportedExt(pos + 4);
+    case 0xca:
+      return src.readFloatBE(need(4));
+    case 0xcb:
+      return src.readDoubleBE(need(8));
+    case 0xcc:
+      return src[need(1)]!;
+    case 0xcd:
+      return readLength(2);
+    case 0xce:
+      return readLength(4);
+    case 0xcf:
+      return readInt64(false);
+    case 0xd0:
+      return (src[need(1)]! << 24) >> 24;
+    case 0xd1:
+      return src.readInt16BE(need(2));
+    case 0xd2:
+      return src.readInt32BE(need(4));
+    case 0xd3:
+      return readInt64(true);
+    case 0xd6: // fixext 4
+    case 0xd7: {
+      // fixext 8
+      const length = b === 0xd6 ? 4 : 8;
+      const p = need(1);
+      if (src[p] !== 0xff) unsupportedExt(p);
+      return readTimestamp(need(length), length);
+    }
+    case 0xd4: // fixext 1
+    case 0xd5: // fixext 2
+    case 0xd8: // fixext 16
+      return unsupportedExt(pos);
+    case 0xd9:
+      return readString(readLength(1));
+    case 0xda:
+      return readString(readLength(2));
+    case 0xdb:
+      return readString(readLength(4));
+    case 0xdc:
+      return readArray(readLength(2), depth);
+    case 0xdd:
+      return readArray(readLength(4), depth);
+    case 0xde:
+      return readMap(readLength(2), depth);
+    case 0xdf:
+      return readMap(readLength(4), depth);
+    default: // 0xc1 is never used
+      throw bad(`invalid MessagePack type byte 0x${b.toString(16)}`);
+  }
+}
+
+/** Reads and discards a value (an envelope key or value we do not use); its key types do not matter. */
+function skipValue(): void {
+  const saved = keyError;
+  readValue(2);
+  keyError = saved;
+}
+
+// Envelope keys, matched on their bytes.
+const K_OTHER = 0;
+const K_COMMAND = 1;
+const K_OBJECT = 2;
+const K_METHOD = 3;
+const K_ARGS = 4;
+const K_KWARGS = 5;
+const K_REQ_ID = 6;
+const K_OK = 7;
+const K_RETURN = 8;
+const K_EXCEPTION = 9;
+const K_EXCEPTION_FORMAT = 10;
+const KEYS: readonly (readonly [number, Buffer])[] = (
+  [
+    [K_COMMAND, 'command'],
+    [K_OBJECT, 'object'],
+    [K_METHOD, 'method'],
+    [K_ARGS, 'args'],
+    [K_KWARGS, 'kwargs'],
+    [K_REQ_ID, 'req_id'],
+    [K_OK, 'ok'],
+    [K_RETURN, 'return'],
+    [K_EXCEPTION, 'exception'],
+    [K_EXCEPTION_FORMAT, 'exception_format'],
+  ] as const
+).map(([code, name]) => [code, Buffer.from(name, 'ascii')] as const);
+/** Candidate keys by length. */
+const KEYS_BY_LENGTH: (readonly (readonly [number, Buffer])[])[] = [];
+for (const k of KEYS) (KEYS_BY_LENGTH[k[1].length] ??= []).push(k);
+
+/** Reads an envelope key; returns which known key it is (K_OTHER for any other key, of any type). */
+function readEnvelopeKey(): number {
+  if (pos >= end) truncated();
+  const b = src[pos]!;
+  let length: number;
+  if (b >= 0xa0 && b <= 0xbf) {
+    pos++;
+    length = b & 0x1f;
+  } else if (b === 0xd9 || b === 0xda || b === 0xdb) {
+    pos++;
+    length = readLength(b === 0xd9 ? 1 : b === 0xda ? 2 : 4);
+  } else {
+    skipValue();
+    return K_OTHER;
+  }
+  if (length > end - pos) truncated();
+  const start = pos;
+  pos += length;
+  const candidates = KEYS_BY_LENGTH[length];
+  if (candidates === undefined) return K_OTHER;
+  for (const [code, name] of candidates) {
+    let i = 0;
+    while (i < length && src[start + i] === name[i]) i++;
+    if (i === length) return code;
+  }
+  return K_OTHER;
+}
+
+/** Checks size and prefix, starts the decode and returns the envelope map's entry count. */
+function openEnvelope(what: string, data: Uint8Array, prefix: Buffer, maxPayload: number): number {
+  if (!(data instanceof Uint8Array)) throw bad(`${what} must be bytes`);
+  const length = data.byteLength;
+  if (length > maxPayload) throw bad(`${what} of ${length} bytes exceeds maxPayload (${maxPayload} bytes)`);
+  if (length < PREFIX_LENGTH) throw bad(`${what} does not start with '${prefix.toString('ascii')}'`);
+  for (let i = 0; i < PREFIX_LENGTH; i++) {
+    if (data[i] !== prefix[i]) throw bad(`${what} does not start with '${prefix.toString('ascii')}'`);
+  }
+  if (length === PREFIX_LENGTH) throw bad(`${what} has no body`);
+  src = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  pos = PREFIX_LENGTH;
+  end = length;
+  keyError = null;
+  const first = src[pos++]!;
+  let count: number;
+  if (first >= 0x80 && first <= 0x8f) count = first & 0x0f;
+  else if (first === 0xde) count = readLength(2);
+  else if (first === 0xdf) count = readLength(4);
+  else throw bad(`${what} body is not a MessagePack map`);
+  if (count * 2 > end - pos) truncated();
+  return count;
+}
+
+function closeEnvelope(): void {
   if (pos !== end) throw bad(`${end - pos} trailing bytes after the MessagePack value`);
 }
 
-function setKey(target: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === '__proto__') {
-    Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
-  } else {
-    target[key] = value;
-  }
+/** Reads the value of an envelope key we use; a bad map key inside it is returned, not thrown. */
+function readField(): unknown {
+  return readValue(2);
 }
 
-/** Turns msgpackr's output (Maps for maps) into plain data with safe keys. */
-function toPlain(value: unknown): unknown {
-  if (value === null || typeof value !== 'object') {
-    if (value === undefined) throw bad('unsupported MessagePack value');
-    return value;
-  }
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = toPlain(value[i]);
-    return value;
-  }
-  if (value instanceof Map) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of value) {
-      if (typeof k === 'string') setKey(out, k, toPlain(v));
-      else if (typeof k === 'number' || typeof k === 'bigint') setKey(out, String(k), toPlain(v));
-      else throw bad(`map key of type ${k === null ? 'nil' : Buffer.isBuffer(k) ? 'bin' : typeof k} is not supported`);
-    }
-    return out;
-  }
-  if (Buffer.isBuffer(value)) return value;
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  if (value instanceof Date) return value;
-  throw bad('unsupported MessagePack value');
+function takeKeyError(): RpcBadRequestError | null {
+  const e = keyError;
+  keyError = null;
+  return e;
 }
 
-/** Validates prefix, size and bytes, and returns the top-level map (still a Map). */
-function decodeEnvelope(what: string, data: Uint8Array, prefix: Buffer, maxPayload: number): Map<unknown, unknown> {
-  if (!(data instanceof Uint8Array)) throw bad(`${what} must be bytes`);
-  if (data.byteLength > maxPayload) {
-    throw bad(`${what} of ${data.byteLength} bytes exceeds maxPayload (${maxPayload} bytes)`);
-  }
-  if (data.byteLength < PREFIX_LENGTH || !prefix.equals(data.subarray(0, PREFIX_LENGTH))) {
-    throw bad(`${what} does not start with '${prefix.toString('ascii')}'`);
-  }
-  if (data.byteLength === PREFIX_LENGTH) throw bad(`${what} has no body`);
-  const first = data[PREFIX_LENGTH]!;
-  if (!((first >= 0x80 && first <= 0x8f) || first === 0xde || first === 0xdf)) {
-    throw bad(`${what} body is not a MessagePack map`);
-  }
-  scan(data, PREFIX_LENGTH, data.byteLength);
-  let decoded: unknown;
-  try {
-    decoded = unpackr.unpack(data.subarray(PREFIX_LENGTH));
-  } catch (error) {
-    throw bad(`${what} is not valid MessagePack`, error);
-  }
-  if (!(decoded instanceof Map)) throw bad(`${what} body is not a MessagePack map`);
-  return decoded;
+function isMapByte(b: number): boolean {
+  return (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf;
 }
 
-function readReqId(map: Map<unknown, unknown>, required: boolean): RpcRequestId | undefined {
-  if (!map.has('req_id')) {
+function checkReqId(id: unknown, present: boolean, required: boolean): RpcRequestId | undefined {
+  if (!present) {
     if (required) throw bad("missing key 'req_id'");
     return undefined;
   }
-  const id = map.get('req_id');
-  if (Buffer.isBuffer(id) || id instanceof Uint8Array) {
-    if (id.byteLength === 0 || id.byteLength > MAX_REQ_ID_LENGTH) throw bad(`'req_id' must be 1 to ${MAX_REQ_ID_LENGTH} bytes`);
-    return Buffer.isBuffer(id) ? id : Buffer.from(id.buffer, id.byteOffset, id.byteLength);
+  if (Buffer.isBuffer(id)) {
+    if (id.length === 0 || id.length > MAX_REQ_ID_LENGTH) throw bad(`'req_id' must be 1 to ${MAX_REQ_ID_LENGTH} bytes`);
+    return id;
   }
   if (typeof id === 'string') {
     if (id.length === 0 || Buffer.byteLength(id) > MAX_REQ_ID_LENGTH) throw bad(`'req_id' must be 1 to ${MAX_REQ_ID_LENGTH} bytes`);
@@ -307,11 +482,10 @@ function readReqId(map: Map<unknown, unknown>, required: boolean): RpcRequestId 
   throw bad("'req_id' must be bin (or str)");
 }
 
-function readString(map: Map<unknown, unknown>, key: string): string {
-  if (!map.has(key)) throw bad(`missing key '${key}'`);
-  const v = map.get(key);
-  if (typeof v !== 'string') throw bad(`'${key}' must be a string`);
-  return v;
+function checkString(present: boolean, value: unknown, key: string): string {
+  if (!present) throw bad(`missing key '${key}'`);
+  if (typeof value !== 'string') throw bad(`'${key}' must be a string`);
+  return value;
 }
 
 /** Outcome of {@link tryDecodeRequest}: the request, or the error and whatever request id could be read. */
@@ -324,39 +498,85 @@ export type DecodeRequestResult =
  * request id (and command) when those could be read, so the caller can answer.
  */
 export function tryDecodeRequest(data: Uint8Array, limits?: CodecLimits): DecodeRequestResult {
-  let map: Map<unknown, unknown>;
   try {
-    map = decodeEnvelope('RPC request', data, REQUEST_PREFIX, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
+    return decodeRequestInner(data, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
   } catch (error) {
     return { ok: false, error: asBadRequest(error) };
+  } finally {
+    src = EMPTY;
   }
-  const rawCommand = map.get('command');
+}
+
+function decodeRequestInner(data: Uint8Array, maxPayload: number): DecodeRequestResult {
+  const count = openEnvelope('RPC request', data, REQUEST_PREFIX, maxPayload);
+  let seen = 0;
+  let rawCommand: unknown;
+  let object: unknown;
+  let method: unknown;
+  let args: unknown;
+  let kwargs: unknown;
+  let rawReqId: unknown;
+  let kwargsIsMap = false;
+  let argsKeyError: RpcBadRequestError | null = null;
+  let kwargsKeyError: RpcBadRequestError | null = null;
+  for (let i = 0; i < count; i++) {
+    const key = readEnvelopeKey();
+    seen |= 1 << key;
+    switch (key) {
+      case K_COMMAND:
+        rawCommand = readField();
+        break;
+      case K_OBJECT:
+        object = readField();
+        break;
+      case K_METHOD:
+        method = readField();
+        break;
+      case K_ARGS:
+        args = readField();
+        argsKeyError = takeKeyError();
+        break;
+      case K_KWARGS:
+        if (pos >= end) truncated();
+        kwargsIsMap = isMapByte(src[pos]!);
+        kwargs = readField();
+        kwargsKeyError = takeKeyError();
+        break;
+      case K_REQ_ID:
+        rawReqId = readField();
+        break;
+      default:
+        skipValue();
+    }
+    keyError = null;
+  }
+  closeEnvelope();
   const command = typeof rawCommand === 'string' ? rawCommand : undefined;
   let reqId: RpcRequestId | undefined;
   try {
-    reqId = readReqId(map, false);
+    reqId = checkReqId(rawReqId, (seen & (1 << K_REQ_ID)) !== 0, false);
   } catch (error) {
     return { ok: false, error: asBadRequest(error), command };
   }
   try {
     if (command !== 'call' && command !== 'signal') {
-      throw bad(map.has('command') ? "'command' must be 'call' or 'signal'" : "missing key 'command'");
+      throw bad(seen & (1 << K_COMMAND) ? "'command' must be 'call' or 'signal'" : "missing key 'command'");
     }
     if (command === 'call' && reqId === undefined) throw bad("missing key 'req_id'");
-    const object = readString(map, 'object');
-    const method = readString(map, 'method');
-    if (!map.has('args')) throw bad("missing key 'args'");
-    const args = map.get('args');
+    const objectName = checkString((seen & (1 << K_OBJECT)) !== 0, object, 'object');
+    const methodName = checkString((seen & (1 << K_METHOD)) !== 0, method, 'method');
+    if (!(seen & (1 << K_ARGS))) throw bad("missing key 'args'");
     if (!Array.isArray(args)) throw bad("'args' must be an array");
-    if (!map.has('kwargs')) throw bad("missing key 'kwargs'");
-    const kwargs = map.get('kwargs');
-    if (!(kwargs instanceof Map)) throw bad("'kwargs' must be a map");
+    if (!(seen & (1 << K_KWARGS))) throw bad("missing key 'kwargs'");
+    if (!kwargsIsMap) throw bad("'kwargs' must be a map");
+    if (argsKeyError !== null) throw argsKeyError;
+    if (kwargsKeyError !== null) throw kwargsKeyError;
     const request: RpcRequest = {
       command,
-      object,
-      method,
-      args: toPlain(args) as unknown[],
-      kwargs: toPlain(kwargs) as Record<string, unknown>,
+      object: objectName,
+      method: methodName,
+      args,
+      kwargs: kwargs as Record<string, unknown>,
       reqId,
     };
     return { ok: true, request };
@@ -386,33 +606,72 @@ export type DecodeReplyResult =
 
 /** Like {@link decodeReply} but never throws. */
 export function tryDecodeReply(data: Uint8Array, limits?: CodecLimits): DecodeReplyResult {
-  let map: Map<unknown, unknown>;
   try {
-    map = decodeEnvelope('RPC reply', data, REPLY_PREFIX, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
+    return decodeReplyInner(data, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
   } catch (error) {
     return { ok: false, error: asBadRequest(error) };
+  } finally {
+    src = EMPTY;
   }
+}
+
+function decodeReplyInner(data: Uint8Array, maxPayload: number): DecodeReplyResult {
+  const count = openEnvelope('RPC reply', data, REPLY_PREFIX, maxPayload);
+  let seen = 0;
+  let rawReqId: unknown;
+  let ok: unknown;
+  let value: unknown;
+  let exception: unknown;
+  let format: unknown;
+  let valueKeyError: RpcBadRequestError | null = null;
+  let exceptionKeyError: RpcBadRequestError | null = null;
+  for (let i = 0; i < count; i++) {
+    const key = readEnvelopeKey();
+    seen |= 1 << key;
+    switch (key) {
+      case K_REQ_ID:
+        rawReqId = readField();
+        break;
+      case K_OK:
+        ok = readField();
+        break;
+      case K_RETURN:
+        value = readField();
+        valueKeyError = takeKeyError();
+        break;
+      case K_EXCEPTION:
+        exception = readField();
+        exceptionKeyError = takeKeyError();
+        break;
+      case K_EXCEPTION_FORMAT:
+        format = readField();
+        break;
+      default:
+        skipValue();
+    }
+    keyError = null;
+  }
+  closeEnvelope();
   let reqId: RpcRequestId;
   try {
-    reqId = readReqId(map, true)!;
+    reqId = checkReqId(rawReqId, (seen & (1 << K_REQ_ID)) !== 0, true)!;
   } catch (error) {
     return { ok: false, error: asBadRequest(error) };
   }
   try {
-    if (!map.has('ok')) throw bad("missing key 'ok'");
-    const ok = map.get('ok');
+    if (!(seen & (1 << K_OK))) throw bad("missing key 'ok'");
     if (typeof ok !== 'boolean') throw bad("'ok' must be a boolean");
     if (ok) {
-      if (!map.has('return')) throw bad("missing key 'return'");
-      return { ok: true, reply: { reqId, ok: true, value: toPlain(map.get('return')) } };
+      if (!(seen & (1 << K_RETURN))) throw bad("missing key 'return'");
+      if (valueKeyError !== null) throw valueKeyError;
+      return { ok: true, reply: { reqId, ok: true, value } };
     }
-    if (!map.has('exception')) throw bad("missing key 'exception'");
-    const format = map.get('exception_format');
+    if (!(seen & (1 << K_EXCEPTION))) throw bad("missing key 'exception'");
     if (format !== undefined && format !== null && typeof format !== 'string') {
       throw bad("'exception_format' must be a string");
     }
-    const exception = toPlain(map.get('exception'));
-    return { ok: true, reply: { reqId, ok: false, exception, exceptionFormat: format ?? '' } };
+    if (exceptionKeyError !== null) throw exceptionKeyError;
+    return { ok: true, reply: { reqId, ok: false, exception, exceptionFormat: (format as string | null | undefined) ?? '' } };
   } catch (error) {
     return { ok: false, error: asBadRequest(error), reqId };
   }
@@ -431,5 +690,11 @@ export function decodeReply(data: Uint8Array, limits?: CodecLimits): RpcReply {
 
 /** A request id as a Map key (bin and str ids never collide). */
 export function reqIdKey(id: RpcRequestId): string {
-  return typeof id === 'string' ? `s:${id}` : `b:${id.toString('hex')}`;
+  if (typeof id === 'string') return `s${id}`;
+  const n = id.length;
+  if (n & 1) return `x${id.toString('hex')}`;
+  // Two bytes per UTF-16 code unit: half as long as hex, and no native call.
+  let s = 'b';
+  for (let i = 0; i < n; i += 2) s += String.fromCharCode((id[i]! << 8) | id[i + 1]!);
+  return s;
 }

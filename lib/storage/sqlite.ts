@@ -40,10 +40,11 @@ export interface SqliteStorageOptions {
    */
   busyTimeout?: number;
   /**
-   * Upper bound on the size of the database file, in pages (4096 bytes by
-   * default), or `null` for SQLite's own limit. Writes that would grow the file
-   * beyond it fail with a `StorageError` whose `cause.code` is `SQLITE_FULL`.
-   * Meant for tests (simulating a full disk) and for capping disk use.
+   * Upper bound on the size of the database, in pages (4096 bytes by
+   * default), or `null` for SQLite's own limit; never below the current size.
+   * Transactions that would grow the database beyond it fail with a
+   * `StorageError` whose `cause.code` is `'SQLITE_FULL'`, exactly as on a full
+   * disk. Meant for tests (simulating a full disk) and for capping disk use.
    * @default null
    */
   maxPageCount?: number | null;
@@ -66,7 +67,7 @@ export interface SqliteStorageStats {
   readonly transactions: number;
   /** Transactions that failed and were rolled back (their promises rejected). */
   readonly failedTransactions: number;
-  /** Data statements (INSERT/DELETE/UPDATE) executed inside those transactions. */
+  /** Batched statements executed inside those transactions (each writes many rows). */
   readonly statements: number;
   /** Message rows inserted. */
   readonly rowsInserted: number;
@@ -204,6 +205,15 @@ class Batch {
   readonly away = new Map<string, number | null>();
   calls = 0;
   readonly promise: Promise<void>;
+  resolve!: () => void;
+  reject!: (err: Error) => void;
+
+  constructor() {
+    this.promise = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
 
   indexed(): Map<string, PendingInsert[]> {
     if (!this.index) {
@@ -218,16 +228,6 @@ class Batch {
     const same = this.index!.get(key);
     if (same) same.push(p);
     else this.index!.set(key, [p]);
-  }
-
-  resolve!: () => void;
-  reject!: (err: Error) => void;
-
-  constructor() {
-    this.promise = new Promise<void>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
   }
 }
 
@@ -397,6 +397,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
     if (problem) return problem;
     ident = wellFormed(ident);
     const b = this.batch();
+    if (uuids.length === 0) return b.promise;
     let deletes = b.deletes.get(ident);
     if (!deletes) b.deletes.set(ident, (deletes = new Map()));
     const ttls = b.ttls.get(ident);
@@ -421,6 +422,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
     if (problem) return problem;
     ident = wellFormed(ident);
     const b = this.batch();
+    if (entries.length === 0) return b.promise;
     let ttls = b.ttls.get(ident);
     if (!ttls) b.ttls.set(ident, (ttls = new Map()));
     const index = b.indexed();
@@ -480,7 +482,6 @@ export class SqliteQueuesStorage implements QueuesStorage {
     if (this.pending === batch) this.pending = null;
     const started = performance.now();
     try {
-      batch.resolve();
       const wrote = await this.write(batch);
       if (wrote && log.enabled) {
         log(`committed ${batch.calls} calls in ${(performance.now() - started).toFixed(1)} ms`);

@@ -57,6 +57,7 @@ describe('SqliteQueuesStorage: crash (kill -9)', () => {
       expect(signal).toBe('SIGKILL');
       expect(errors).toEqual([]);
       expect(pushed.size).toBeGreaterThanOrEqual(3000);
+      expect(removed.size).toBeGreaterThan(0);
 
       const storage = await SqliteQueuesStorage.open(path);
       try {
@@ -66,8 +67,10 @@ describe('SqliteQueuesStorage: crash (kill -9)', () => {
         // In order, no duplicates.
         for (let i = 1; i < stored.length; i++) expect(stored[i]).toBeGreaterThan(stored[i - 1]!);
         const present = new Set(stored);
+        // Every 10th message gets removed once its push resolved; without an
+        // acknowledged removal it may be either way.
         for (const n of pushed) {
-          if (!removed.has(n)) expect(present.has(n), `acknowledged push ${n}`).toBe(true);
+          if (n % 10 !== 0) expect(present.has(n), `acknowledged push ${n}`).toBe(true);
         }
         for (const n of removed) expect(present.has(n), `acknowledged remove ${n}`).toBe(false);
         // Transactions commit in call order: what survived is a prefix of what was pushed.

@@ -1,0 +1,136 @@
+const COMMON = `Peer options (listen, send, call):
+  --ident NAME         this peer's identity (required, at most 50 characters)
+  --listen URL         accept connections on URL (repeatable); the bound URL is
+                       printed on stderr as 'listening on URL' (port 0 = any free port)
+  --connect URL        connect to URL, reconnecting with backoff (repeatable)
+                       URLs: tcp://HOST:PORT  tls://HOST:PORT  unix:///PATH
+                             unix+tls:///PATH  (IPv6: tcp://[::1]:PORT)
+  --tls-cert FILE      certificate (PEM) for tls:// and unix+tls:// endpoints;
+                       required for TLS listeners, sent by TLS connectors
+  --tls-key FILE       private key (PEM) of --tls-cert
+  --tls-ca FILE        CA certificate(s) (PEM) peers must chain to; with it,
+                       TLS listeners also require client certificates (mutual TLS)
+  --storage FILE       SQLite file for persistent messages (kept across runs)
+  --timeout SECONDS    time limit of the command (see each command)
+  -h, --help           show this help`;
+
+const EXIT = `Exit status: 0 success, 1 runtime failure (timeout, connection or TLS
+failure, remote error), 2 bad arguments; 130/143 when interrupted.`;
+
+export const HELP: Record<string, string> = {
+  main: `Usage: smq <command> [options]
+
+Command-line peer of snakemq-ts: brokerless, symmetric peer-to-peer messaging,
+wire-compatible with Python snakeMQ 1.6. Any peer can listen and connect.
+
+Commands:
+  listen    print the messages peers send to this identity
+  send      send messages to a peer and wait until they are delivered
+  call      call a method of an object served by a peer's RpcServer
+  certs     create a CA and certificates for mutual TLS
+
+Run 'smq <command> --help' for a command's options.
+
+Examples:
+  smq listen --ident bob --listen tcp://127.0.0.1:4000
+  smq send --ident alice --connect tcp://127.0.0.1:4000 --to bob 'hi bob'
+  smq certs --out certs bob alice
+  smq listen --ident bob --listen tls://127.0.0.1:4443 \\
+      --tls-cert certs/bob.pem --tls-key certs/bob-key.pem --tls-ca certs/ca.pem
+
+${EXIT}
+`,
+
+  listen: `Usage: smq listen --ident NAME (--listen URL | --connect URL)... [options]
+
+Prints each message received, one line each, on stdout:
+  <from>: <data>       data as text when it is valid UTF-8 on one line, else base64
+With --json, one JSON object per line:
+  {"from", "uuid" (32 hex), "ttl" (seconds or null), "flags", "size" (bytes),
+   "data", "encoding" ("utf8" when the bytes are valid UTF-8, else "base64")}
+Connections and disconnections of peers are reported on stderr.
+
+Options:
+  --count N            exit (0) after N messages; with --timeout, exit 1 if
+                       fewer than N arrived in time
+  --json               JSON lines output
+  Without --count, --timeout is how long to listen (then exit 0); otherwise
+  listen until interrupted.
+
+${COMMON}
+
+${EXIT}
+`,
+
+  send: `Usage: smq send --ident NAME (--listen URL | --connect URL)... --to IDENT
+                [[--base64] MESSAGE... | --count N [--size BYTES]] [options]
+
+Sends each MESSAGE argument (UTF-8 text; use -- before one starting with '-'),
+or N generated messages 'msg 0', 'msg 1', ... padded with dots to BYTES, to
+the peer IDENT, then waits until every message has left its queue: acknowledged
+by peers that support acknowledgements (snakemq-ts), written to the socket for
+plain snakeMQ peers.
+
+With --storage FILE, whatever FILE still holds for IDENT from earlier runs
+(persistent messages not delivered then) is delivered first; --count 0 sends
+nothing new and only delivers those.
+
+Options:
+  --to IDENT           the receiving peer's identity (required)
+  --base64             MESSAGE arguments are base64 (to send any bytes)
+  --count N            send N generated messages
+  --size BYTES         size of each generated message (at least the text 'msg <i>')
+  --ttl SECONDS        how long a message may wait for IDENT to be connected
+                       (default: no limit; 0 = only if connected now)
+  --persistent         mark messages persistent: with --storage they are stored
+                       durably until delivered, and survive this command
+  --timeout SECONDS    exit 1 if not everything is delivered by then (persistent
+                       messages stay in --storage for the next run)
+
+${COMMON}
+
+Progress is shown on stderr when it is a terminal and many messages are sent.
+
+${EXIT}
+`,
+
+  call: `Usage: smq call --ident NAME (--listen URL | --connect URL)... --to IDENT
+                --object NAME --method NAME [--args JSON-ARRAY] [options]
+
+Calls NAME.METHOD(...ARGS) on the RpcServer of peer IDENT and prints the
+result as JSON on stdout (bytes as base64 strings). A remote exception is
+printed on stderr and the exit status is 1.
+
+Options:
+  --to IDENT           the serving peer's identity (required)
+  --object NAME        the registered object (required)
+  --method NAME        the method (required)
+  --args JSON          the arguments as a JSON array (default: [])
+  --timeout SECONDS    time for the whole call, waiting for the peer included
+                       (default: 30)
+
+${COMMON}
+
+${EXIT}
+`,
+
+  certs: `Usage: smq certs --out DIR [--days N] [--force] NAME...
+
+Creates, with the system's openssl, a CA and for each NAME a certificate and
+key (CN=NAME, subjectAltName DNS:localhost, IP:127.0.0.1, IP:::1; usable for
+both serverAuth and clientAuth), ready for --tls-cert/--tls-key/--tls-ca and
+for the Link's TLS options:
+  DIR/ca.pem  DIR/ca-key.pem  DIR/NAME.pem  DIR/NAME-key.pem
+When DIR already holds ca.pem and ca-key.pem, that CA signs the new
+certificates (so peers can be added later). Keys are written with mode 0600.
+Meant for development and private deployments: guard ca-key.pem.
+
+Options:
+  --out DIR            output directory (created if needed; required)
+  --days N             validity in days (default 825)
+  --force              overwrite existing NAME.pem / NAME-key.pem
+  -h, --help           show this help
+
+${EXIT}
+`,
+};

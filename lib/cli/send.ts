@@ -1,0 +1,147 @@
+import { ErrorCode, type SnakeMQError } from '../errors.js';
+import { Message } from '../messaging/message.js';
+import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/packeter.js';
+import { COMMON_OPTIONS, commonOptions, identity, integer, parse, required, ttl as ttlOption } from './args.js';
+import { Failure, UsageError } from './errors.js';
+import { Stack } from './stack.js';
+
+const OPTIONS = {
+  ...COMMON_OPTIONS,
+  to: { type: 'string' },
+  count: { type: 'string' },
+  size: { type: 'string' },
+  ttl: { type: 'string' },
+  persistent: { type: 'boolean' },
+  base64: { type: 'boolean' },
+} as const;
+
+/** Largest message data: the default packet limit minus the MESSAGE frame head (25 bytes). */
+const MAX_SIZE = DEFAULT_MAX_PACKET_SIZE - 25;
+/** Transient messages handed to messaging ahead of delivery (bounds memory for large counts). */
+const WINDOW = 10_000;
+/** Show progress (on a terminal) from this many messages on. */
+const PROGRESS_FROM = 1_000;
+
+/** `msg <i>` padded with dots to `size` bytes. */
+export function generated(i: number, size: number): Buffer {
+  const text = `msg ${i}`;
+  return Buffer.from(text.length >= size ? text : text + '.'.repeat(size - text.length), 'latin1');
+}
+
+/** `smq send`: sends messages and waits until they have left their queue. */
+export async function send(args: string[]): Promise<void> {
+  const { values, positionals } = parse('send', args, OPTIONS, true);
+  const to = identity('send', 'to', required('send', values, 'to'));
+  const count = integer('send', values, 'count');
+  const size = integer('send', values, 'size', MAX_SIZE);
+  const ttl = ttlOption('send', values);
+  const persistent = values.persistent === true;
+  if (count !== undefined && positionals.length > 0) throw new UsageError('give MESSAGE arguments or --count, not both', 'send');
+  if (size !== undefined && count === undefined) throw new UsageError('--size goes with --count', 'send');
+  if (count === undefined && positionals.length === 0) {
+    throw new UsageError('nothing to send: give MESSAGE arguments or --count N (--count 0 only delivers what --storage holds)', 'send');
+  }
+  if (values.base64 === true && count !== undefined) throw new UsageError('--base64 applies to MESSAGE arguments, not --count', 'send');
+  // Command-line arguments are text: --base64 lets MESSAGE arguments carry any bytes.
+  const messages = positionals.map((m) => {
+    if (values.base64 !== true) return Buffer.from(m, 'utf8');
+    if (m.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(m)) throw new UsageError(`MESSAGE '${m}' is not valid base64`, 'send');
+    return Buffer.from(m, 'base64');
+  });
+  for (const m of messages) {
+    if (m.length > MAX_SIZE) throw new UsageError(`a MESSAGE is larger than ${MAX_SIZE} bytes`, 'send');
+  }
+  const common = commonOptions('send', values);
+  if (persistent && common.storage === undefined) {
+    process.stderr.write('smq: warning: --persistent without --storage: messages are kept in memory only\n');
+  }
+
+  const total = count ?? positionals.length;
+  const data = (i: number): Buffer => (count === undefined ? messages[i]! : generated(i, size ?? 0));
+  const options = { persistent, ...(ttl !== undefined ? { ttl } : {}) };
+
+  const stack = await Stack.open(common);
+  const { messaging, status } = stack;
+  let progressTimer: NodeJS.Timeout | undefined;
+  try {
+    const stored = messaging.queueLength(to);
+    if (stored > 0) status.note(`${stored} stored message(s) for ${to} from earlier runs`);
+    const all = stored + total;
+    let next = 0;
+    let dropped = 0;
+    let firstDrop: SnakeMQError | undefined;
+    let pumpScheduled = false;
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    const delivered = () => stored + next - messaging.queueLength(to) - dropped;
+
+    const pump = (): void => {
+      pumpScheduled = false;
+      while (next < total) {
+        // Persistent messages all go to storage at once (they must survive a timeout); transient ones by windows.
+        if (!persistent && messaging.queueLength(to) >= WINDOW) return;
+        try {
+          messaging.send(to, new Message(data(next), options));
+        } catch (error) {
+          // Queue limits reached: continue when messages leave the queue.
+          if ((error as SnakeMQError).code === ErrorCode.QUEUE_FULL) return;
+          throw error;
+        }
+        next++;
+      }
+      if (messaging.queueLength(to) === 0) done();
+    };
+    const progressed = (ident: string): void => {
+      if (ident !== to || pumpScheduled) return;
+      pumpScheduled = true;
+      setImmediate(() => {
+        try {
+          pump();
+        } catch (error) {
+          stack.fail(error as Error);
+        }
+      });
+    };
+    messaging.on('sent', progressed);
+    messaging.on('acknowledged', progressed);
+    messaging.on('drop', (ident, _message, reason) => {
+      if (ident !== to) return;
+      dropped++;
+      firstDrop ??= reason;
+      progressed(ident);
+    });
+    // Safety net: re-check now and then (e.g. queue emptied by a path without an event).
+    const poll = setInterval(() => progressed(to), 200);
+    poll.unref();
+
+    if (process.stderr.isTTY && all >= PROGRESS_FROM) {
+      progressTimer = setInterval(() => status.progress(`${delivered()}/${all} delivered to ${to}`), 250);
+      progressTimer.unref();
+    }
+
+    await stack.start();
+    pump();
+    try {
+      await stack.until(finished, (seconds) => {
+        const queued = messaging.queueLength(to);
+        let text = `timed out after ${seconds} s: ${delivered()} of ${all} messages delivered to ${to}, ${queued} still queued`;
+        if (next < total) text += `, ${total - next} not queued yet`;
+        if (common.storage !== undefined && (persistent || stored > 0) && queued > 0) {
+          text += ` (persistent ones stay in ${common.storage} for the next run)`;
+        }
+        throw new Failure(text);
+      });
+    } finally {
+      clearInterval(poll);
+    }
+    if (dropped > 0) {
+      throw new Failure(`${dropped} of ${all} messages for ${to} were dropped undelivered: ${firstDrop!.message}`);
+    }
+    status.clearProgress();
+    if (all >= PROGRESS_FROM || stored > 0) status.note(`${all} messages delivered to ${to}`);
+  } finally {
+    clearInterval(progressTimer);
+    status.clearProgress();
+    await stack.close();
+  }
+}
