@@ -29,13 +29,15 @@
  *
  * Options:
  *   --sizes=100B,1MiB       which sizes (default both)
- *   --impl=raw-net,snakemq  which implementations (default raw-net,snakemq,snakemq-noack)
+ *   --impl=raw-net,snakemq  which implementations (default raw-net,snakemq,snakemq-noack;
+ *                           also snakemq-all)
  *   --rounds=5              measured rounds per implementation (at most)
  *   --min-rounds=3          ... but after this many, stop once a size has
  *   --budget=30             ... taken this many seconds (keeps `npm run bench` short)
  *   --msgs-100B=1000000     messages per round of 100 bytes
  *   --msgs-1MiB=1024        messages per round of 1 MiB
  *   --prof=DIR              run the peers with --cpu-prof into DIR
+ *   --help                  this list
  * @module
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -54,6 +56,15 @@ for (const a of process.argv.slice(2)) {
   if (m) args.set(m[1]!, m[2] ?? 'true');
 }
 const opt = (name: string, def: string): string => args.get(name) ?? def;
+if (args.has('help')) {
+  // The options block of this file's header.
+  const { readFileSync } = await import('node:fs');
+  const header = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
+  const from = header.findIndex((l) => l.startsWith(' * Options:'));
+  const to = header.findIndex((l, i) => i > from && l.startsWith(' * @module'));
+  process.stderr.write(`${header.slice(from, to).map((l) => l.replace(/^ \* ?/, '')).join('\n')}\n`);
+  process.exit(0);
+}
 
 /** Measured rounds per implementation: up to ROUNDS, fewer (but MIN_ROUNDS at least) once a size has taken BUDGET_MS. */
 const ROUNDS = Number(opt('rounds', '5'));

@@ -3,7 +3,8 @@
  *
  * For each durability mode: pushes N 100-byte persistent messages the way
  * Messaging does (one push() call per message, 1000 calls per event-loop
- * turn over 10 queues, all awaited), then removes them all the same way.
+ * turn over 10 queues, all awaited), then removes them all the same way,
+ * then times 200 lone pushes (one transaction each).
  * Baseline: the raw sqlite3 package inserting the same rows in one
  * transaction with one prepared single-row INSERT. `cpu_s` counts every
  * thread of the process, so it is less sensitive to a busy machine than the
@@ -19,6 +20,7 @@ import { SqliteQueuesStorage, type SqliteDurability, type StoredMessage } from '
 const N = Number(process.argv[2] ?? 100_000);
 const PER_TURN = 1000;
 const QUEUES = 10;
+const LATENCY_SAMPLES = 200;
 
 const messages: StoredMessage[] = Array.from({ length: N }, () => ({
   uuid: randomBytes(16),
@@ -84,6 +86,22 @@ async function benchStorage(dir: string, durability: SqliteDurability): Promise<
       transactions: after.transactions - written.transactions,
       statements: after.statements - written.statements,
       rows_deleted: after.rowsDeleted,
+    });
+
+    // One message per transaction: what a lone persistent send waits for.
+    const latencies: number[] = [];
+    for (let i = 0; i < LATENCY_SAMPLES; i++) {
+      const t = performance.now();
+      await storage.push('latency', [messages[i]!]);
+      latencies.push(performance.now() - t);
+    }
+    latencies.sort((a, b) => a - b);
+    emit({
+      bench: 'storage-commit-latency',
+      durability,
+      samples: LATENCY_SAMPLES,
+      p50_ms: +latencies[Math.floor(LATENCY_SAMPLES / 2)]!.toFixed(3),
+      p99_ms: +latencies[Math.floor(LATENCY_SAMPLES * 0.99)]!.toFixed(3),
     });
     return writeRate;
   } finally {

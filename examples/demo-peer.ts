@@ -20,7 +20,7 @@ interface Config {
 }
 type Command = { op: 'send'; text: string; persistent?: boolean } | { op: 'call' } | { op: 'quit' };
 
-deadline(30_000);
+deadline(40_000);
 const config = JSON.parse(process.argv[2]!) as Config;
 const { ident, peer } = config;
 const say = (text: string) => console.log(text); // demo.ts puts the name in front

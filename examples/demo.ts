@@ -2,11 +2,12 @@
  * `npm run demo`: bob and alice, each in a process of its own (examples/demo-peer.ts),
  * talk over TCP on 127.0.0.1:
  *
- *  1. alice connects to bob; they exchange messages both ways;
- *  2. each calls the other over RPC (bob calls alice over the connection she opened);
- *  3. alice stops; bob sends her a persistent message, committed to his SQLite file;
- *  4. bob is killed with SIGKILL — no clean shutdown — and started again on the same file;
- *  5. alice starts again: the message arrives, and leaves bob's file once she acknowledged it.
+ *  1. bob listens, alice connects;
+ *  2. they exchange messages both ways;
+ *  3. each calls the other over RPC (bob calls alice over the connection she opened);
+ *  4. alice stops; bob sends her a persistent message, committed to his SQLite file;
+ *  5. bob is killed with SIGKILL — no clean shutdown — and started again on the same file;
+ *  6. alice starts again: the message arrives, and leaves bob's file once she acknowledged it.
  *
  * SQLite files live in a temp dir, removed at the end. The child processes are
  * killed whatever happens (error, Ctrl-C, or this process being killed).
@@ -17,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deadline, killChildren, startPeer, type PeerProcess } from './support/processes.js';
 
-deadline(30_000);
+deadline(40_000);
 const started = performance.now();
 const dir = await mkdtemp(join(tmpdir(), 'snakemq-demo-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true })); // also after Ctrl-C
@@ -36,33 +37,33 @@ try {
   let alice = start('alice', { connect: url });
   await Promise.all([bob.waitFor(/^alice connected/), alice.waitFor(/^bob connected/)]);
 
-  narrate('messages both ways');
+  narrate('2. messages both ways');
   alice.send({ op: 'send', text: 'hi bob, alice here' });
   await bob.waitFor(/^received from alice/);
   bob.send({ op: 'send', text: 'hi alice, nice to see you' });
   await alice.waitFor(/^received from bob/);
 
-  narrate('2. RPC each way: alice calls bob, then bob calls alice (who connected out)');
+  narrate('3. RPC each way: alice calls bob, then bob calls alice (who connected out)');
   alice.send({ op: 'call' });
   await alice.waitFor(/^bob\.greet\("alice"\) returned/);
   bob.send({ op: 'call' });
   await bob.waitFor(/^alice\.greet\("bob"\) returned/);
 
-  narrate('3. alice stops; bob sends her a persistent message while she is away');
+  narrate('4. alice stops; bob sends her a persistent message while she is away');
   alice.send({ op: 'quit' });
   await alice.succeeded();
   await bob.waitFor(/^alice disconnected/);
   bob.send({ op: 'send', text: 'sent while you were away', persistent: true });
   await bob.waitFor(/is committed to bob\.sqlite/);
 
-  narrate('4. bob is killed with SIGKILL, then started again on the same SQLite file');
+  narrate('5. bob is killed with SIGKILL, then started again on the same SQLite file');
   await bob.kill('SIGKILL');
   console.log(`bob   | (killed: pid ${bob.proc.pid})`);
   bob = start('bob', { listen: 'tcp://127.0.0.1:0' });
   await bob.waitFor(/^1 message\(s\) for alice loaded/);
   const url2 = (await bob.waitFor(/^listening on (\S+)/))[1]!;
 
-  narrate('5. alice starts again and gets the message');
+  narrate('6. alice starts again and gets the message');
   alice = start('alice', { connect: url2 });
   await alice.waitFor(/^received from bob: "sent while you were away" \(persistent\)/);
   await bob.waitFor(/^alice acknowledged "sent while you were away"/);

@@ -14,7 +14,7 @@
 import { Link, Packeter, Messaging, Message } from '../lib/index.js';
 import { deadline, isChild, startPeer } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const log = (text: string) => console.log(`[xconnector] ${text}`);
 
 // Run with no arguments: start the listener in its own process and use its address.

@@ -16,7 +16,7 @@
 import { Link, Packeter, Messaging, Message } from '../lib/index.js';
 import { deadline, isChild, startPeer } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const endpoint = process.argv[2] ?? 'tcp://127.0.0.1:0';
 const log = (text: string) => console.log(`[xlistener] ${text}`);
 

@@ -16,7 +16,7 @@ import { hostname } from 'node:os';
 import { Link, Packeter, Messaging, RpcClient, RpcServer } from '../lib/index.js';
 import { deadline } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const log = (who: string, text: string) => console.log(`[${who}] ${text}`);
 
 /** What the agent serves. */

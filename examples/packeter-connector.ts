@@ -14,7 +14,7 @@
 import { Link, Packeter } from '../lib/index.js';
 import { deadline, isChild, startPeer } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const log = (text: string) => console.log(`[packeter-connector] ${text}`);
 
 let url = process.argv[2];

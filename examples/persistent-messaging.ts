@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Link, Packeter, Messaging, Message, SqliteQueuesStorage } from '../lib/index.js';
 import { deadline } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const log = (who: string, text: string) => console.log(`[${who}] ${text}`);
 
 const dir = await mkdtemp(join(tmpdir(), 'snakemq-persistent-'));

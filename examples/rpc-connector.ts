@@ -16,7 +16,7 @@ import { Link, Packeter, Messaging, RpcClient, RpcRemoteError, SnakeMQError } fr
 import type { Abc } from './rpc-listener.js'; // the type only: no code of the server is loaded
 import { deadline, isChild, startPeer } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const log = (text: string) => console.log(`[soldier] ${text}`);
 
 let url = process.argv[2];

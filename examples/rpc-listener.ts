@@ -48,7 +48,7 @@ export class Abc {
 
 // Only when run, not when rpc-connector.ts imports the type above.
 if (import.meta.url === pathToFileURL(process.argv[1]!).href) {
-  deadline(20_000);
+  deadline(40_000);
   const endpoint = process.argv[2] ?? 'tcp://127.0.0.1:0';
   const link = new Link();
   const messaging = new Messaging('boss', new Packeter(link));

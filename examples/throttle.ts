@@ -15,7 +15,7 @@
 import { Link, Packeter, Messaging, Message, Throttle } from '../lib/index.js';
 import { deadline } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const log = (who: string, text: string) => console.log(`[${who}] ${text}`);
 
 const RATE = 100_000; // bytes per second

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Link, Packeter, Messaging, Message, type TlsOptions } from '../lib/index.js';
 import { deadline, ROOT } from './support/processes.js';
 
-deadline(20_000);
+deadline(40_000);
 const log = (who: string, text: string) => console.log(`[${who}] ${text}`);
 
 /** Writes ca.pem and <name>.pem / <name>-key.pem for each name (CN=name) into `dir`. */

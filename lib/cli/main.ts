@@ -64,7 +64,7 @@ function report(error: unknown, command: string | undefined): number {
     return error.exitCode;
   }
   if (error instanceof CliError) {
-    if (error.message !== '') process.stderr.write(`${prefix}: ${error.message}\n`);
+    if (error.message !== '') process.stderr.write(`${prefix}: ${error.message.trimEnd()}\n`);
     return error.exitCode;
   }
   const text = error instanceof Error ? (process.env.SMQ_DEBUG ? (error.stack ?? error.message) : error.message) : String(error);

@@ -26,7 +26,7 @@ export class Status {
       process.stderr.write('\r\x1b[K');
       this.progressShown = false;
     }
-    process.stderr.write(`${text}\n`);
+    process.stderr.write(`${text.trimEnd()}\n`);
   }
 
   /** Replaces the progress line (terminals only; the caller checks `isTTY`). */

@@ -376,23 +376,23 @@ const K_OK = 7;
 const K_RETURN = 8;
 const K_EXCEPTION = 9;
 const K_EXCEPTION_FORMAT = 10;
-const KEYS: readonly (readonly [number, Buffer])[] = (
-  [
-    [K_COMMAND, 'command'],
-    [K_OBJECT, 'object'],
-    [K_METHOD, 'method'],
-    [K_ARGS, 'args'],
-    [K_KWARGS, 'kwargs'],
-    [K_REQ_ID, 'req_id'],
-    [K_OK, 'ok'],
-    [K_RETURN, 'return'],
-    [K_EXCEPTION, 'exception'],
-    [K_EXCEPTION_FORMAT, 'exception_format'],
-  ] as const
-).map(([code, name]) => [code, Buffer.from(name, 'ascii')] as const);
-/** Candidate keys by length. */
-const KEYS_BY_LENGTH: (readonly (readonly [number, Buffer])[])[] = [];
-for (const k of KEYS) (KEYS_BY_LENGTH[k[1].length] ??= []).push(k);
+/** Envelope key names by code. */
+const KEY_NAMES: readonly Buffer[] = [
+  '',
+  'command',
+  'object',
+  'method',
+  'args',
+  'kwargs',
+  'req_id',
+  'ok',
+  'return',
+  'exception',
+  'exception_format',
+].map((name) => Buffer.from(name, 'ascii'));
+/** Codes of the envelope keys of each length. */
+const KEYS_BY_LENGTH: number[][] = [];
+for (let code = 1; code < KEY_NAMES.length; code++) (KEYS_BY_LENGTH[KEY_NAMES[code]!.length] ??= []).push(code);
 
 /** Reads an envelope key; returns which known key it is (K_OTHER for any other key, of any type). */
 function readEnvelopeKey(): number {
@@ -414,7 +414,9 @@ function readEnvelopeKey(): number {
   pos += length;
   const candidates = KEYS_BY_LENGTH[length];
   if (candidates === undefined) return K_OTHER;
-  for (const [code, name] of candidates) {
+  for (let c = 0; c < candidates.length; c++) {
+    const code = candidates[c]!;
+    const name = KEY_NAMES[code]!;
     let i = 0;
     while (i < length && src[start + i] === name[i]) i++;
     if (i === length) return code;

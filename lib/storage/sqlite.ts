@@ -69,9 +69,9 @@ export interface SqliteStorageStats {
   readonly failedTransactions: number;
   /** Batched statements executed inside those transactions (each writes many rows). */
   readonly statements: number;
-  /** Message rows inserted. */
+  /** Message rows inserted (by committed transactions). */
   readonly rowsInserted: number;
-  /** Message rows deleted. */
+  /** Message rows deleted (by committed transactions). */
   readonly rowsDeleted: number;
 }
 
@@ -499,13 +499,14 @@ export class SqliteQueuesStorage implements QueuesStorage {
   private async write(b: Batch): Promise<boolean> {
     const inserts = b.inserts.filter((p) => !p.cancelled);
     if (inserts.length === 0 && b.deletes.size === 0 && b.ttls.size === 0 && b.away.size === 0) return false;
+    let deleted = 0;
     await run(this.db, 'BEGIN IMMEDIATE');
     try {
       for (const [ident, byUuid] of b.deletes) {
         const uuids = [...byUuid.values()];
         for (let at = 0; at < uuids.length; at += CHUNK) {
           const blob = Buffer.concat(uuids.slice(at, at + CHUNK));
-          this.counters.rowsDeleted += await this.exec('delete', [ident, blob]);
+          deleted += await this.exec('delete', [ident, blob]);
         }
       }
       for (const [ident, byUuid] of b.ttls) {
@@ -518,7 +519,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
           await this.exec('ttlClear', []);
         }
       }
-      await this.insert(inserts);
+      const inserted = await this.insert(inserts);
       const away = [...b.away];
       const gone = away.filter(([, since]) => since === null).map(([ident]) => ident);
       const set = away.filter(([, since]) => since !== null);
@@ -526,11 +527,15 @@ export class SqliteQueuesStorage implements QueuesStorage {
         await this.exec('awayDelete', [JSON.stringify(gone.slice(at, at + CHUNK))]);
       }
       for (let at = 0; at < set.length; at += CHUNK) {
-        const rows = set.slice(at, at + CHUNK).map(([ident, since]) => `[${JSON.stringify(ident)},${exactNumber(since)}]`);
+        const rows = set
+          .slice(at, at + CHUNK)
+          .map(([ident, since]) => `[${JSON.stringify(ident)},${exactNumber(since)}]`);
         await this.exec('awaySet', [`[${rows.join(',')}]`]);
       }
       await run(this.db, 'COMMIT');
       this.counters.transactions++;
+      this.counters.rowsInserted += inserted;
+      this.counters.rowsDeleted += deleted;
       return true;
     } catch (err) {
       // SQLite may have rolled back already (e.g. on SQLITE_FULL); then this fails harmlessly.
@@ -539,13 +544,14 @@ export class SqliteQueuesStorage implements QueuesStorage {
     }
   }
 
-  /** Inserts rows in order: packed statements, and large messages one by one in between. */
-  private async insert(rows: readonly PendingInsert[]): Promise<void> {
+  /** Inserts rows in order: packed statements, and large messages one by one in between. Returns rows inserted. */
+  private async insert(rows: readonly PendingInsert[]): Promise<number> {
+    let inserted = 0;
     let at = 0;
     while (at < rows.length) {
       const first = rows[at]!;
       if (first.data.length > PACKED_MAX_DATA) {
-        this.counters.rowsInserted += await this.exec('insertOne', [
+        inserted += await this.exec('insertOne', [
           first.ident,
           first.uuid,
           first.data,
@@ -578,9 +584,10 @@ export class SqliteQueuesStorage implements QueuesStorage {
         offset += 16 + p.data.length;
       }
       const json = `[${packed.join(',')}]`;
-      this.counters.rowsInserted += await this.exec('insert', [blob, json, `[${[...dict.keys()].join(',')}]`]);
+      inserted += await this.exec('insert', [blob, json, `[${[...dict.keys()].join(',')}]`]);
       at = end;
     }
+    return inserted;
   }
 
   private async exec(name: StatementName, params: unknown[]): Promise<number> {

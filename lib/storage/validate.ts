@@ -67,5 +67,7 @@ export function checkTtlEntries(entries: unknown): string | undefined {
 }
 
 export function checkAwaySince(awaySince: unknown): string | undefined {
-  return awaySince === null || isNumber(awaySince) ? undefined : 'awaySince must be null or a finite number within ±2^53';
+  return awaySince === null || isNumber(awaySince)
+    ? undefined
+    : 'awaySince must be null or a finite number within ±2^53';
 }

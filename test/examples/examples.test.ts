@@ -41,7 +41,7 @@ function runExample(file: string, timeoutMs: number): Promise<Run> {
 }
 
 /** Runs `file` and checks exit code 0 and that every pattern matches a line of its output. */
-async function check(file: string, patterns: RegExp[], timeoutMs = 45_000): Promise<Run> {
+async function check(file: string, patterns: RegExp[], timeoutMs = 50_000): Promise<Run> {
   const run = await runExample(file, timeoutMs);
   const context = `${file} exited with ${run.code ?? run.signal} after ${run.seconds.toFixed(1)} s\n--- stdout\n${run.stdout}--- stderr\n${run.stderr}`;
   expect(run.code, context).toBe(0);
@@ -147,6 +147,8 @@ describe.concurrent('examples', () => {
     const pids = [...run.stdout.matchAll(/^bob {3}\| started: pid (\d+)/gm)].map((m) => m[1]);
     expect(pids).toHaveLength(2);
     expect(pids[0]).not.toBe(pids[1]);
+    // The demo reports its own run time (child start-ups included): it must stay short.
+    expect(Number(run.stdout.match(/demo finished in (\d+\.\d) s/)![1])).toBeLessThan(15);
     const dir = run.stdout.match(/queues in (\/\S+)\)/)![1]!;
     expect(existsSync(dir), 'temp dir removed').toBe(false);
   }, 60_000);

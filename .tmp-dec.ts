@@ -1,0 +1,15 @@
+import { Packr } from 'msgpackr';
+import { tryDecodeRequest, tryDecodeReply, encodeRequest, encodeReply } from './lib/rpc/index.js';
+const raw = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
+const m = new Map<unknown, unknown>([['command','call'],['object','calc'],['method','add'],['args',[1,2,'x'.repeat(40), Buffer.alloc(20), {a: 1, b: [1,2,3]}]],['kwargs',new Map()],['req_id',Buffer.alloc(16,1)]]);
+const data = Buffer.concat([Buffer.from('rpcreq'), raw.pack(m)]);
+const small = encodeRequest({command:'call',object:'calc',method:'add',args:[5,1],kwargs:{},reqId:Buffer.alloc(16,3)});
+const rep = encodeReply({reqId:Buffer.alloc(16,3),ok:true,value:6});
+const N = 200000;
+const bench = (name: string, f: () => unknown) => { for (let r = 0; r < 3; r++) { const t = performance.now(); for (let i = 0; i < N; i++) f(); console.log(name, ((performance.now() - t) * 1e6 / N).toFixed(0), 'ns'); } };
+bench('dec big', () => tryDecodeRequest(data));
+bench('dec small req', () => tryDecodeRequest(small));
+bench('dec small rep', () => tryDecodeReply(rep));
+bench('enc small req', () => encodeRequest({command:'call',object:'calc',method:'add',args:[5,1],kwargs:{},reqId:Buffer.alloc(16,3)}));
+bench('enc small rep', () => encodeReply({reqId:Buffer.alloc(16,3),ok:true,value:6}));
+bench('JSON.parse', () => JSON.parse('{"command":"call","object":"calc","method":"add","args":[5,1],"kwargs":{}}'));
