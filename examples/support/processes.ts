@@ -53,7 +53,8 @@ export class PeerProcess {
       process.stderr.write(chunk);
     });
     this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
+      // 'close', not 'exit': every line the child printed has been read by then.
+      this.proc.on('close', (code, signal) => {
         running.delete(this);
         this.#done = true;
         this.#notify();
@@ -63,7 +64,7 @@ export class PeerProcess {
   }
 
   /** Waits for an output line matching `pattern` (lines already printed count too). */
-  async waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+  async waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
     const deadline = Date.now() + timeoutMs;
     let seen = 0;
     for (;;) {
@@ -90,7 +91,7 @@ export class PeerProcess {
   }
 
   /** Waits for the child to exit by itself and fails unless it exited with code 0. */
-  async succeeded(timeoutMs = 10_000): Promise<void> {
+  async succeeded(timeoutMs = 20_000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`child ${this.proc.pid} did not exit in time`)), timeoutMs);
