@@ -453,7 +453,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       this.removeFromQueue(queue, e);
       this.dropEntry(e, new MessageExpiredError(`message ${e.message.id} for ${queue.ident} expired`));
     }
-    if (this.storage !== null && queue.count > 0) {
+    if (this.storage !== null && !this.closed) {
       const s = this.storage;
       const fail = (error: unknown) => log(`storage update failed: ${String(error)}`);
       if (updates.length > 0) s.updateTtl(queue.ident, updates).catch(fail);
@@ -529,7 +529,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const back = queue.inflight.drain();
     queue.written = 0;
     queue.items.unshiftAll(back);
-    if (this.storage !== null && queue.count > 0 && !this.closed) {
+    // Also while closing: the storage closes after the connections, so a restart knows when the peer went away.
+    if (this.storage !== null) {
       this.storage.setAwaySince(ident, queue.awaySince).catch((error: unknown) => log(`storage update failed: ${String(error)}`));
     }
     log(`${ident} disconnected (conn ${connId}), ${queue.count} queued`);
