@@ -127,6 +127,9 @@ const impls = opt('impl', 'raw-net,snakemq,snakemq-noack')
     return impl;
   });
 
+/** The snakemq peers' diagnostic settings (bench/lib/snakemq-peer.ts), recorded in the result lines when set. */
+const overrides = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^BENCH_(DEDUP_WINDOW|QUEUE_BOUND_BYTES|CHUNK_MESSAGES)$/.test(k)));
+
 function emit(line: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
@@ -318,6 +321,7 @@ async function measureSize(sz: Size): Promise<void> {
     line.sender_secs = rounds.map((r) => round3(r.senderSecs));
     line.cpu_us_per_msg = { sender: round3(senderUs), receiver: round3(receiverUs) };
     line.cpu_bound_msgs_per_s = Math.round(cpuBound);
+    if (Object.keys(overrides).length > 0) line.overrides = overrides;
     emit(line);
   }
   const base = rates.get('raw-net');

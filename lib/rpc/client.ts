@@ -21,7 +21,7 @@ import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
-import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, encodeRequest, reqIdKey, tryDecodeReply } from './codec.js';
+import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, encodeCall, encodeRequest, readCallId, tryDecodeReply } from './codec.js';
 import type { MethodName, RemoteProxy, RpcClientEvents, RpcTransport } from './types.js';
 
 /** Default call timeout in milliseconds (30 s). */
@@ -105,7 +105,8 @@ function isTerminalDrop(reason: unknown): boolean {
 }
 
 interface PendingCall {
-  readonly key: string;
+  /** Our number of the call; its request id is the client's id prefix + this. */
+  readonly id: number;
   readonly ident: string;
   readonly object: string;
   readonly method: string;
@@ -210,20 +211,25 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   readonly timeout: number;
   private readonly messaging: RpcTransport;
   private readonly limits: { maxPayload: number };
-  private readonly pending = new Map<string, PendingCall>();
-  private readonly byIdent = new Map<string, Set<PendingCall>>();
+  private readonly pending = new Map<number, PendingCall>();
+  /**
+   * Request ids of our calls: 8 random bytes drawn once per client, then the
+   * call's number (uint64). Unique for this client without a random draw per
+   * call; a restarted client (whose new calls a server must not answer from
+   * its result cache) draws new random bytes.
+   */
+  private readonly idTemplate: Buffer = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
+  private nextId = 1;
   private closed = false;
   private readonly unhook: () => void;
   private readonly onConnect = (_connId: number, ident: string): void => {
-    const calls = this.byIdent.get(ident);
-    if (calls === undefined) return;
-    for (const p of [...calls]) if (p.needsSend) this.transmit(p);
+    for (const p of this.callsOf(ident)) if (p.needsSend) this.transmit(p);
   };
   private readonly onDisconnect = (_connId: number, ident: string): void => {
-    const calls = this.byIdent.get(ident);
-    if (calls === undefined) return;
+    const calls = this.callsOf(ident);
+    if (calls.length === 0) return;
     const stillUp = this.messaging.isConnected(ident);
-    for (const p of [...calls]) {
+    for (const p of calls) {
       if (!p.sent) continue;
       p.wentAway = true;
       p.needsSend = true;
@@ -282,11 +288,10 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     reject: (error: unknown) => void,
   ): void {
     if (this.closed) throw new ClosedError('RpcClient is closed');
-    const reqId = randomBytes(16);
-    const data = encodeRequest({ command: 'call', object, method, args, kwargs: {}, reqId }, this.limits);
-    const key = reqIdKey(reqId);
+    const id = this.nextId++;
+    const data = encodeCall(object, method, args, this.idTemplate, id, this.limits);
     const p: PendingCall = {
-      key,
+      id,
       ident,
       object,
       method,
@@ -301,12 +306,16 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       delivery: undefined,
       drops: 0,
     };
-    this.pending.set(key, p);
-    let calls = this.byIdent.get(ident);
-    if (calls === undefined) this.byIdent.set(ident, (calls = new Set()));
-    calls.add(p);
+    this.pending.set(id, p);
     if (timeout !== Infinity) p.timer = setTimeout(() => this.onTimeout(p), timeout);
     if (this.messaging.isConnected(ident)) this.transmit(p);
+  }
+
+  /** Pending calls to `ident` (a copy: transmitting may settle some). */
+  private callsOf(ident: string): PendingCall[] {
+    const out: PendingCall[] = [];
+    for (const p of this.pending.values()) if (p.ident === ident) out.push(p);
+    return out;
   }
 
   /**
@@ -357,6 +366,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
     const handler: ProxyHandler<object> = {
       get: (_target, prop) => {
+        // Repeated use of a method: one Map lookup.
+        const known = methods.get(prop as string);
+        if (known !== undefined) return known;
         if (typeof prop === 'symbol') {
           if (prop === inspect.custom) return () => label;
           if (prop === Symbol.toStringTag) return 'RemoteProxy';
@@ -364,21 +376,18 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         }
         if (prop === 'toString') return () => label;
         if (NOT_REMOTE.has(prop)) return undefined;
-        let fn = methods.get(prop);
-        if (fn === undefined) {
-          fn = signals.has(prop)
-            ? (...args: unknown[]) => {
-                try {
-                  this.signal(ident, objectName, prop, args, signalOptions);
-                  return Promise.resolve();
-                } catch (error) {
-                  return Promise.reject(error);
-                }
+        const fn = signals.has(prop)
+          ? (...args: unknown[]) => {
+              try {
+                this.signal(ident, objectName, prop, args, signalOptions);
+                return Promise.resolve();
+              } catch (error) {
+                return Promise.reject(error);
               }
-            : (...args: unknown[]) =>
-                new Promise((resolve, reject) => this.start(ident, objectName, prop, args, o.timeout, resolve, reject));
-          methods.set(prop, fn);
-        }
+            }
+          : (...args: unknown[]) =>
+              new Promise((resolve, reject) => this.start(ident, objectName, prop, args, o.timeout, resolve, reject));
+        methods.set(prop, fn);
         return fn;
       },
       set: () => false,
@@ -407,12 +416,12 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   private transmit(p: PendingCall): void {
-    if (this.pending.get(p.key) !== p) return;
+    if (this.pending.get(p.id) !== p) return;
     p.needsSend = false;
     p.sent = true;
     let delivery: Delivery;
     try {
-      delivery = this.messaging.send(p.ident, new Message(p.data, { ttl: 0 }));
+      delivery = this.messaging.send(p.ident, new Message(p.data, TTL_0));
     } catch (error) {
       this.settle(p, false, error);
       return;
@@ -422,7 +431,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   private onDropped(p: PendingCall, delivery: Delivery, reason: unknown): void {
-    if (this.pending.get(p.key) !== p || p.delivery !== delivery) return;
+    if (this.pending.get(p.id) !== p || p.delivery !== delivery) return;
     if (isTerminalDrop(reason)) {
       this.settle(p, false, reason);
       return;
@@ -437,7 +446,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const decoded = tryDecodeReply(message.data, this.limits);
     if (!decoded.ok) {
       log(`bad reply from ${ident}: ${decoded.error.message}`);
-      const p = decoded.reqId === undefined ? undefined : this.pending.get(reqIdKey(decoded.reqId));
+      const p = decoded.reqId === undefined ? undefined : this.pending.get(readCallId(decoded.reqId, this.idTemplate));
       if (p !== undefined && p.ident === ident) this.settle(p, false, decoded.error);
       try {
         this.emit('replyError', decoded.error, ident);
@@ -450,7 +459,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return;
     }
     const reply = decoded.reply;
-    const p = this.pending.get(reqIdKey(reply.reqId));
+    const p = this.pending.get(readCallId(reply.reqId, this.idTemplate));
     if (p === undefined || p.ident !== ident) {
       log(`dropping a reply from ${ident} nobody waits for`);
       return;
@@ -471,13 +480,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   private settle(p: PendingCall, ok: boolean, value: unknown): void {
-    if (this.pending.get(p.key) !== p) return;
-    this.pending.delete(p.key);
-    const calls = this.byIdent.get(p.ident);
-    if (calls !== undefined) {
-      calls.delete(p);
-      if (calls.size === 0) this.byIdent.delete(p.ident);
-    }
+    if (this.pending.get(p.id) !== p) return;
+    this.pending.delete(p.id);
     if (p.timer !== undefined) clearTimeout(p.timer);
     p.timer = undefined;
     p.delivery = undefined;
@@ -485,6 +489,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     else p.reject(value);
   }
 }
+
+/** Messages of calls: dropped at once unless the peer is connected (re-sent on reconnect by us). */
+const TTL_0 = { ttl: 0 } as const;
 
 function checkTarget(what: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {
   if (typeof ident !== 'string' || ident.length === 0) throw new InvalidArgumentError(`${what}: ident must be a non-empty string`);

@@ -111,6 +111,29 @@ export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer
   return pack('RPC request', envelope, REQUEST_PREFIX, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
 }
 
+const NO_KWARGS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
+ * @internal Encodes a call of ours: its `req_id` is the first 8 bytes of
+ * `idTemplate` (16 bytes) followed by `id` as a big-endian uint64. `req_id`
+ * is the last entry of the envelope (a 16-byte bin), so the id is written
+ * straight into the last 8 bytes of the result. See {@link readCallId}.
+ */
+export function encodeCall(object: string, method: string, args: readonly unknown[], idTemplate: Buffer, id: number, limits?: CodecLimits): Buffer {
+  const out = encodeRequest({ command: 'call', object, method, args, kwargs: NO_KWARGS, reqId: idTemplate }, limits);
+  const n = out.length;
+  out.writeUInt32BE(Math.floor(id / 0x100000000), n - 8);
+  out.writeUInt32BE(id >>> 0, n - 4);
+  return out;
+}
+
+/** @internal The `id` of a request id made by {@link encodeCall} with `idTemplate`, or -1 when it is not one of those. */
+export function readCallId(reqId: RpcRequestId, idTemplate: Buffer): number {
+  if (typeof reqId === 'string' || reqId.length !== 16) return -1;
+  for (let i = 0; i < 8; i++) if (reqId[i] !== idTemplate[i]) return -1;
+  return reqId.readUInt32BE(8) * 0x100000000 + reqId.readUInt32BE(12);
+}
+
 /**
  * Encodes a reply as `rpcrep` + MessagePack map: `req_id`, `ok`, and either
  * `return`, or `exception` and `exception_format`.

@@ -118,6 +118,15 @@ function describeThrownUnsafe(error: unknown): { name: string; message: string; 
   return { name: 'Error', message: String(error), stack: '' };
 }
 
+const TTL_0 = { ttl: 0 } as const;
+
+const nativeThen: unknown = Promise.prototype.then;
+
+function isEmpty(object: object): boolean {
+  for (const _ in object) return false;
+  return true;
+}
+
 /** Small FIFO with O(1) shift. */
 class Fifo<T> {
   private items: (T | undefined)[] = [];
@@ -181,6 +190,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private readonly inflight = new Set<string>();
   private readonly queue = new Fifo<Job>();
   private runningCount = 0;
+  private draining = false;
   private closed = false;
   private readonly unhook: () => void;
 
@@ -276,7 +286,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     const info: RpcCallInfo = { ident, command: req.command, object: req.object, method: req.method };
     let key: string | undefined;
     if (req.command === 'call') {
-      key = `${ident}\0${reqIdKey(req.reqId!)}`;
+      // Length-prefixed ident: no two (ident, request id) pairs share a key.
+      key = String.fromCharCode(ident.length) + ident + reqIdKey(req.reqId!);
       const cached = this.cache.get(key);
       if (cached !== undefined) {
         log(`re-sent call ${req.object}.${req.method} from ${ident}: answering from cache`);
@@ -308,37 +319,79 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     } else if (req.command === 'signal' && !isSignalMethod) {
       this.warn(`'${req.object}.${req.method}' is not registered as a signal but was signalled (it runs, no reply)`, info);
     }
-    const args = Object.keys(req.kwargs).length > 0 ? [...req.args, req.kwargs] : [...req.args];
+    // The decoded arguments are ours to hand over (a fresh array).
+    const args = req.args as unknown[];
+    if (!isEmpty(req.kwargs)) args.push(req.kwargs);
     const job: Job = { ident, info, fn, target: registered.target, args, reqId: key === undefined ? undefined : req.reqId, key };
     if (job.key !== undefined) this.inflight.add(job.key);
     if (this.runningCount < this.concurrency) this.run(job);
     else this.queue.push(job);
   }
 
+  /**
+   * Runs a method. A synchronous result is answered at once; a thenable
+   * (async method) when it settles.
+   */
   private run(job: Job): void {
     this.runningCount++;
-    const done = (): void => {
-      this.runningCount--;
-      if (this.closed) return;
-      while (this.runningCount < this.concurrency && this.queue.length > 0) this.run(this.queue.shift()!);
-    };
-    this.execute(job).then(done, () => {
-      log(`internal error running ${job.info.object}.${job.info.method}`);
-      done();
-    });
+    let value: unknown;
+    try {
+      value = Reflect.apply(job.fn, job.target, job.args);
+    } catch (error) {
+      this.finish(job, false, error);
+      return;
+    }
+    if (value === null || (typeof value !== 'object' && typeof value !== 'function')) {
+      this.finish(job, true, value);
+      return;
+    }
+    let then: unknown;
+    try {
+      then = (value as { then?: unknown }).then;
+    } catch (error) {
+      this.finish(job, false, error);
+      return;
+    }
+    if (typeof then !== 'function') {
+      this.finish(job, true, value);
+      return;
+    }
+    const ok = (result: unknown): void => this.finish(job, true, result);
+    const fail = (error: unknown): void => this.finish(job, false, error);
+    if (then === nativeThen && value instanceof Promise) (nativeThen as (this: Promise<unknown>, a: typeof ok, b: typeof fail) => unknown).call(value, ok, fail);
+    // Another thenable: adopt it like `await` would (it may call back more than once, or resolve to a thenable).
+    else Promise.resolve(value).then(ok, fail);
   }
 
-  private async execute(job: Job): Promise<void> {
-    let reply: RpcReply | undefined;
-    let failure: { error: unknown } | undefined;
+  /** A method ended: answer, free its slot, start queued jobs. */
+  private finish(job: Job, ok: boolean, valueOrError: unknown): void {
     try {
-      const value: unknown = await Reflect.apply(job.fn, job.target, job.args);
-      if (job.reqId !== undefined) reply = { reqId: job.reqId, ok: true, value };
+      this.complete(job, ok, valueOrError);
     } catch (error) {
-      failure = { error };
+      log(`internal error running ${job.info.object}.${job.info.method}: ${String(error)}`);
+    }
+    this.runningCount--;
+    this.drain();
+  }
+
+  /** Starts queued jobs while there are free slots; iterative, so a queue of synchronous methods does not recurse. */
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (!this.closed && this.runningCount < this.concurrency && this.queue.length > 0) this.run(this.queue.shift()!);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private complete(job: Job, ok: boolean, valueOrError: unknown): void {
+    let reply: RpcReply | undefined;
+    if (!ok) {
+      this.safeEmit('methodError', valueOrError, job.info);
       if (job.reqId !== undefined) {
         if (this.transferExceptions) {
-          const d = describeThrown(error);
+          const d = describeThrown(valueOrError);
           const exception: Record<string, string> = { name: d.name, message: d.message };
           if (d.code !== undefined) exception.code = d.code;
           reply = { reqId: job.reqId, ok: false, exception, exceptionFormat: d.stack };
@@ -346,8 +399,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
           reply = { reqId: job.reqId, ok: false, exception: { name: 'Error', message: 'remote method failed' }, exceptionFormat: '' };
         }
       }
+    } else if (job.reqId !== undefined) {
+      reply = { reqId: job.reqId, ok: true, value: valueOrError };
     }
-    if (failure !== undefined) this.safeEmit('methodError', failure.error, job.info);
     if (reply === undefined || job.key === undefined || this.closed) return;
     const data = this.encodeResult(reply, job);
     this.inflight.delete(job.key);
@@ -399,7 +453,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private send(ident: string, data: Buffer): void {
     try {
       // TTL 0: a caller that went away re-sends its request and is answered from the cache.
-      this.messaging.send(ident, new Message(data, { ttl: 0 }));
+      this.messaging.send(ident, new Message(data, TTL_0));
     } catch (error) {
       log(`cannot send reply to ${ident}: ${(error as Error).message}`);
     }
