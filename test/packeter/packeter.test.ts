@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { EventEmitter } from 'eventemitter3';
+import { Packeter } from '../../lib/packeter/index.js';
+import { PacketDecoder } from '../../lib/packeter/decoder.js';
+import { InvalidOptionsError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../../lib/errors.js';
+import type { ConnectionInfo, DisconnectReason, LinkEvents } from '../../lib/link/types.js';
+
+/** A transport that records writes and completes them on demand. */
+class RecordingTransport extends EventEmitter<LinkEvents> {
+  readonly writes: { connId: number; data: Buffer; cb?: (e?: SnakeMQError) => void }[] = [];
+  readonly closed: { connId?: number; reason?: SnakeMQError }[] = [];
+  writable = true;
+  send(connId: number, data: Buffer, cb?: (e?: SnakeMQError) => void): boolean {
+    this.writes.push({ connId, data: Buffer.from(data), cb });
+    return this.writable;
+  }
+  isWritable(): boolean {
+    return this.writable;
+  }
+  pause(): void {}
+  resume(): void {}
+  connection(): ConnectionInfo | undefined {
+    return undefined;
+  }
+  async close(connId?: number, reason?: SnakeMQError): Promise<void> {
+    this.closed.push({ connId, reason });
+    if (connId !== undefined) this.emit('disconnect', connId, { by: 'local', error: reason } as DisconnectReason);
+  }
+  connect(id: number): void {
+    this.emit('connect', { id, side: 'listener', endpoint: 'test://' });
+  }
+  /** Every packet written so far, decoded. */
+  packets(connId: number): string[] {
+    const out: string[] = [];
+    const d = new PacketDecoder(1 << 30);
+    for (const w of this.writes) if (w.connId === connId) d.push(w.data, (p) => out.push(p.toString()));
+    return out;
+  }
+}
+
+const tick = () => new Promise((r) => process.nextTick(r));
+
+describe('Packeter', () => {
+  it('coalesces many small packets of one tick into few writes, in order', async () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t);
+    t.connect(1);
+    for (let i = 0; i < 10_000; i++) p.sendPacket(1, Buffer.from(`packet ${i}`));
+    await tick();
+    // ~15 bytes a packet: 150 kB in 64 KiB batches.
+    expect(t.writes.length).toBeLessThanOrEqual(4);
+    expect(t.packets(1)).toEqual(Array.from({ length: 10_000 }, (_, i) => `packet ${i}`));
+  });
+
+  it('returns increasing packet ids and reports them sent cumulatively once written', async () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t);
+    t.connect(1);
+    const sent: number[] = [];
+    p.on('sent', (_c, last) => sent.push(last));
+    const ids = [p.sendPacket(1, Buffer.from('a')), p.sendPacket(1, Buffer.from('b')), p.sendPacket(1, Buffer.from('c'))];
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    await tick();
+    expect(sent).toEqual([]);
+    for (const w of t.writes) w.cb?.();
+    expect(sent).toEqual([ids[2]]);
+  });
+
+  it('writes a large payload without copying it into a batch', async () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t, { writeBatchSize: 1024 });
+    t.connect(1);
+    p.sendPacket(1, Buffer.from('small'));
+    const big = Buffer.alloc(5000, 7);
+    p.sendPacket(1, Buffer.from('head:'), big);
+    p.sendPacket(1, Buffer.from('after'));
+    await tick();
+    const packets = t.packets(1);
+    expect(packets[0]).toBe('small');
+    expect(packets[1]).toBe('head:' + big.toString());
+    expect(packets[2]).toBe('after');
+  });
+
+  it('a too-large send is a typed error at the call; an unknown connection too', () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t, { maxPacketSize: 100 });
+    t.connect(1);
+    expect(() => p.sendPacket(1, Buffer.alloc(101))).toThrow(PacketTooLargeError);
+    expect(() => p.sendPacket(1, Buffer.alloc(50), Buffer.alloc(51))).toThrow(PacketTooLargeError);
+    expect(() => p.sendPacket(2, Buffer.alloc(1))).toThrow(UnknownConnectionError);
+  });
+
+  it('an oversize announced length closes that connection with a typed error, others keep working', async () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t, { maxPacketSize: 1000 });
+    t.connect(1);
+    t.connect(2);
+    const errors: [number, SnakeMQError][] = [];
+    const packets: [number, string][] = [];
+    p.on('protocolError', (c, e) => errors.push([c, e]));
+    p.on('packet', (c, payload) => packets.push([c, payload.toString()]));
+    t.emit('data', 1, Buffer.from('0000ffff', 'hex'));
+    t.emit('data', 2, Buffer.from('000000026869', 'hex'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]![0]).toBe(1);
+    expect(errors[0]![1]).toBeInstanceOf(PacketTooLargeError);
+    expect(t.closed[0]).toMatchObject({ connId: 1 });
+    expect(packets).toEqual([[2, 'hi']]);
+  });
+
+  it('rejects unknown options', () => {
+    expect(() => new Packeter(new RecordingTransport(), { maxPacketSise: 1 } as never)).toThrow(InvalidOptionsError);
+  });
+});
