@@ -29,6 +29,7 @@
  *   --window=100            calls outstanding in the pipelined benchmark
  *   --max-seconds=3         a round also stops after this long
  *   --codec-pairs=200000    request+reply pairs of the codec benchmark (0: skip)
+ *   --only=sequential|pipelined  run one of the two benchmarks
  *   --prof=DIR              run the server process with --cpu-prof into DIR (profile this
  *                           process with `node --import tsx --cpu-prof bench/rpc.ts`)
  * @module
@@ -63,6 +64,8 @@ const PIPELINED_CALLS = Math.max(1, num('pipelined-calls', 200_000));
 const WINDOW = Math.max(1, num('window', 100));
 const MAX_MS = num('max-seconds', 3) * 1000;
 const CODEC_PAIRS = num('codec-pairs', 200_000);
+const ONLY = args.get('only');
+if (ONLY !== undefined && ONLY !== 'sequential' && ONLY !== 'pipelined') throw new Error('--only must be sequential or pipelined');
 const PROF_DIR = args.has('prof') ? resolve(args.get('prof')!) : null;
 const TARGET_RATIO_P50 = 1.5;
 const TARGET_PIPELINED = 150_000;
@@ -339,11 +342,11 @@ try {
   }
 
   const seq = new Map<string, SeqRound[]>(impls.map((i) => [i.name, []]));
-  for (let r = 0; r < ROUNDS; r++) {
+  for (let r = 0; r < (ONLY === 'pipelined' ? 0 : ROUNDS); r++) {
     for (const impl of impls) seq.get(impl.name)!.push(await withCpu(server, () => sequential(impl, CALLS, MAX_MS)));
   }
   const seqBest = new Map<string, number>();
-  for (const impl of impls) {
+  for (const impl of ONLY === 'pipelined' ? [] : impls) {
     const rounds = seq.get(impl.name)!;
     const p50s = rounds.map((r) => percentile(r.lat, 0.5));
     const best = rounds[p50s.indexOf(Math.min(...p50s))]!;
@@ -362,15 +365,17 @@ try {
       cpu_us_per_call: { client: round1(median(rounds.map((r) => r.cpu.client))), server: round1(median(rounds.map((r) => r.cpu.server))) },
     });
   }
-  const ratio = seqBest.get('snakemq')! / seqBest.get('raw-echo')!;
-  emit({ bench: 'rpc-sequential', ratio_p50: round3(ratio), target: TARGET_RATIO_P50, ok: ratio <= TARGET_RATIO_P50 });
+  if (ONLY !== 'pipelined') {
+    const ratio = seqBest.get('snakemq')! / seqBest.get('raw-echo')!;
+    emit({ bench: 'rpc-sequential', ratio_p50: round3(ratio), target: TARGET_RATIO_P50, ok: ratio <= TARGET_RATIO_P50 });
+  }
 
   const pipe = new Map<string, PipeRound[]>(impls.map((i) => [i.name, []]));
-  for (let r = 0; r < ROUNDS; r++) {
+  for (let r = 0; r < (ONLY === 'sequential' ? 0 : ROUNDS); r++) {
     for (const impl of impls) pipe.get(impl.name)!.push(await withCpu(server, () => pipelined(impl, PIPELINED_CALLS, WINDOW, MAX_MS)));
   }
   const pipeBest = new Map<string, number>();
-  for (const impl of impls) {
+  for (const impl of ONLY === 'sequential' ? [] : impls) {
     const rounds = pipe.get(impl.name)!;
     const rates = rounds.map((r) => (r.calls / r.ms) * 1000);
     const best = Math.max(...rates);
@@ -395,7 +400,7 @@ try {
     }
     emit(line);
   }
-  emit({ bench: 'rpc-pipelined', ratio: round3(pipeBest.get('snakemq')! / pipeBest.get('raw-echo')!) });
+  if (ONLY !== 'sequential') emit({ bench: 'rpc-pipelined', ratio: round3(pipeBest.get('snakemq')! / pipeBest.get('raw-echo')!) });
 } catch (error) {
   emit({ bench: 'rpc', error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   process.exitCode = 1;
