@@ -38,6 +38,8 @@ export class QueueEntry implements Delivery {
   readonly cost: number;
   /** Whether it is (or is being) kept in durable storage. */
   stored = false;
+  /** Whether it may have reached the peer before (sent on a connection that ended, or loaded from storage). */
+  resent = false;
   private stages = 0;
   private dropReason: SnakeMQError | null = null;
   private waiters: [Deferred | null, Deferred | null, Deferred | null] | null = null;
@@ -132,61 +134,83 @@ export class QueueEntry implements Delivery {
   }
 }
 
-/** A FIFO with O(1) push and shift (array + head index, compacted lazily). @internal */
+/** A FIFO ring buffer with O(1) push and shift (power-of-two capacity). @internal */
 export class Deque<T> {
-  private items: T[] = [];
+  private buf: (T | undefined)[] = new Array(16);
   private head = 0;
+  private size = 0;
 
   get length(): number {
-    return this.items.length - this.head;
+    return this.size;
   }
 
   push(item: T): void {
-    this.items.push(item);
+    if (this.size === this.buf.length) this.resize(this.buf.length * 2);
+    this.buf[(this.head + this.size) & (this.buf.length - 1)] = item;
+    this.size++;
   }
 
   peek(): T | undefined {
-    return this.items[this.head];
+    return this.size === 0 ? undefined : this.buf[this.head];
   }
 
   at(index: number): T | undefined {
-    return this.items[this.head + index];
+    return index < this.size ? this.buf[(this.head + index) & (this.buf.length - 1)] : undefined;
   }
 
   shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head]!;
-    (this.items as (T | undefined)[])[this.head] = undefined;
-    this.head++;
-    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
+    if (this.size === 0) return undefined;
+    const item = this.buf[this.head];
+    this.buf[this.head] = undefined;
+    this.head = (this.head + 1) & (this.buf.length - 1);
+    this.size--;
     return item;
   }
 
   /** Removes and returns everything, in order. */
   drain(): T[] {
-    const out = this.head === 0 ? this.items : this.items.slice(this.head);
-    this.items = [];
+    const out = this.toArray();
+    this.buf = new Array(16);
     this.head = 0;
+    this.size = 0;
     return out;
   }
 
   /** Puts items in front, keeping their order. */
   unshiftAll(front: T[]): void {
     if (front.length === 0) return;
-    this.items = front.concat(this.head === 0 ? this.items : this.items.slice(this.head));
-    this.head = 0;
+    this.replace(front.concat(this.toArray()));
   }
 
   /** Keeps the items for which `keep` returns true. */
   filter(keep: (item: T) => boolean): void {
-    this.items = this.items.slice(this.head).filter(keep);
-    this.head = 0;
+    this.replace(this.toArray().filter(keep));
   }
 
   *[Symbol.iterator](): IterableIterator<T> {
-    for (let i = this.head; i < this.items.length; i++) yield this.items[i]!;
+    for (let i = 0; i < this.size; i++) yield this.buf[(this.head + i) & (this.buf.length - 1)]!;
+  }
+
+  private toArray(): T[] {
+    const out = new Array<T>(this.size);
+    for (let i = 0; i < this.size; i++) out[i] = this.buf[(this.head + i) & (this.buf.length - 1)]!;
+    return out;
+  }
+
+  private replace(items: T[]): void {
+    let cap = 16;
+    while (cap < items.length) cap *= 2;
+    const buf = new Array<T | undefined>(cap);
+    for (let i = 0; i < items.length; i++) buf[i] = items[i];
+    this.buf = buf;
+    this.head = 0;
+    this.size = items.length;
+  }
+
+  private resize(cap: number): void {
+    const buf = new Array<T | undefined>(cap);
+    for (let i = 0; i < this.size; i++) buf[i] = this.buf[(this.head + i) & (this.buf.length - 1)];
+    this.buf = buf;
+    this.head = 0;
   }
 }

@@ -26,6 +26,12 @@ export const MAX_IDENT_LENGTH = 50;
 export const MESSAGE_HEADER_SIZE = 24;
 /** Wire TTL meaning "no limit". */
 export const WIRE_TTL_INFINITE = 0xffffffff;
+/**
+ * Extension message flag, only between peers in acknowledged mode: the message
+ * may have been received before (re-sent after a reconnect or a restart). The
+ * receiver checks it against recent uuids and strips the bit.
+ */
+export const FLAG_RESENT = 0x80000000;
 /** Extension feature bit: acknowledged delivery (ACK frames, re-send, de-duplication). */
 export const FEATURE_ACK = 0x1;
 /** Version of the extension frames' layout. */
@@ -94,11 +100,19 @@ export function encodeMessage(message: Message, ttl: number | null = message.ttl
 }
 
 /** Writes a MESSAGE frame's first 25 bytes (type, uuid, TTL, flags) into `out`. */
-export function writeMessageHead(out: Buffer, message: Message, ttl: number | null): void {
+export function writeMessageHead(out: Buffer, message: Message, ttl: number | null, extraFlags = 0): void {
   out[0] = FrameType.MESSAGE;
   message.writeUuid(out, 1);
-  out.writeUInt32BE(wireTtl(ttl), 17);
-  out.writeUInt32BE(message.flags >>> 0, 21);
+  const t = ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl);
+  out[17] = t >>> 24;
+  out[18] = t >>> 16;
+  out[19] = t >>> 8;
+  out[20] = t;
+  const f = message.flags | extraFlags;
+  out[21] = f >>> 24;
+  out[22] = f >>> 16;
+  out[23] = f >>> 8;
+  out[24] = f;
 }
 
 export function encodePing(): Buffer {

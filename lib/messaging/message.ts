@@ -149,15 +149,15 @@ export class Message {
   }
 
   /**
-   * @internal A message decoded from a MESSAGE frame: `packet` is the frame,
-   * the uuid at offset 1, data from offset 25. No validation, no copy.
+   * @internal A message decoded from the MESSAGE frame at `buf[start..end)`:
+   * uuid at `start + 1`, data from `start + 25`. No validation, no copy.
    */
-  static fromFrame(packet: Buffer, ttl: number | null, flags: number): Message {
-    const m = new Message(packet.subarray(25), WIRE_OPTIONS);
+  static fromFrame(buf: Buffer, start: number, end: number, ttl: number | null, flags: number): Message {
+    const m = new Message(buf.subarray(start + 25, end), WIRE_OPTIONS);
     m.ttl = ttl;
     (m as { flags: number }).flags = flags;
-    m.uuidSource = packet;
-    m.uuidOffset = 1;
+    m.uuidSource = buf;
+    m.uuidOffset = start + 1;
     return m;
   }
 }

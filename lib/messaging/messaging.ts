@@ -19,6 +19,7 @@ import { is, validateOptions } from '../util/options.js';
 import { Deque, QueueEntry } from './delivery.js';
 import {
   FEATURE_ACK,
+  FLAG_RESENT,
   FrameType,
   PROTOCOL_VERSION,
   decodeFrame,
@@ -36,7 +37,7 @@ import {
 } from './frames.js';
 import { Message } from './message.js';
 import { MessageStream, type ReceivedMessage } from './stream.js';
-import { UuidWindow } from './uuid-window.js';
+import { RecentUuids } from './uuid-window.js';
 import type { Delivery, MessagingEvents } from './types.js';
 
 const log = createLogger('snakemq:messaging');
@@ -166,7 +167,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private readonly conns = new Map<ConnId, PeerConn>();
   private readonly byIdent = new Map<string, PeerConn>();
   private readonly queues = new Map<string, PeerQueue>();
-  private readonly dedup = new Map<string, UuidWindow>();
+  private readonly dedup = new Map<string, RecentUuids>();
   private readonly hooks: Hook[] = [];
   private readonly streams = new Set<MessageStream>();
   private readonly dirty = new Set<PeerQueue>();
@@ -216,7 +217,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
 
     packeter.on('connect', (info) => this.onConnect(info));
     packeter.on('disconnect', (connId) => this.onDisconnect(connId));
-    packeter.on('packet', (connId, payload) => this.onPacket(connId, payload));
+    packeter.setPacketSink((connId, buf, start, end) => this.onPacket(connId, buf, start, end));
     packeter.on('sent', (connId, lastId) => this.onSent(connId, lastId));
     packeter.on('drain', (connId) => this.onDrain(connId));
     packeter.on('protocolError', (connId, error) => this.emit('protocolError', connId, error));
@@ -419,6 +420,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         const msg = new Message(sm.data, { uuid: sm.uuid, flags: sm.flags, ttl: sm.ttl });
         const entry = new QueueEntry(sq.ident, msg, sm.ttl, sm.data.length + QUEUE_ENTRY_OVERHEAD);
         entry.stored = true;
+        entry.resent = true;
         entry.markPersisted();
         front.push(entry);
       }
@@ -484,11 +486,21 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const items = queue.items;
     const connId = conn.id;
     const head = this.scratchHead;
-    while (items.length > 0 && packeter.isWritable(connId)) {
+    const resentFlag = conn.mode === Mode.Ack ? FLAG_RESENT : 0;
+    // Writability only changes when the packeter hands a batch to the socket: check once per batch's worth.
+    const recheck = packeter.options.writeBatchSize;
+    let sinceCheck = recheck;
+    while (items.length > 0) {
+      if (sinceCheck >= recheck) {
+        if (!packeter.isWritable(connId)) break;
+        sinceCheck = 0;
+      }
       const entry = items.shift()!;
-      writeMessageHead(head, entry.message, entry.ttl);
-      entry.packetId = packeter.sendPacket(connId, head, entry.message.data);
+      const data = entry.message.data;
+      writeMessageHead(head, entry.message, entry.ttl, entry.resent ? resentFlag : 0);
+      entry.packetId = packeter.sendPacket(connId, head, data);
       queue.inflight.push(entry);
+      sinceCheck += data.length + 29;
     }
   }
 
@@ -527,6 +539,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.awaySince = Date.now();
     // Everything not known delivered goes back to the front, in order, for the next connection.
     const back = queue.inflight.drain();
+    for (const e of back) e.resent = true;
     queue.written = 0;
     queue.items.unshiftAll(back);
     // Also while closing: the storage closes after the connections, so a restart knows when the peer went away.
@@ -545,15 +558,16 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     void this.packeter.close(conn.id, error);
   }
 
-  private onPacket(connId: ConnId, payload: Buffer): void {
+  private onPacket(connId: ConnId, buf: Buffer, start: number, end: number): void {
     const conn = this.conns.get(connId);
     if (conn === undefined || conn.closing) return;
     conn.alive = true;
-    if (payload.length >= 25 && payload[0] === FrameType.MESSAGE && conn.ident !== null) {
+    if (end - start >= 25 && buf[start] === FrameType.MESSAGE && conn.ident !== null) {
       if (conn.mode === Mode.Pending) this.settleMode(conn, Mode.Legacy);
-      const ttl = payload.readUInt32BE(17);
-      return this.onMessage(conn, conn.ident, payload, ttl === WIRE_TTL_INFINITE ? null : ttl, payload.readUInt32BE(21));
+      const ttl = buf.readUInt32BE(start + 17);
+      return this.onMessage(conn, conn.ident, buf, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, buf.readUInt32BE(start + 21));
     }
+    const payload = buf.subarray(start, end);
     let frame;
     try {
       frame = decodeFrame(payload);
@@ -625,27 +639,30 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.schedulePump(this.queue(conn.ident));
   }
 
-  private onMessage(conn: PeerConn, ident: string, packet: Buffer, ttl: number | null, flags: number): void {
+  private onMessage(conn: PeerConn, ident: string, buf: Buffer, start: number, end: number, ttl: number | null, flags: number): void {
     if (conn.peerAcks) {
       let fresh = true;
+      const resent = (flags & FLAG_RESENT) !== 0;
+      if (resent) flags = (flags & ~FLAG_RESENT) >>> 0;
       if (this.options.dedupWindow > 0) {
-        let window = this.dedup.get(ident);
-        if (window === undefined) {
-          window = new UuidWindow(this.options.dedupWindow);
-          this.dedup.set(ident, window);
+        let recent = this.dedup.get(ident);
+        if (recent === undefined) {
+          recent = new RecentUuids(this.options.dedupWindow);
+          this.dedup.set(ident, recent);
         }
-        fresh = window.add(packet, 1);
+        if (resent) fresh = recent.checkResent(buf, start + 1);
+        else recent.record(buf, start + 1);
       }
       if (conn.toAck++ === 0 && !conn.ackScheduled) {
         conn.ackScheduled = true;
         setImmediate(() => this.sendAck(conn));
       }
       if (!fresh) {
-        log(`conn ${conn.id}: duplicate ${packet.toString('hex', 1, 17)} from ${ident} not delivered again`);
+        log(`conn ${conn.id}: duplicate ${buf.toString('hex', start + 1, start + 17)} from ${ident} not delivered again`);
         return;
       }
     }
-    const message = Message.fromFrame(packet, ttl, flags);
+    const message = Message.fromFrame(buf, start, end, ttl, flags);
     const data = message.data;
     for (const hook of this.hooks) {
       if (hook.prefix !== null ? startsWith(data, hook.prefix) : hook.regexp!.test(data.toString('latin1'))) {

@@ -107,3 +107,57 @@ function nextPow2(n: number): number {
   while (p < n) p *= 2;
   return p;
 }
+
+/**
+ * The uuids last received from one peer, for recognising re-sent messages
+ * cheaply: every message is only recorded (a 16-byte copy into a ring), and
+ * only messages the sender marked as re-sent are looked up — in an index
+ * built from the ring when the first one arrives, kept while re-sent messages
+ * keep coming (they always come first on a connection) and dropped at the
+ * first message that is not re-sent. @internal
+ */
+export class RecentUuids {
+  private ring: Uint8Array;
+  private next = 0;
+  private filled = 0;
+  private index: UuidWindow | null = null;
+
+  constructor(private readonly window: number) {
+    this.ring = new Uint8Array(Math.min(window, 1024) * 16);
+  }
+
+  /** Records a message that was not re-sent. */
+  record(p: Uint8Array, off: number): void {
+    this.index = null;
+    this.store(p, off);
+  }
+
+  /** Records a re-sent message; returns false when its uuid was seen within the window. */
+  checkResent(p: Uint8Array, off: number): boolean {
+    if (this.index === null) {
+      const index = new UuidWindow(this.window);
+      const ring = this.ring;
+      for (let i = 0; i < this.filled; i++) index.add(ring, i * 16);
+      this.index = index;
+    }
+    if (!this.index.add(p, off)) return false;
+    this.store(p, off);
+    return true;
+  }
+
+  private store(p: Uint8Array, off: number): void {
+    let ring = this.ring;
+    const slots = ring.length >>> 4;
+    if (this.next === slots) {
+      if (slots < this.window) {
+        const grown = new Uint8Array(Math.min(this.window, slots * 2) * 16);
+        grown.set(ring);
+        ring = this.ring = grown;
+      } else this.next = 0;
+    }
+    const at = this.next * 16;
+    for (let i = 0; i < 16; i++) ring[at + i] = p[off + i]!;
+    this.next++;
+    if (this.filled < this.next) this.filled = this.next;
+  }
+}

@@ -1,5 +1,8 @@
 import { PacketTooLargeError } from '../errors.js';
 
+/** Receives one packet payload as the range `[start, end)` of `buf` (no copy, no view made). */
+export type PacketSink = (buf: Buffer, start: number, end: number) => void;
+
 /** Length of the packet header: a 4-byte unsigned big-endian payload length. */
 export const HEADER_SIZE = 4;
 
@@ -7,7 +10,7 @@ export const HEADER_SIZE = 4;
  * Receive side of the framing: a pure state machine turning a byte stream
  * into packet payloads (`[4-byte BE length][payload]`, reference §1).
  *
- * - A payload that lies within one chunk is returned as a view of that chunk (no copy).
+ * - A payload that lies within one chunk is passed as a range of that chunk (no copy).
  * - A payload split over chunks is collected as a list and joined once (linear, never
  *   quadratic), and memory grows only with the bytes actually received, never with
  *   the announced length.
@@ -43,7 +46,7 @@ export class PacketDecoder {
   }
 
   /** Feeds one chunk; `onPacket` is called for every complete payload, in order. */
-  push(chunk: Buffer, onPacket: (payload: Buffer) => void): void {
+  push(chunk: Buffer, onPacket: PacketSink): void {
     if (this.failed || this.stopped) return;
     const len = chunk.length;
     let off = 0;
@@ -61,7 +64,7 @@ export class PacketDecoder {
       this.partsBytes = 0;
       this.expected = -1;
       off = need;
-      onPacket(payload);
+      onPacket(payload, 0, payload.length);
       if (this.stopped) return;
     } else if (this.headerFilled > 0) {
       while (this.headerFilled < HEADER_SIZE && off < len) this.header[this.headerFilled++] = chunk[off++]!;
@@ -79,14 +82,14 @@ export class PacketDecoder {
   }
 
   /** Handles a packet whose header was read; returns the new offset, or -1 when the chunk is used up. */
-  private startPacket(size: number, chunk: Buffer, off: number, onPacket: (payload: Buffer) => void): number {
+  private startPacket(size: number, chunk: Buffer, off: number, onPacket: PacketSink): number {
     if (size > this.maxPacketSize) {
       this.failed = true;
       throw new PacketTooLargeError(size, this.maxPacketSize);
     }
     const available = chunk.length - off;
     if (available >= size) {
-      onPacket(chunk.subarray(off, off + size));
+      onPacket(chunk, off, off + size);
       return off + size;
     }
     this.expected = size;

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'eventemitter3';
-import { PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
+import { InvalidArgumentError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
 import type { ConnId, ConnectionInfo, DisconnectReason, Transport } from '../link/types.js';
 import { createLogger, preview } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
-import { HEADER_SIZE, PacketDecoder } from './decoder.js';
+import { HEADER_SIZE, PacketDecoder, type PacketSink } from './decoder.js';
 
 const log = createLogger('snakemq:packeter');
 
@@ -49,8 +49,13 @@ export interface PacketerEvents {
   protocolError: (connId: ConnId, error: SnakeMQError) => void;
 }
 
+/** Receives every packet of every connection as a range of a buffer. @internal */
+export type ConnPacketSink = (connId: ConnId, buf: Buffer, start: number, end: number) => void;
+
 interface ConnState {
+  readonly id: ConnId;
   readonly decoder: PacketDecoder;
+  readonly sink: PacketSink;
   batch: Buffer | null;
   batchUsed: number;
   batchLastId: number;
@@ -77,7 +82,9 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   /** Options in force. */
   readonly options: Readonly<Required<PacketerOptions>>;
   private readonly conns = new Map<ConnId, ConnState>();
+  private last: ConnState | null = null;
   private nextPacketId = 1;
+  private packetSink: ConnPacketSink | null = null;
   private readonly flushAll = (): void => {
     this.flushTick = false;
     for (const [connId, state] of this.conns) if (state.flushScheduled) this.flush(connId, state);
@@ -109,8 +116,9 @@ export class Packeter extends EventEmitter<PacketerEvents> {
    * @throws {@link UnknownConnectionError} when the connection does not exist.
    */
   sendPacket(connId: ConnId, payload: Uint8Array, tail?: Uint8Array): number {
-    const state = this.conns.get(connId);
-    if (state === undefined || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
+    let state = this.last;
+    if (state === null || state.id !== connId) state = this.last = this.conns.get(connId) ?? null;
+    if (state === null || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
     const headSize = payload.byteLength;
     const size = tail === undefined ? headSize : headSize + tail.byteLength;
     if (size > this.options.maxPacketSize) throw new PacketTooLargeError(size, this.options.maxPacketSize);
@@ -139,7 +147,10 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       state.batchUsed = 0;
     }
     let off = state.batchUsed;
-    batch.writeUInt32BE(size, off);
+    batch[off] = size >>> 24;
+    batch[off + 1] = size >>> 16;
+    batch[off + 2] = size >>> 8;
+    batch[off + 3] = size;
     off += HEADER_SIZE;
     batch.set(payload, off);
     if (tail !== undefined) batch.set(tail, off + headSize);
@@ -154,6 +165,16 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     }
     if (log.enabled) log(`conn ${connId} packet ${id} queued: ${preview(tail ?? payload)}`);
     return id;
+  }
+
+  /**
+   * @internal Routes every received packet to `sink` as a buffer range,
+   * without making a view per packet (Messaging uses this; `packet` events are
+   * still emitted to listeners). One sink per Packeter.
+   */
+  setPacketSink(sink: ConnPacketSink): void {
+    if (this.packetSink !== null) throw new InvalidArgumentError('this Packeter already feeds a Messaging');
+    this.packetSink = sink;
   }
 
   /** Whether the connection takes more packets without buffering above the transport's high-water mark. */
@@ -220,8 +241,14 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   }
 
   private onConnect(info: ConnectionInfo): void {
-    this.conns.set(info.id, {
+    const connId = info.id;
+    this.conns.set(connId, {
+      id: connId,
       decoder: new PacketDecoder(this.options.maxPacketSize),
+      sink: (buf, start, end) => {
+        if (this.packetSink !== null) this.packetSink(connId, buf, start, end);
+        if (this.listenerCount('packet') > 0) this.emit('packet', connId, buf.subarray(start, end));
+      },
       batch: null,
       batchUsed: 0,
       batchLastId: 0,
@@ -236,6 +263,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     if (state === undefined) return;
     state.decoder.stop();
     this.conns.delete(connId);
+    if (this.last === state) this.last = null;
     this.emit('disconnect', connId, reason);
   }
 
@@ -243,7 +271,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     const state = this.conns.get(connId);
     if (state === undefined || state.closing) return;
     try {
-      state.decoder.push(chunk, (payload) => this.emit('packet', connId, payload));
+      state.decoder.push(chunk, state.sink);
     } catch (error) {
       if (!(error instanceof PacketTooLargeError)) throw error;
       log(`conn ${connId}: ${error.message}; closing`);

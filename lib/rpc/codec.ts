@@ -72,7 +72,7 @@ const RESERVE_PREFIX = RESERVE_START_SPACE | PREFIX_LENGTH;
 const LARGE_SLAB = 256 * 1024;
 const SMALL_RESULT = 16 * 1024;
 
-function pack(what: string, value: unknown, prefix: Buffer, maxPayload: number): Buffer {
+function packWithMsgpackr(what: string, value: unknown, prefix: Buffer): Buffer {
   let out: Buffer;
   try {
     out = packr.pack(value, RESERVE_PREFIX);
@@ -83,67 +83,351 @@ function pack(what: string, value: unknown, prefix: Buffer, maxPayload: number):
       cause: error,
     });
   }
-  if (out.length > maxPayload) {
-    throw new InvalidArgumentError(`${what} of ${out.length} bytes exceeds maxPayload (${maxPayload} bytes)`);
-  }
   if (out.buffer.byteLength > LARGE_SLAB && out.length <= SMALL_RESULT) out = Buffer.from(out);
   for (let i = 0; i < PREFIX_LENGTH; i++) out[i] = prefix[i]!;
   return out;
 }
 
-/**
- * Encodes a request as `rpcreq` + MessagePack map with the keys `command`,
- * `object`, `method`, `args`, `kwargs` and (when given) `req_id`.
- * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
- */
-export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer {
-  const envelope =
-    request.reqId === undefined
-      ? { command: request.command, object: request.object, method: request.method, args: request.args, kwargs: request.kwargs }
-      : {
-          command: request.command,
-          object: request.object,
-          method: request.method,
-          args: request.args,
-          kwargs: request.kwargs,
-          req_id: request.reqId,
-        };
-  return pack('RPC request', envelope, REQUEST_PREFIX, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
-}
-
-const NO_KWARGS: Readonly<Record<string, unknown>> = Object.freeze({});
-
-/**
- * @internal Encodes a call of ours: its `req_id` is the first 8 bytes of
- * `idTemplate` (16 bytes) followed by `id` as a big-endian uint64. `req_id`
- * is the last entry of the envelope (a 16-byte bin), so the id is written
- * straight into the last 8 bytes of the result. See {@link readCallId}.
- */
-export function encodeCall(object: string, method: string, args: readonly unknown[], idTemplate: Buffer, id: number, limits?: CodecLimits): Buffer {
-  const out = encodeRequest({ command: 'call', object, method, args, kwargs: NO_KWARGS, reqId: idTemplate }, limits);
-  const n = out.length;
-  out.writeUInt32BE(Math.floor(id / 0x100000000), n - 8);
-  out.writeUInt32BE(id >>> 0, n - 4);
+function checkSize(what: string, out: Buffer, maxPayload: number): Buffer {
+  if (out.length > maxPayload) {
+    throw new InvalidArgumentError(`${what} of ${out.length} bytes exceeds maxPayload (${maxPayload} bytes)`);
+  }
   return out;
 }
 
-/** @internal The `id` of a request id made by {@link encodeCall} with `idTemplate`, or -1 when it is not one of those. */
-export function readCallId(reqId: RpcRequestId, idTemplate: Buffer): number {
-  if (typeof reqId === 'string' || reqId.length !== 16) return -1;
-  for (let i = 0; i < 8; i++) if (reqId[i] !== idTemplate[i]) return -1;
-  return reqId.readUInt32BE(8) * 0x100000000 + reqId.readUInt32BE(12);
+/*
+ * Fast encoder. Most RPC messages are small and made of plain data: they
+ * are written here straight into a shared slab (each result a view of it,
+ * like Node's own small Buffers), byte for byte what msgpackr writes for the
+ * same values with our options (test/rpc/codec-diff.test.ts checks that).
+ * Anything else (Dates, Maps, Sets, class instances, typed arrays other than
+ * Uint8Array/Buffer, bigints beyond 64 bits, nesting deeper than
+ * FAST_MAX_DEPTH, cycles, or a message larger than a slab) makes it give up,
+ * and the message is encoded by msgpackr instead. Giving up part-way means
+ * getters of plain objects already read are read again by msgpackr.
+ */
+const SLAB_SIZE = 8192;
+/** A new slab is started when less than this is left in the current one. */
+const SLAB_MIN_FREE = 1024;
+const FAST_MAX_DEPTH = 64;
+
+let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+let slabUsed = 0;
+/** Write position in the slab. */
+let o = 0;
+
+/** Thrown (never escapes this module) when the fast encoder gives up on a value. */
+const UNSUPPORTED = new Error('value left to msgpackr');
+/** Thrown when the message does not fit what is left of the slab. */
+const NO_ROOM = new Error('message larger than the slab');
+
+const bufferToJSON = Buffer.prototype.toJSON;
+
+function room(bytes: number): void {
+  if (o + bytes > SLAB_SIZE) throw NO_ROOM;
 }
 
-/**
- * Encodes a reply as `rpcrep` + MessagePack map: `req_id`, `ok`, and either
- * `return`, or `exception` and `exception_format`.
- * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
- */
-export function encodeReply(reply: RpcReply, limits?: CodecLimits): Buffer {
-  const envelope = reply.ok
-    ? { req_id: reply.reqId, ok: true, return: reply.value }
-    : { req_id: reply.reqId, ok: false, exception: reply.exception, exception_format: reply.exceptionFormat };
-  return pack('RPC reply', envelope, REPLY_PREFIX, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
+function writeBytes(bytes: Uint8Array): void {
+  const n = bytes.length;
+  room(n);
+  if (n <= 32) {
+    for (let i = 0; i < n; i++) slab[o + i] = bytes[i]!;
+  } else {
+    slab.set(bytes, o);
+  }
+  o += n;
+}
+
+function writeStrHeader(length: number): void {
+  room(5);
+  if (length < 0x20) slab[o++] = 0xa0 | length;
+  else if (length < 0x100) {
+    slab[o++] = 0xd9;
+    slab[o++] = length;
+  } else if (length < 0x10000) {
+    slab[o++] = 0xda;
+    slab[o++] = length >> 8;
+    slab[o++] = length & 0xff;
+  } else {
+    slab[o++] = 0xdb;
+    slab.writeUInt32BE(length, o);
+    o += 4;
+  }
+}
+
+function writeString(s: string): void {
+  const n = s.length;
+  if (n < 0x20) {
+    // Short ASCII: fixstr, written in one pass.
+    room(1 + n);
+    let p = o + 1;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      slab[p++] = c;
+    }
+    if (i === n) {
+      slab[o] = 0xa0 | n;
+      o = p;
+      return;
+    }
+  }
+  if (n < 0x40) {
+    // msgpackr encodes strings this short in JS (a lone surrogate as 3 bytes): the same here.
+    let length = 0;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x80) length += 1;
+      else if (c < 0x800) length += 2;
+      else if ((c & 0xfc00) === 0xd800 && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+        length += 4;
+        i++;
+      } else length += 3;
+    }
+    writeStrHeader(length);
+    room(length);
+    for (let i = 0; i < n; i++) {
+      let c = s.charCodeAt(i);
+      let c2: number;
+      if (c < 0x80) slab[o++] = c;
+      else if (c < 0x800) {
+        slab[o++] = (c >> 6) | 0xc0;
+        slab[o++] = (c & 0x3f) | 0x80;
+      } else if ((c & 0xfc00) === 0xd800 && ((c2 = s.charCodeAt(i + 1)) & 0xfc00) === 0xdc00) {
+        c = 0x10000 + ((c & 0x03ff) << 10) + (c2 & 0x03ff);
+        i++;
+        slab[o++] = (c >> 18) | 0xf0;
+        slab[o++] = ((c >> 12) & 0x3f) | 0x80;
+        slab[o++] = ((c >> 6) & 0x3f) | 0x80;
+        slab[o++] = (c & 0x3f) | 0x80;
+      } else {
+        slab[o++] = (c >> 12) | 0xe0;
+        slab[o++] = ((c >> 6) & 0x3f) | 0x80;
+        slab[o++] = (c & 0x3f) | 0x80;
+      }
+    }
+    return;
+  }
+  // Longer strings: msgpackr uses Buffer's UTF-8 writer (a lone surrogate becomes U+FFFD), so do we.
+  if (n * 3 + 5 > SLAB_SIZE - o) {
+    const length = Buffer.byteLength(s, 'utf8');
+    writeStrHeader(length);
+    room(length);
+  } else writeStrHeader(Buffer.byteLength(s, 'utf8'));
+  o += slab.write(s, o, 'utf8');
+}
+
+function writeNumber(v: number): void {
+  room(9);
+  if (v >>> 0 === v) {
+    if (v < 0x80) slab[o++] = v;
+    else if (v < 0x100) {
+      slab[o++] = 0xcc;
+      slab[o++] = v;
+    } else if (v < 0x10000) {
+      slab[o++] = 0xcd;
+      slab[o++] = v >> 8;
+      slab[o++] = v & 0xff;
+    } else {
+      slab[o++] = 0xce;
+      slab.writeUInt32BE(v, o);
+      o += 4;
+    }
+  } else if (v >> 0 === v) {
+    if (v >= -0x20) slab[o++] = 0x100 + v;
+    else if (v >= -0x80) {
+      slab[o++] = 0xd0;
+      slab[o++] = v + 0x100;
+    } else if (v >= -0x8000) {
+      slab[o++] = 0xd1;
+      slab.writeInt16BE(v, o);
+      o += 2;
+    } else {
+      slab[o++] = 0xd2;
+      slab.writeInt32BE(v, o);
+      o += 4;
+    }
+  } else {
+    slab[o++] = 0xcb;
+    slab.writeDoubleBE(v, o);
+    o += 8;
+  }
+}
+
+function writeBigInt(v: bigint): void {
+  room(9);
+  if (v < 0x8000000000000000 && v >= -0x8000000000000000) {
+    slab[o++] = 0xd3;
+    slab.writeBigInt64BE(v, o);
+  } else if (v < 0x10000000000000000 && v > 0) {
+    slab[o++] = 0xcf;
+    slab.writeBigUInt64BE(v, o);
+  } else {
+    throw UNSUPPORTED;
+  }
+  o += 8;
+}
+
+function writeBin(v: Uint8Array): void {
+  const n = v.length;
+  room(5 + n);
+  if (n < 0x100) {
+    slab[o++] = 0xc4;
+    slab[o++] = n;
+  } else if (n < 0x10000) {
+    slab[o++] = 0xc5;
+    slab[o++] = n >> 8;
+    slab[o++] = n & 0xff;
+  } else {
+    slab[o++] = 0xc6;
+    slab.writeUInt32BE(n, o);
+    o += 4;
+  }
+  writeBytes(v);
+}
+
+function writeContainerHeader(length: number, fix: number, b16: number): void {
+  room(5);
+  if (length < 0x10) slab[o++] = fix | length;
+  else if (length < 0x10000) {
+    slab[o++] = b16;
+    slab[o++] = length >> 8;
+    slab[o++] = length & 0xff;
+  } else {
+    slab[o++] = b16 + 1;
+    slab.writeUInt32BE(length, o);
+    o += 4;
+  }
+}
+
+function writeValue(v: unknown, depth: number): void {
+  switch (typeof v) {
+    case 'number':
+      return writeNumber(v);
+    case 'string':
+      return writeString(v);
+    case 'boolean':
+      room(1);
+      slab[o++] = v ? 0xc3 : 0xc2;
+      return;
+    case 'undefined':
+      room(1);
+      slab[o++] = 0xc0;
+      return;
+    case 'bigint':
+      return writeBigInt(v);
+    case 'object': {
+      if (v === null) {
+        room(1);
+        slab[o++] = 0xc0;
+        return;
+      }
+      if (depth > FAST_MAX_DEPTH) throw UNSUPPORTED;
+      const c = (v as { constructor?: unknown }).constructor;
+      if (c === Array) {
+        const a = v as unknown[];
+        const n = a.length;
+        writeContainerHeader(n, 0x90, 0xdc);
+        for (let i = 0; i < n; i++) writeValue(a[i], depth + 1);
+        return;
+      }
+      if (c === Object) {
+        const keys = Object.keys(v);
+        const n = keys.length;
+        writeContainerHeader(n, 0x80, 0xde);
+        for (let i = 0; i < n; i++) {
+          const key = keys[i]!;
+          writeString(key);
+          writeValue((v as Record<string, unknown>)[key], depth + 1);
+        }
+        return;
+      }
+      if ((c === Buffer && (v as Buffer).toJSON === bufferToJSON) || (c === Uint8Array && (v as { toJSON?: unknown }).toJSON === undefined)) {
+        return writeBin(v as Uint8Array);
+      }
+      throw UNSUPPORTED;
+    }
+    default:
+      throw UNSUPPORTED;
+  }
+}
+
+// Envelope keys as MessagePack fixstr, ready to copy.
+const fixstr = (name: string): Buffer => Buffer.concat([Buffer.from([0xa0 | name.length]), Buffer.from(name, 'ascii')]);
+const E_COMMAND = fixstr('command');
+const E_OBJECT = fixstr('object');
+const E_METHOD = fixstr('method');
+const E_ARGS = fixstr('args');
+const E_KWARGS = fixstr('kwargs');
+const E_REQ_ID = fixstr('req_id');
+const E_OK = fixstr('ok');
+const E_RETURN = fixstr('return');
+const E_EXCEPTION = fixstr('exception');
+const E_EXCEPTION_FORMAT = fixstr('exception_format');
+
+function writeRequest(r: RpcRequest): void {
+  writeBytes(REQUEST_PREFIX);
+  room(1);
+  slab[o++] = r.reqId === undefined ? 0x85 : 0x86;
+  writeBytes(E_COMMAND);
+  writeString(r.command);
+  writeBytes(E_OBJECT);
+  writeString(r.object);
+  writeBytes(E_METHOD);
+  writeString(r.method);
+  writeBytes(E_ARGS);
+  writeValue(r.args, 2);
+  writeBytes(E_KWARGS);
+  writeValue(r.kwargs, 2);
+  if (r.reqId !== undefined) {
+    writeBytes(E_REQ_ID);
+    writeValue(r.reqId, 2);
+  }
+}
+
+function writeReply(r: RpcReply): void {
+  writeBytes(REPLY_PREFIX);
+  room(1);
+  slab[o++] = r.ok ? 0x83 : 0x84;
+  writeBytes(E_REQ_ID);
+  writeValue(r.reqId, 2);
+  writeBytes(E_OK);
+  room(1);
+  if (r.ok) {
+    slab[o++] = 0xc3;
+    writeBytes(E_RETURN);
+    writeValue(r.value, 2);
+  } else {
+    slab[o++] = 0xc2;
+    writeBytes(E_EXCEPTION);
+    writeValue(r.exception, 2);
+    writeBytes(E_EXCEPTION_FORMAT);
+    writeValue(r.exceptionFormat, 2);
+  }
+}
+
+/** The message written by the fast encoder, or undefined when msgpackr must do it. */
+function fastEncode<T>(write: (message: T) => void, message: T): Buffer | undefined {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (SLAB_SIZE - slabUsed < SLAB_MIN_FREE || attempt === 1) {
+      slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      slabUsed = 0;
+    }
+    o = slabUsed;
+    try {
+      write(message);
+    } catch (error) {
+      // Out of room in a used slab: once more in a new one. Anything else: msgpackr.
+      if (error === NO_ROOM && slabUsed > 0) continue;
+      if (error === NO_ROOM || error === UNSUPPORTED) return undefined;
+      throw error; // e.g. a throwing getter: msgpackr would meet it too
+    }
+    const out = slab.subarray(slabUsed, o);
+    slabUsed = (o + 7) & ~7; // the next message starts word-aligned
+    return out;
+  }
+  return undefined;
 }
 
 // --- decoding ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ export interface Logger {
 
 let sink: LogSink | null = null;
 let patterns: { re: RegExp; negate: boolean }[] = parsePatterns(process.env.DEBUG ?? '');
-const loggers = new Map<string, { enabled: boolean }>();
+const loggers = new Map<string, { enabled: boolean; logger?: { enabled: boolean } }>();
 const created = new Map<string, Logger>();
 
 function parsePatterns(spec: string): { re: RegExp; negate: boolean }[] {
@@ -50,22 +50,27 @@ function isEnabled(namespace: string): boolean {
 export function setLogger(next: LogSink | null, enable?: string): void {
   sink = next;
   if (enable !== undefined) patterns = parsePatterns(enable);
-  for (const [ns, state] of loggers) state.enabled = isEnabled(ns);
+  for (const [ns, state] of loggers) {
+    state.enabled = isEnabled(ns);
+    if (state.logger) state.logger.enabled = state.enabled;
+  }
 }
 
 /** Creates the logger of one namespace (e.g. `snakemq:link`). */
 export function createLogger(namespace: string): Logger {
   const existing = created.get(namespace);
   if (existing !== undefined) return existing;
-  const state = { enabled: isEnabled(namespace) };
+  const state: { enabled: boolean; logger?: { enabled: boolean } } = { enabled: isEnabled(namespace) };
   loggers.set(namespace, state);
   const log = ((message: string) => {
     if (!state.enabled) return;
     if (sink) sink(namespace, message);
     else process.stderr.write(`${new Date().toISOString()} ${namespace} ${message}\n`);
-  }) as Logger;
+  }) as Logger & { enabled: boolean };
   Object.defineProperty(log, 'namespace', { value: namespace });
-  Object.defineProperty(log, 'enabled', { get: () => state.enabled });
+  // A data property (not a getter): hot paths read it per packet.
+  log.enabled = state.enabled;
+  state.logger = log;
   created.set(namespace, log);
   return log;
 }

@@ -239,6 +239,75 @@ describe('Messaging over real sockets', () => {
     expect(peer.frames.some((f) => f.type === 17)).toBe(false);
   });
 
+  it('de-duplicates messages marked re-sent by a peer speaking the extension; acknowledges them all', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const got = collect(bob.messaging, 4);
+    const ext = Buffer.from([1, 0, 0, 0, 1]);
+    const first = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(first);
+    first.sendFrame(16, ext);
+    const x = first.sendMessage('x');
+    const y = first.sendMessage('y');
+    await first.until(() => first.frames.some((f) => f.type === 17));
+    first.close();
+    await waitEvent(bob.messaging, 'disconnect');
+    const second = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(second);
+    second.sendFrame(16, ext);
+    second.sendMessage('x again', { uuid: x, flags: 0x80000000 });
+    second.sendMessage('y again', { uuid: y, flags: 0x80000000 });
+    second.sendMessage('z', { flags: 0x80000000 });
+    second.sendMessage('x, deliberately sent again by the application', { uuid: x });
+    const acked = () => second.frames.filter((f) => f.type === 17).reduce((n, f) => n + f.body.readUInt32BE(0), 0);
+    await second.until(() => acked() === 4);
+    const msgs = await got;
+    // Duplicates marked re-sent are dropped; the same uuid without the mark is the application's choice.
+    expect(msgs.map((m) => m.data)).toEqual(['x', 'y', 'z', 'x, deliberately sent again by the application']);
+  });
+
+  it('re-sends unacknowledged messages after a reconnect, marked re-sent, with the same uuids', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const ext = Buffer.from([1, 0, 0, 0, 1]);
+    const first = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(first);
+    first.sendFrame(16, ext);
+    await waitEvent(bob.messaging, 'connect');
+    const ds = ['a', 'b', 'c'].map((t) => bob.messaging.send('alice', new Message(t)));
+    await first.until(() => first.messages.length === 3);
+    first.sendFrame(17, Buffer.from([0, 0, 0, 1]));
+    await ds[0]!.delivered();
+    first.close();
+    await waitEvent(bob.messaging, 'disconnect');
+    expect(bob.messaging.queueLength('alice')).toBe(2);
+    const second = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(second);
+    second.sendFrame(16, ext);
+    await second.until(() => second.messages.length === 2);
+    expect(second.messages.map((m) => [m.data.toString(), m.uuid, m.flags])).toEqual([
+      ['b', ds[1]!.message.id, 0x80000000],
+      ['c', ds[2]!.message.id, 0x80000000],
+    ]);
+    second.sendFrame(17, Buffer.from([0, 0, 0, 2]));
+    await Promise.all([ds[1]!.delivered(), ds[2]!.delivered()]);
+    expect(bob.messaging.queueLength('alice')).toBe(0);
+  });
+
+  it('an acknowledgement for more messages than are in flight is a protocol error', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const error = waitEvent<[number, SnakeMQError]>(bob.messaging, 'protocolError');
+    const peer = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(peer);
+    peer.sendFrame(16, Buffer.from([1, 0, 0, 0, 1]));
+    await waitEvent(bob.messaging, 'connect');
+    await delay(50);
+    peer.sendFrame(17, Buffer.from([0, 0, 0, 5]));
+    await peer.until(() => peer.closed);
+    expect((await error)[1]).toBeInstanceOf(ProtocolError);
+  });
+
   it('a TTL 0 message is dropped at once when the peer is away', async () => {
     const bob = createPeer('bob');
     const drops: SnakeMQError[] = [];

@@ -33,7 +33,7 @@ class RecordingTransport extends EventEmitter<LinkEvents> {
   packets(connId: number): string[] {
     const out: string[] = [];
     const d = new PacketDecoder(1 << 30);
-    for (const w of this.writes) if (w.connId === connId) d.push(w.data, (p) => out.push(p.toString()));
+    for (const w of this.writes) if (w.connId === connId) d.push(w.data, (b, s, e) => out.push(b.toString('utf8', s, e)));
     return out;
   }
 }
@@ -43,7 +43,7 @@ const tick = () => new Promise((r) => process.nextTick(r));
 describe('Packeter', () => {
   it('coalesces many small packets of one tick into few writes, in order', async () => {
     const t = new RecordingTransport();
-    const p = new Packeter(t);
+    const p = new Packeter(t as never);
     t.connect(1);
     for (let i = 0; i < 10_000; i++) p.sendPacket(1, Buffer.from(`packet ${i}`));
     await tick();
@@ -54,7 +54,7 @@ describe('Packeter', () => {
 
   it('returns increasing packet ids and reports them sent cumulatively once written', async () => {
     const t = new RecordingTransport();
-    const p = new Packeter(t);
+    const p = new Packeter(t as never);
     t.connect(1);
     const sent: number[] = [];
     p.on('sent', (_c, last) => sent.push(last));
@@ -68,7 +68,7 @@ describe('Packeter', () => {
 
   it('writes a large payload without copying it into a batch', async () => {
     const t = new RecordingTransport();
-    const p = new Packeter(t, { writeBatchSize: 1024 });
+    const p = new Packeter(t as never, { writeBatchSize: 1024 });
     t.connect(1);
     p.sendPacket(1, Buffer.from('small'));
     const big = Buffer.alloc(5000, 7);
@@ -83,7 +83,7 @@ describe('Packeter', () => {
 
   it('a too-large send is a typed error at the call; an unknown connection too', () => {
     const t = new RecordingTransport();
-    const p = new Packeter(t, { maxPacketSize: 100 });
+    const p = new Packeter(t as never, { maxPacketSize: 100 });
     t.connect(1);
     expect(() => p.sendPacket(1, Buffer.alloc(101))).toThrow(PacketTooLargeError);
     expect(() => p.sendPacket(1, Buffer.alloc(50), Buffer.alloc(51))).toThrow(PacketTooLargeError);
@@ -92,7 +92,7 @@ describe('Packeter', () => {
 
   it('an oversize announced length closes that connection with a typed error, others keep working', async () => {
     const t = new RecordingTransport();
-    const p = new Packeter(t, { maxPacketSize: 1000 });
+    const p = new Packeter(t as never, { maxPacketSize: 1000 });
     t.connect(1);
     t.connect(2);
     const errors: [number, SnakeMQError][] = [];
@@ -109,6 +109,6 @@ describe('Packeter', () => {
   });
 
   it('rejects unknown options', () => {
-    expect(() => new Packeter(new RecordingTransport(), { maxPacketSise: 1 } as never)).toThrow(InvalidOptionsError);
+    expect(() => new Packeter(new RecordingTransport() as never, { maxPacketSise: 1 } as never)).toThrow(InvalidOptionsError);
   });
 });
