@@ -99,6 +99,31 @@ export function encodeMessage(message: Message, ttl: number | null = message.ttl
   return out;
 }
 
+/** What {@link writeMessageFrame} writes: a message, its TTL now, and extra flag bits. */
+export interface MessageFrameArgs {
+  message: Message;
+  ttl: number | null;
+  extraFlags: number;
+}
+
+/** Writes a whole MESSAGE frame (head and data) at `offset` (a `Packeter.sendPacketWith` writer). */
+export function writeMessageFrame(out: Buffer, offset: number, args: MessageFrameArgs): void {
+  const message = args.message;
+  out[offset] = FrameType.MESSAGE;
+  message.writeUuid(out, offset + 1);
+  const t = wireTtl(args.ttl);
+  out[offset + 17] = t >>> 24;
+  out[offset + 18] = t >>> 16;
+  out[offset + 19] = t >>> 8;
+  out[offset + 20] = t;
+  const f = message.flags | args.extraFlags;
+  out[offset + 21] = f >>> 24;
+  out[offset + 22] = f >>> 16;
+  out[offset + 23] = f >>> 8;
+  out[offset + 24] = f;
+  out.set(message.data, offset + 25);
+}
+
 /** Writes a MESSAGE frame's first 25 bytes (type, uuid, TTL, flags) into `out`. */
 export function writeMessageHead(out: Buffer, message: Message, ttl: number | null, extraFlags = 0): void {
   out[0] = FrameType.MESSAGE;

@@ -27,7 +27,8 @@ import {
   encodeExtensions,
   encodeIdentification,
   encodeIncompatibleProtocol,
-  writeMessageHead,
+  writeMessageFrame,
+  type MessageFrameArgs,
   WIRE_TTL_INFINITE,
   encodePing,
   encodePong,
@@ -178,7 +179,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private readingPaused = false;
   private readonly storage: QueuesStorage | null;
   private readonly handshake: Buffer[];
-  private readonly scratchHead = Buffer.alloc(25);
+  private readonly frameArgs: MessageFrameArgs = { message: null as unknown as Message, ttl: null, extraFlags: 0 };
 
   constructor(identity: string, packeter: Packeter, options?: MessagingOptions) {
     super();
@@ -485,7 +486,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const packeter = this.packeter;
     const items = queue.items;
     const connId = conn.id;
-    const head = this.scratchHead;
+    const args = this.frameArgs;
     const resentFlag = conn.mode === Mode.Ack ? FLAG_RESENT : 0;
     // Writability only changes when the packeter hands a batch to the socket: check once per batch's worth.
     const recheck = packeter.options.writeBatchSize;
@@ -496,12 +497,15 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         sinceCheck = 0;
       }
       const entry = items.shift()!;
-      const data = entry.message.data;
-      writeMessageHead(head, entry.message, entry.ttl, entry.resent ? resentFlag : 0);
-      entry.packetId = packeter.sendPacket(connId, head, data);
+      const size = entry.message.data.length + 25;
+      args.message = entry.message;
+      args.ttl = entry.ttl;
+      args.extraFlags = entry.resent ? resentFlag : 0;
+      entry.packetId = packeter.sendPacketWith(connId, size, writeMessageFrame, args);
       queue.inflight.push(entry);
-      sinceCheck += data.length + 29;
+      sinceCheck += size + 4;
     }
+    args.message = null as unknown as Message;
   }
 
   // --- connections ----------------------------------------------------------

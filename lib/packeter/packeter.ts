@@ -136,6 +136,40 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       }
       return id;
     }
+    const off = this.reserve(connId, state, size);
+    const batch = state.batch!;
+    batch.set(payload, off);
+    if (tail !== undefined) batch.set(tail, off + headSize);
+    state.batchLastId = id;
+    if (log.enabled) log(`conn ${connId} packet ${id} queued: ${preview(tail ?? payload)}`);
+    return id;
+  }
+
+  /**
+   * Like {@link sendPacket}, for a payload the caller writes itself straight
+   * into the write batch: `write(buf, offset, arg)` must fill exactly `size`
+   * bytes at `offset`. Saves building the payload first (Messaging uses it for
+   * MESSAGE frames). `write` should be a function defined once, with what it
+   * needs passed as `arg`, so that no closure is made per packet.
+   */
+  sendPacketWith<A>(connId: ConnId, size: number, write: (buf: Buffer, offset: number, arg: A) => void, arg: A): number {
+    if (size + HEADER_SIZE > this.options.writeBatchSize) {
+      const payload = Buffer.allocUnsafe(size);
+      write(payload, 0, arg);
+      return this.sendPacket(connId, payload);
+    }
+    let state = this.last;
+    if (state === null || state.id !== connId) state = this.last = this.conns.get(connId) ?? null;
+    if (state === null || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
+    const id = this.nextPacketId++;
+    const off = this.reserve(connId, state, size);
+    write(state.batch!, off, arg);
+    state.batchLastId = id;
+    return id;
+  }
+
+  /** Makes room for a packet of `size` in the connection's batch, writes its header; returns the payload offset. */
+  private reserve(connId: ConnId, state: ConnState, size: number): number {
     let batch = state.batch;
     if (batch !== null && state.batchUsed + HEADER_SIZE + size > batch.length) {
       this.flush(connId, state);
@@ -146,16 +180,12 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       batch = state.batch = Buffer.allocUnsafe(this.options.writeBatchSize);
       state.batchUsed = 0;
     }
-    let off = state.batchUsed;
+    const off = state.batchUsed;
     batch[off] = size >>> 24;
     batch[off + 1] = size >>> 16;
     batch[off + 2] = size >>> 8;
     batch[off + 3] = size;
-    off += HEADER_SIZE;
-    batch.set(payload, off);
-    if (tail !== undefined) batch.set(tail, off + headSize);
-    state.batchUsed = off + size;
-    state.batchLastId = id;
+    state.batchUsed = off + HEADER_SIZE + size;
     if (!state.flushScheduled) {
       state.flushScheduled = true;
       if (!this.flushTick) {
@@ -163,8 +193,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
         process.nextTick(this.flushAll);
       }
     }
-    if (log.enabled) log(`conn ${connId} packet ${id} queued: ${preview(tail ?? payload)}`);
-    return id;
+    return off + HEADER_SIZE;
   }
 
   /**

@@ -418,16 +418,77 @@ function fastEncode<T>(write: (message: T) => void, message: T): Buffer | undefi
     try {
       write(message);
     } catch (error) {
-      // Out of room in a used slab: once more in a new one. Anything else: msgpackr.
+      // Out of room in a used slab: once more in a new one. Anything else (also a
+      // throwing getter, which msgpackr then meets and reports): msgpackr.
       if (error === NO_ROOM && slabUsed > 0) continue;
-      if (error === NO_ROOM || error === UNSUPPORTED) return undefined;
-      throw error; // e.g. a throwing getter: msgpackr would meet it too
+      return undefined;
     }
     const out = slab.subarray(slabUsed, o);
     slabUsed = (o + 7) & ~7; // the next message starts word-aligned
     return out;
   }
   return undefined;
+}
+
+/**
+ * Encodes a request as `rpcreq` + MessagePack map with the keys `command`,
+ * `object`, `method`, `args`, `kwargs` and (when given) `req_id`.
+ * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
+ */
+export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer {
+  const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  const fast = fastEncode(writeRequest, request);
+  if (fast !== undefined) return checkSize('RPC request', fast, maxPayload);
+  const envelope =
+    request.reqId === undefined
+      ? { command: request.command, object: request.object, method: request.method, args: request.args, kwargs: request.kwargs }
+      : {
+          command: request.command,
+          object: request.object,
+          method: request.method,
+          args: request.args,
+          kwargs: request.kwargs,
+          req_id: request.reqId,
+        };
+  return checkSize('RPC request', packWithMsgpackr('RPC request', envelope, REQUEST_PREFIX), maxPayload);
+}
+
+const NO_KWARGS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
+ * @internal Encodes a call of ours: its `req_id` is the first 8 bytes of
+ * `idTemplate` (16 bytes) followed by `id` as a big-endian uint64. `req_id`
+ * is the last entry of the envelope (a 16-byte bin), so the id is written
+ * straight into the last 8 bytes of the result. See {@link readCallId}.
+ */
+export function encodeCall(object: string, method: string, args: readonly unknown[], idTemplate: Buffer, id: number, limits?: CodecLimits): Buffer {
+  const out = encodeRequest({ command: 'call', object, method, args, kwargs: NO_KWARGS, reqId: idTemplate }, limits);
+  const n = out.length;
+  out.writeUInt32BE(Math.floor(id / 0x100000000), n - 8);
+  out.writeUInt32BE(id >>> 0, n - 4);
+  return out;
+}
+
+/** @internal The `id` of a request id made by {@link encodeCall} with `idTemplate`, or -1 when it is not one of those. */
+export function readCallId(reqId: RpcRequestId, idTemplate: Buffer): number {
+  if (typeof reqId === 'string' || reqId.length !== 16) return -1;
+  for (let i = 0; i < 8; i++) if (reqId[i] !== idTemplate[i]) return -1;
+  return reqId.readUInt32BE(8) * 0x100000000 + reqId.readUInt32BE(12);
+}
+
+/**
+ * Encodes a reply as `rpcrep` + MessagePack map: `req_id`, `ok`, and either
+ * `return`, or `exception` and `exception_format`.
+ * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
+ */
+export function encodeReply(reply: RpcReply, limits?: CodecLimits): Buffer {
+  const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  const fast = fastEncode(writeReply, reply);
+  if (fast !== undefined) return checkSize('RPC reply', fast, maxPayload);
+  const envelope = reply.ok
+    ? { req_id: reply.reqId, ok: true, return: reply.value }
+    : { req_id: reply.reqId, ok: false, exception: reply.exception, exception_format: reply.exceptionFormat };
+  return checkSize('RPC reply', packWithMsgpackr('RPC reply', envelope, REPLY_PREFIX), maxPayload);
 }
 
 // --- decoding ----------------------------------------------------------------------------

@@ -81,6 +81,18 @@ describe('Packeter', () => {
     expect(packets[2]).toBe('after');
   });
 
+  it('sendPacketWith lets the caller write the payload into the batch, small or large', async () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t as never, { writeBatchSize: 1024 });
+    t.connect(1);
+    const write = (buf: Buffer, off: number, text: string) => void buf.write(text, off, 'latin1');
+    p.sendPacketWith(1, 3, write, 'abc');
+    p.sendPacket(1, Buffer.from('mid'));
+    p.sendPacketWith(1, 2000, write, 'z'.repeat(2000));
+    await tick();
+    expect(t.packets(1)).toEqual(['abc', 'mid', 'z'.repeat(2000)]);
+  });
+
   it('a too-large send is a typed error at the call; an unknown connection too', () => {
     const t = new RecordingTransport();
     const p = new Packeter(t as never, { maxPacketSize: 100 });

@@ -1,13 +1,15 @@
 /**
- * Differential tests: the single-pass decoder in lib/rpc/codec.ts against the
+ * Differential tests. The single-pass decoder in lib/rpc/codec.ts against the
  * original decoder (test/rpc/reference-decoder.ts: byte scanner + msgpackr +
  * conversion) on random well-formed messages and on random corruptions of
- * them. Both must accept and refuse the same inputs, with the same values,
- * errors, request ids and commands. Seeded: a failure is reproducible.
+ * them: both must accept and refuse the same inputs, with the same values,
+ * errors, request ids and commands. The fast encoder against msgpackr: the
+ * same bytes for the same values. Seeded: a failure is reproducible.
  */
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { tryDecodeReply, tryDecodeRequest, encodeReply, encodeRequest } from '../../lib/rpc/index.js';
+import { InvalidArgumentError } from '../../lib/errors.js';
+import { decodeReply, encodeReply, encodeRequest, tryDecodeReply, tryDecodeRequest } from '../../lib/rpc/index.js';
 import { referenceDecodeReply, referenceDecodeRequest } from './reference-decoder.js';
 
 /** mulberry32 */
@@ -222,5 +224,101 @@ describe('rpc codec: single-pass decoder = reference decoder', () => {
       compare(req, 'request');
       compare(encodeReply({ reqId: Buffer.alloc(16, i), ok: true, value: plainArgs }), 'reply');
     }
+  });
+});
+
+/** msgpackr with the codec's options: what the fast encoder must reproduce byte for byte. */
+const reference = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  moreTypes: false,
+  structuredClone: false,
+  bundleStrings: false,
+  sequential: false,
+  variableMapSize: true,
+  encodeUndefinedAsNil: true,
+});
+
+class ValueGen extends Gen {
+  text(): string {
+    const len = this.pick([0, 1, 5, 31, 32, 33, 63, 64, 65, 200, 255, 256, 300, 70000]);
+    const alphabet = this.pick(['abc', 'aé€', 'x😀y', 'a\ud800b\udc00c', 'ž\u0000']);
+    let s = '';
+    while (s.length < len) s += alphabet[this.int(alphabet.length)];
+    return s;
+  }
+  plain(depth: number): unknown {
+    const k = this.r();
+    if (depth > 3 || k < 0.5) {
+      return this.pick<() => unknown>([
+        () => null,
+        () => undefined,
+        () => this.r() < 0.5,
+        () => this.number(),
+        () => this.pick([0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 32 - 1, 2 ** 32, -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -(2 ** 31), -(2 ** 31) - 1, 0.1]),
+        () => this.pick([2n ** 63n, -(2n ** 63n) - 1n, 2n ** 64n, 0n]),
+        () => this.text(),
+        () => Buffer.alloc(this.pick([0, 3, 255, 256, 9000, 70000]), 1),
+        () => new Uint8Array([1, 2, 3]),
+        () => new Date(1_700_000_000_000 + this.int(1000)),
+        () => new Map([['a', 1]]),
+        () => new Set([1]),
+        () => new Float64Array([1.5]),
+        () => Object.create(null) as unknown,
+      ])();
+    }
+    if (k < 0.75) return Array.from({ length: this.pick([0, 1, 15, 16, 17]) }, () => this.plain(depth + 1));
+    const o: Record<string, unknown> = {};
+    for (let i = 0, n = this.pick([0, 1, 15, 16]); i < n; i++) o[this.pick(['a', 'b', '1', '__proto_', 'k' + i, this.text().slice(0, 40)])] = this.plain(depth + 1);
+    return o;
+  }
+}
+
+describe('rpc codec: encoder = msgpackr', () => {
+  const prefixed = (prefix: string, envelope: object): string => Buffer.concat([Buffer.from(prefix), reference.pack(envelope)]).toString('hex');
+  /** Our encoding equals msgpackr's, or both refuse the value. */
+  const same = (ours: () => Buffer, prefix: string, envelope: object): void => {
+    let expected: string;
+    try {
+      expected = prefixed(prefix, envelope);
+    } catch {
+      expect(ours).toThrow(InvalidArgumentError);
+      return;
+    }
+    expect(ours().toString('hex')).toBe(expected);
+  };
+
+  it('requests and replies, byte for byte (fast path and fallback alike)', () => {
+    const g = new ValueGen(rng(4));
+    for (let i = 0; i < 3000; i++) {
+      const args = Array.from({ length: g.int(4) }, () => g.plain(1));
+      const kwargs = g.r() < 0.8 ? {} : { k: g.plain(2) };
+      const reqId = g.pick<Buffer | string | undefined>([Buffer.alloc(16, i & 0xff), 'id', undefined]);
+      const req = { command: 'call' as const, object: g.text().slice(0, 20), method: 'm', args, kwargs, reqId };
+      const envelope: Record<string, unknown> = { command: 'call', object: req.object, method: 'm', args, kwargs };
+      if (reqId !== undefined) envelope.req_id = reqId;
+      same(() => encodeRequest(req), 'rpcreq', envelope);
+      const value = g.plain(1);
+      same(() => encodeReply({ reqId: 'r', ok: true, value }), 'rpcrep', { req_id: 'r', ok: true, return: value });
+      const exception = g.plain(2);
+      same(() => encodeReply({ reqId: 'r', ok: false, exception, exceptionFormat: 'tb' }), 'rpcrep', {
+        req_id: 'r',
+        ok: false,
+        exception,
+        exception_format: 'tb',
+      });
+    }
+  });
+
+  it('earlier results stay intact while later messages are encoded', () => {
+    const kept = Array.from({ length: 3000 }, (_, i) => ({ i, data: encodeReply({ reqId: 'r', ok: true, value: ['x'.repeat(i % 50), i] }) }));
+    for (const { i, data } of kept) expect(decodeReply(data).ok && (decodeReply(data) as { value: unknown }).value).toEqual(['x'.repeat(i % 50), i]);
+  });
+
+  it('a circular value still gives InvalidArgumentError', () => {
+    const a: unknown[] = [];
+    a.push(a);
+    expect(() => encodeReply({ reqId: 'r', ok: true, value: a })).toThrow(InvalidArgumentError);
+    expect(encodeReply({ reqId: 'r', ok: true, value: 1 }).toString('hex')).toBe(prefixed('rpcrep', { req_id: 'r', ok: true, return: 1 }));
   });
 });
