@@ -21,7 +21,11 @@ import { Link } from '../../lib/link/index.js';
 import { Packeter } from '../../lib/packeter/index.js';
 import { Messaging, Message } from '../../lib/messaging/index.js';
 import type { Delivery } from '../../lib/messaging/index.js';
+import { SqliteQueuesStorage } from '../../lib/storage/index.js';
 import { cpuMs, makePayload, now, onCommand, report, turn } from './ipc.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Closes the stack, but gives up after a second (the process exits anyway). */
 async function shutdown(): Promise<void> {
@@ -38,12 +42,20 @@ const QUEUE_BOUND_BYTES = Number(process.env.BENCH_QUEUE_BOUND_BYTES ?? 16 * 102
 const role = process.argv[2];
 const acknowledgements = (role === 'receiver' ? process.argv[3] : process.argv[4]) !== 'noack';
 const mode = process.argv[5] === 'all' ? 'all' : 'chunked';
+const persistent = process.argv[6] === 'persistent';
 
 const link = new Link();
 const packeter = new Packeter(link);
 // BENCH_DEDUP_WINDOW: override the receiver's de-duplication window (0 = off), to measure what it costs.
 const dedup = process.env.BENCH_DEDUP_WINDOW;
+// Persistent mode: the sender's queues in a fresh SQLite file (durability 'process': survives kill -9).
+const storageDir = persistent ? mkdtempSync(join(tmpdir(), 'smq-bench-')) : null;
+const storage = storageDir !== null ? await SqliteQueuesStorage.open(join(storageDir, 'bench.sqlite')) : null;
+process.on('exit', () => {
+  if (storageDir !== null) rmSync(storageDir, { recursive: true, force: true });
+});
 const messaging = new Messaging(role === 'receiver' ? 'alice' : 'bob', packeter, {
+  storage,
   acknowledgements,
   ...(dedup !== undefined ? { dedupWindow: Number(dedup) } : {}),
 });
@@ -78,6 +90,7 @@ if (role === 'receiver') {
   link.addConnector(url, { reconnectDelay: () => 50 });
   const payloads = new Map<number, Buffer>();
 
+  const sendOptions = { persistent };
   async function sendRound(n: number, size: number): Promise<void> {
     let payload = payloads.get(size);
     if (payload === undefined) payloads.set(size, (payload = makePayload(size)));
@@ -85,7 +98,7 @@ if (role === 'receiver') {
     let last: Delivery | undefined;
     const t0 = now();
     if (mode === 'all') {
-      for (let i = 0; i < n; i++) last = messaging.send('alice', new Message(payload));
+      for (let i = 0; i < n; i++) last = messaging.send('alice', new Message(payload, sendOptions));
     } else {
       const chunk = Math.max(1, Math.min(CHUNK_MESSAGES, Math.floor(CHUNK_BYTES / size)));
       const bound = Math.max(chunk, Math.floor(QUEUE_BOUND_BYTES / size));
@@ -96,7 +109,7 @@ if (role === 'receiver') {
       while (left > 0) {
         while (messaging.queueLength('alice') >= bound && chunks.length > 0) await chunks.shift()!.delivered();
         const k = Math.min(chunk, left);
-        for (let i = 0; i < k; i++) last = messaging.send('alice', new Message(payload));
+        for (let i = 0; i < k; i++) last = messaging.send('alice', new Message(payload, sendOptions));
         chunks.push(last!);
         left -= k;
         if (left > 0) await turn();
@@ -104,6 +117,7 @@ if (role === 'receiver') {
     }
     const tQueued = now();
     await last!.delivered();
+    if (persistent) await last!.persisted();
     report({ t: 'finished', t0, tQueued, tDrained: now(), cpuMs: cpuMs() - cpu0 });
   }
 

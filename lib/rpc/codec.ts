@@ -96,15 +96,22 @@ function checkSize(what: string, out: Buffer, maxPayload: number): Buffer {
 }
 
 /*
- * Fast encoder. Most RPC messages are small and made of plain data: they
- * are written here straight into a shared slab (each result a view of it,
- * like Node's own small Buffers), byte for byte what msgpackr writes for the
- * same values with our options (test/rpc/codec-diff.test.ts checks that).
- * Anything else (Dates, Maps, Sets, class instances, typed arrays other than
- * Uint8Array/Buffer, bigints beyond 64 bits, nesting deeper than
- * FAST_MAX_DEPTH, cycles, or a message larger than a slab) makes it give up,
- * and the message is encoded by msgpackr instead. Giving up part-way means
- * getters of plain objects already read are read again by msgpackr.
+ * Our encoder. It writes plain data (nil, booleans, numbers, bigints of up
+ * to 64 bits, strings, Buffers and other byte views, arrays, plain objects,
+ * Maps, Dates) byte for byte as msgpackr does with our options
+ * (test/rpc/codec-diff.test.ts checks that), straight after the prefix:
+ * small messages into a shared slab (each result a view of it, like Node's
+ * own small Buffers), larger ones into a buffer of their own. Anything else
+ * (Sets, Errors, RegExps, class instances, objects without a prototype,
+ * larger bigints, nesting deeper than FAST_MAX_DEPTH, cycles) makes it give
+ * up, and msgpackr encodes the message instead; getters of plain objects
+ * already read are then read again.
+ *
+ * One deliberate difference: typed arrays other than Uint8Array (and
+ * DataView, ArrayBuffer) are written as a bin of their bytes. msgpackr
+ * (moreTypes off) writes a bin header of their byte length followed by
+ * their element values truncated to bytes, leaving the rest of the bin as
+ * whatever its buffer held before: bytes of earlier messages would leak.
  */
 const SLAB_SIZE = 8192;
 /** A new slab is started when less than this is left in the current one. */
@@ -113,7 +120,8 @@ const FAST_MAX_DEPTH = 64;
 
 let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
 let slabUsed = 0;
-/** Write position in the slab. */
+/** The buffer being written (the slab, or one of its own for a large message) and the write position. */
+let w: Buffer = slab;
 let o = 0;
 
 /** Thrown (never escapes this module) when the fast encoder gives up on a value. */
@@ -124,33 +132,33 @@ const NO_ROOM = new Error('message larger than the slab');
 const bufferToJSON = Buffer.prototype.toJSON;
 
 function room(bytes: number): void {
-  if (o + bytes > SLAB_SIZE) throw NO_ROOM;
+  if (o + bytes > w.length) throw NO_ROOM;
 }
 
 function writeBytes(bytes: Uint8Array): void {
   const n = bytes.length;
   room(n);
   if (n <= 32) {
-    for (let i = 0; i < n; i++) slab[o + i] = bytes[i]!;
+    for (let i = 0; i < n; i++) w[o + i] = bytes[i]!;
   } else {
-    slab.set(bytes, o);
+    w.set(bytes, o);
   }
   o += n;
 }
 
 function writeStrHeader(length: number): void {
   room(5);
-  if (length < 0x20) slab[o++] = 0xa0 | length;
+  if (length < 0x20) w[o++] = 0xa0 | length;
   else if (length < 0x100) {
-    slab[o++] = 0xd9;
-    slab[o++] = length;
+    w[o++] = 0xd9;
+    w[o++] = length;
   } else if (length < 0x10000) {
-    slab[o++] = 0xda;
-    slab[o++] = length >> 8;
-    slab[o++] = length & 0xff;
+    w[o++] = 0xda;
+    w[o++] = length >> 8;
+    w[o++] = length & 0xff;
   } else {
-    slab[o++] = 0xdb;
-    slab.writeUInt32BE(length, o);
+    w[o++] = 0xdb;
+    w.writeUInt32BE(length, o);
     o += 4;
   }
 }
@@ -165,10 +173,10 @@ function writeString(s: string): void {
     for (; i < n; i++) {
       const c = s.charCodeAt(i);
       if (c >= 0x80) break;
-      slab[p++] = c;
+      w[p++] = c;
     }
     if (i === n) {
-      slab[o] = 0xa0 | n;
+      w[o] = 0xa0 | n;
       o = p;
       return;
     }
@@ -190,67 +198,67 @@ function writeString(s: string): void {
     for (let i = 0; i < n; i++) {
       let c = s.charCodeAt(i);
       let c2: number;
-      if (c < 0x80) slab[o++] = c;
+      if (c < 0x80) w[o++] = c;
       else if (c < 0x800) {
-        slab[o++] = (c >> 6) | 0xc0;
-        slab[o++] = (c & 0x3f) | 0x80;
+        w[o++] = (c >> 6) | 0xc0;
+        w[o++] = (c & 0x3f) | 0x80;
       } else if ((c & 0xfc00) === 0xd800 && ((c2 = s.charCodeAt(i + 1)) & 0xfc00) === 0xdc00) {
         c = 0x10000 + ((c & 0x03ff) << 10) + (c2 & 0x03ff);
         i++;
-        slab[o++] = (c >> 18) | 0xf0;
-        slab[o++] = ((c >> 12) & 0x3f) | 0x80;
-        slab[o++] = ((c >> 6) & 0x3f) | 0x80;
-        slab[o++] = (c & 0x3f) | 0x80;
+        w[o++] = (c >> 18) | 0xf0;
+        w[o++] = ((c >> 12) & 0x3f) | 0x80;
+        w[o++] = ((c >> 6) & 0x3f) | 0x80;
+        w[o++] = (c & 0x3f) | 0x80;
       } else {
-        slab[o++] = (c >> 12) | 0xe0;
-        slab[o++] = ((c >> 6) & 0x3f) | 0x80;
-        slab[o++] = (c & 0x3f) | 0x80;
+        w[o++] = (c >> 12) | 0xe0;
+        w[o++] = ((c >> 6) & 0x3f) | 0x80;
+        w[o++] = (c & 0x3f) | 0x80;
       }
     }
     return;
   }
   // Longer strings: msgpackr uses Buffer's UTF-8 writer (a lone surrogate becomes U+FFFD), so do we.
-  if (n * 3 + 5 > SLAB_SIZE - o) {
+  if (n * 3 + 5 > w.length - o) {
     const length = Buffer.byteLength(s, 'utf8');
     writeStrHeader(length);
     room(length);
   } else writeStrHeader(Buffer.byteLength(s, 'utf8'));
-  o += slab.write(s, o, 'utf8');
+  o += w.write(s, o, 'utf8');
 }
 
 function writeNumber(v: number): void {
   room(9);
   if (v >>> 0 === v) {
-    if (v < 0x80) slab[o++] = v;
+    if (v < 0x80) w[o++] = v;
     else if (v < 0x100) {
-      slab[o++] = 0xcc;
-      slab[o++] = v;
+      w[o++] = 0xcc;
+      w[o++] = v;
     } else if (v < 0x10000) {
-      slab[o++] = 0xcd;
-      slab[o++] = v >> 8;
-      slab[o++] = v & 0xff;
+      w[o++] = 0xcd;
+      w[o++] = v >> 8;
+      w[o++] = v & 0xff;
     } else {
-      slab[o++] = 0xce;
-      slab.writeUInt32BE(v, o);
+      w[o++] = 0xce;
+      w.writeUInt32BE(v, o);
       o += 4;
     }
   } else if (v >> 0 === v) {
-    if (v >= -0x20) slab[o++] = 0x100 + v;
+    if (v >= -0x20) w[o++] = 0x100 + v;
     else if (v >= -0x80) {
-      slab[o++] = 0xd0;
-      slab[o++] = v + 0x100;
+      w[o++] = 0xd0;
+      w[o++] = v + 0x100;
     } else if (v >= -0x8000) {
-      slab[o++] = 0xd1;
-      slab.writeInt16BE(v, o);
+      w[o++] = 0xd1;
+      w.writeInt16BE(v, o);
       o += 2;
     } else {
-      slab[o++] = 0xd2;
-      slab.writeInt32BE(v, o);
+      w[o++] = 0xd2;
+      w.writeInt32BE(v, o);
       o += 4;
     }
   } else {
-    slab[o++] = 0xcb;
-    slab.writeDoubleBE(v, o);
+    w[o++] = 0xcb;
+    w.writeDoubleBE(v, o);
     o += 8;
   }
 }
@@ -258,45 +266,75 @@ function writeNumber(v: number): void {
 function writeBigInt(v: bigint): void {
   room(9);
   if (v < 0x8000000000000000 && v >= -0x8000000000000000) {
-    slab[o++] = 0xd3;
-    slab.writeBigInt64BE(v, o);
+    w[o++] = 0xd3;
+    w.writeBigInt64BE(v, o);
   } else if (v < 0x10000000000000000 && v > 0) {
-    slab[o++] = 0xcf;
-    slab.writeBigUInt64BE(v, o);
+    w[o++] = 0xcf;
+    w.writeBigUInt64BE(v, o);
   } else {
     throw UNSUPPORTED;
   }
   o += 8;
 }
 
-function writeBin(v: Uint8Array): void {
-  const n = v.length;
+/** The bytes of a byte view (any typed array) as bin. */
+function writeBin(v: ArrayBufferView): void {
+  const n = v.byteLength;
   room(5 + n);
   if (n < 0x100) {
-    slab[o++] = 0xc4;
-    slab[o++] = n;
+    w[o++] = 0xc4;
+    w[o++] = n;
   } else if (n < 0x10000) {
-    slab[o++] = 0xc5;
-    slab[o++] = n >> 8;
-    slab[o++] = n & 0xff;
+    w[o++] = 0xc5;
+    w[o++] = n >> 8;
+    w[o++] = n & 0xff;
   } else {
-    slab[o++] = 0xc6;
-    slab.writeUInt32BE(n, o);
+    w[o++] = 0xc6;
+    w.writeUInt32BE(n, o);
     o += 4;
   }
-  writeBytes(v);
+  writeBytes(v instanceof Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, n));
+}
+
+/** A Date as msgpackr writes it: timestamp 32, 64 or 96, or (invalid date) fixext 1 type -1. */
+function writeDate(d: Date): void {
+  room(15);
+  const seconds = d.getTime() / 1000;
+  if (d.getMilliseconds() === 0 && seconds >= 0 && seconds < 0x100000000) {
+    w[o++] = 0xd6;
+    w[o++] = 0xff;
+    w.writeUInt32BE(seconds, o);
+    o += 4;
+  } else if (seconds > 0 && seconds < 0x100000000) {
+    w[o++] = 0xd7;
+    w[o++] = 0xff;
+    w.writeUInt32BE(d.getMilliseconds() * 4000000, o);
+    w.writeUInt32BE(seconds >>> 0, o + 4);
+    o += 8;
+  } else if (Number.isNaN(seconds)) {
+    w[o++] = 0xd4;
+    w[o++] = 0xff;
+    w[o++] = 0xff;
+  } else {
+    w[o++] = 0xc7;
+    w[o++] = 12;
+    w[o++] = 0xff;
+    w.writeUInt32BE(d.getMilliseconds() * 1000000, o);
+    w.writeBigInt64BE(BigInt(Math.floor(seconds)), o + 4);
+    o += 12;
+  }
 }
 
 function writeContainerHeader(length: number, fix: number, b16: number): void {
   room(5);
-  if (length < 0x10) slab[o++] = fix | length;
+  if (length < 0x10) w[o++] = fix | length;
   else if (length < 0x10000) {
-    slab[o++] = b16;
-    slab[o++] = length >> 8;
-    slab[o++] = length & 0xff;
+    w[o++] = b16;
+    w[o++] = length >> 8;
+    w[o++] = length & 0xff;
   } else {
-    slab[o++] = b16 + 1;
-    slab.writeUInt32BE(length, o);
+    w[o++] = b16 + 1;
+    w.writeUInt32BE(length, o);
     o += 4;
   }
 }
@@ -309,18 +347,18 @@ function writeValue(v: unknown, depth: number): void {
       return writeString(v);
     case 'boolean':
       room(1);
-      slab[o++] = v ? 0xc3 : 0xc2;
+      w[o++] = v ? 0xc3 : 0xc2;
       return;
     case 'undefined':
       room(1);
-      slab[o++] = 0xc0;
+      w[o++] = 0xc0;
       return;
     case 'bigint':
       return writeBigInt(v);
     case 'object': {
       if (v === null) {
         room(1);
-        slab[o++] = 0xc0;
+        w[o++] = 0xc0;
         return;
       }
       if (depth > FAST_MAX_DEPTH) throw UNSUPPORTED;
@@ -343,9 +381,20 @@ function writeValue(v: unknown, depth: number): void {
         }
         return;
       }
-      if ((c === Buffer && (v as Buffer).toJSON === bufferToJSON) || (c === Uint8Array && (v as { toJSON?: unknown }).toJSON === undefined)) {
-        return writeBin(v as Uint8Array);
+      if (c === Buffer ? (v as Buffer).toJSON === bufferToJSON : ArrayBuffer.isView(v) && c === v.constructor && c !== DataView) {
+        return writeBin(v);
       }
+      if (c === Map) {
+        const m = v as Map<unknown, unknown>;
+        writeContainerHeader(m.size, 0x80, 0xde);
+        for (const [key, value] of m) {
+          writeValue(key, depth + 1);
+          writeValue(value, depth + 1);
+        }
+        return;
+      }
+      if (c === Date) return writeDate(v as Date);
+      if (c === ArrayBuffer) return writeBin(new Uint8Array(v as ArrayBuffer));
       throw UNSUPPORTED;
     }
     default:
@@ -369,7 +418,7 @@ const E_EXCEPTION_FORMAT = fixstr('exception_format');
 function writeRequest(r: RpcRequest): void {
   writeBytes(REQUEST_PREFIX);
   room(1);
-  slab[o++] = r.reqId === undefined ? 0x85 : 0x86;
+  w[o++] = r.reqId === undefined ? 0x85 : 0x86;
   writeBytes(E_COMMAND);
   writeString(r.command);
   writeBytes(E_OBJECT);
@@ -389,17 +438,17 @@ function writeRequest(r: RpcRequest): void {
 function writeReply(r: RpcReply): void {
   writeBytes(REPLY_PREFIX);
   room(1);
-  slab[o++] = r.ok ? 0x83 : 0x84;
+  w[o++] = r.ok ? 0x83 : 0x84;
   writeBytes(E_REQ_ID);
   writeValue(r.reqId, 2);
   writeBytes(E_OK);
   room(1);
   if (r.ok) {
-    slab[o++] = 0xc3;
+    w[o++] = 0xc3;
     writeBytes(E_RETURN);
     writeValue(r.value, 2);
   } else {
-    slab[o++] = 0xc2;
+    w[o++] = 0xc2;
     writeBytes(E_EXCEPTION);
     writeValue(r.exception, 2);
     writeBytes(E_EXCEPTION_FORMAT);
@@ -407,27 +456,31 @@ function writeReply(r: RpcReply): void {
   }
 }
 
-/** The message written by the fast encoder, or undefined when msgpackr must do it. */
+/** The message written by our encoder, or undefined when msgpackr must do it. */
 function fastEncode<T>(write: (message: T) => void, message: T): Buffer | undefined {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    if (SLAB_SIZE - slabUsed < SLAB_MIN_FREE || attempt === 1) {
-      slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-      slabUsed = 0;
-    }
-    o = slabUsed;
+  if (SLAB_SIZE - slabUsed < SLAB_MIN_FREE) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  w = slab;
+  o = slabUsed;
+  let size = SLAB_SIZE;
+  for (;;) {
     try {
       write(message);
+      break;
     } catch (error) {
-      // Out of room in a used slab: once more in a new one. Anything else (also a
-      // throwing getter, which msgpackr then meets and reports): msgpackr.
-      if (error === NO_ROOM && slabUsed > 0) continue;
-      return undefined;
+      if (error !== NO_ROOM) return undefined; // unsupported value, or a throwing getter (msgpackr meets it too)
     }
-    const out = slab.subarray(slabUsed, o);
-    slabUsed = (o + 7) & ~7; // the next message starts word-aligned
-    return out;
+    // Too large for the slab: again, in a buffer of its own, larger each time.
+    size *= 4;
+    w = Buffer.allocUnsafe(size);
+    o = 0;
   }
-  return undefined;
+  if (w !== slab) return w.subarray(0, o);
+  const out = slab.subarray(slabUsed, o);
+  slabUsed = (o + 7) & ~7; // the next message starts word-aligned
+  return out;
 }
 
 /**

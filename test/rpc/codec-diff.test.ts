@@ -285,7 +285,13 @@ describe('rpc codec: encoder = msgpackr', () => {
       expect(ours).toThrow(InvalidArgumentError);
       return;
     }
-    expect(ours().toString('hex')).toBe(expected);
+    const got = ours().toString('hex');
+    if (got !== expected) {
+      let i = 0;
+      while (got[i] === expected[i]) i++;
+      const at = (i >> 1) << 1;
+      expect.fail(`bytes differ at ${at / 2}: got …${got.slice(Math.max(0, at - 40), at + 40)}…, msgpackr …${expected.slice(Math.max(0, at - 40), at + 40)}…`);
+    }
   };
 
   it('requests and replies, byte for byte (fast path and fallback alike)', () => {
