@@ -2,13 +2,14 @@
  * Server process of bench/rpc.ts (spawned by it, never run by hand):
  *
  * - an RpcServer (Link + Packeter + Messaging, identity `server`, default
- *   options: acknowledged delivery on) serving `calc.add(a, b)`;
+ *   options: acknowledged delivery on) serving `calc.add(a, b)`, and the
+ *   same on a second port with acknowledgements off (`snakemq-noack`);
  * - the baseline: a raw `net` echo server with the packeter's framing
  *   (4-byte big-endian length, then the payload) that sends every frame back
  *   as it is, the writes of one received chunk corked into one.
  *
  * Talks to the parent over the IPC channel: reports `{ t: 'ready', rpcUrl,
- * rawPort }`, answers `{ t: 'cpu' }` with its CPU time so far, and exits on
+ * rpcNoAckUrl, rawPort }`, answers `{ t: 'cpu' }` with its CPU time so far, and exits on
  * `{ t: 'exit' }` or when the parent goes away.
  * @module
  */
@@ -32,15 +33,21 @@ if (process.send === undefined) {
 
 // --- snakeMQ RPC server ------------------------------------------------------
 
-const link = new Link();
-const messaging = new Messaging('server', new Packeter(link));
-const rpcServer = new RpcServer(messaging);
-rpcServer.register('calc', {
+const calc = {
   add(a: number, b: number): number {
     return a + b;
   },
-});
-const rpcUrl = await link.addListener('tcp://127.0.0.1:0');
+};
+
+/** A messaging instance (on its own port) serving `calc`. */
+async function serve(acknowledgements: boolean): Promise<{ url: string; rpcServer: RpcServer; messaging: Messaging }> {
+  const link = new Link();
+  const messaging = new Messaging('server', new Packeter(link), { acknowledgements });
+  const rpcServer = new RpcServer(messaging);
+  rpcServer.register('calc', calc);
+  return { url: await link.addListener('tcp://127.0.0.1:0'), rpcServer, messaging };
+}
+const stacks = [await serve(true), await serve(false)];
 
 // --- raw echo server (baseline) ---------------------------------------------
 
@@ -78,11 +85,11 @@ let exiting = false;
 async function exit(): Promise<void> {
   if (exiting) return;
   exiting = true;
-  rpcServer.close();
+  for (const s of stacks) s.rpcServer.close();
   for (const s of sockets) s.destroy();
   rawServer.close();
-  // Give the stack a second to close cleanly; exit regardless.
-  await Promise.race([messaging.close(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+  // Give the stacks a second to close cleanly; exit regardless.
+  await Promise.race([Promise.all(stacks.map((s) => s.messaging.close())), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
   process.exit(0);
 }
 
@@ -95,4 +102,4 @@ process.on('message', (cmd: Command) => {
 // The parent died or closed the channel: nothing left to do.
 process.on('disconnect', () => void exit());
 
-send({ t: 'ready', rpcUrl, rawPort });
+send({ t: 'ready', rpcUrl: stacks[0]!.url, rpcNoAckUrl: stacks[1]!.url, rawPort });

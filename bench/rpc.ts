@@ -30,6 +30,8 @@
  *   --max-seconds=3         a round also stops after this long
  *   --codec-pairs=200000    request+reply pairs of the codec benchmark (0: skip)
  *   --only=sequential|pipelined  run one of the two benchmarks
+ *   --impl=raw-echo,snakemq  which implementations (also: snakemq-noack, the
+ *                           same with `acknowledgements: false` on both sides)
  *   --prof=DIR              run the server process with --cpu-prof into DIR (profile this
  *                           process with `node --import tsx --cpu-prof bench/rpc.ts`)
  * @module
@@ -67,6 +69,8 @@ const CODEC_PAIRS = num('codec-pairs', 200_000);
 const ONLY = args.get('only');
 if (ONLY !== undefined && ONLY !== 'sequential' && ONLY !== 'pipelined') throw new Error('--only must be sequential or pipelined');
 const PROF_DIR = args.has('prof') ? resolve(args.get('prof')!) : null;
+const IMPLS = (args.get('impl') ?? 'raw-echo,snakemq').split(',');
+for (const name of IMPLS) if (!['raw-echo', 'snakemq', 'snakemq-noack'].includes(name)) throw new Error(`unknown --impl ${name}`);
 const TARGET_RATIO_P50 = 1.5;
 const TARGET_PIPELINED = 150_000;
 
@@ -106,6 +110,8 @@ function codec(): void {
 interface Ready {
   t: 'ready';
   rpcUrl: string;
+  /** The same RPC server on a messaging instance with acknowledgements off. */
+  rpcNoAckUrl: string;
   rawPort: number;
 }
 
@@ -157,7 +163,7 @@ class ServerProcess {
 // --- the two clients --------------------------------------------------------------------
 
 interface Impl {
-  readonly name: 'raw-echo' | 'snakemq';
+  readonly name: string;
   /** One call; resolves when its answer is back. */
   call(i: number): Promise<void>;
 }
@@ -229,11 +235,16 @@ class RawEchoClient implements Impl {
 }
 
 class SnakeMQClient implements Impl {
-  readonly name = 'snakemq';
   private readonly link = new Link();
-  private readonly messaging = new Messaging('client', new Packeter(this.link));
-  private readonly client = new RpcClient(this.messaging, { timeout: 60_000 });
-  private readonly calc = this.client.proxy<{ add(a: number, b: number): number }>('server', 'calc');
+  private readonly messaging: Messaging;
+  private readonly client: RpcClient;
+  private readonly calc: { add(a: number, b: number): Promise<number> };
+
+  constructor(readonly name: string) {
+    this.messaging = new Messaging('client', new Packeter(this.link), { acknowledgements: name !== 'snakemq-noack' });
+    this.client = new RpcClient(this.messaging, { timeout: 60_000 });
+    this.calc = this.client.proxy<{ add(a: number, b: number): number }>('server', 'calc');
+  }
 
   async ready(url: string): Promise<void> {
     const up = new Promise<void>((res) => this.messaging.once('connect', () => res()));
@@ -325,15 +336,18 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-const snakemq = new SnakeMQClient();
+const clients = IMPLS.filter((name) => name !== 'raw-echo').map((name) => new SnakeMQClient(name));
 let raw: RawEchoClient | null = null;
 try {
   const ready = await server.next<Ready>();
   // The raw payload is as long as the RPC request the snakemq client sends for add(i, 1).
   const requestBytes = encodeRequest({ command: 'call', object: 'calc', method: 'add', args: [12345, 1], kwargs: {}, reqId: randomBytes(16) }).length;
-  raw = new RawEchoClient(ready.rawPort, randomBytes(requestBytes));
-  await Promise.all([raw.ready(), snakemq.ready(ready.rpcUrl)]);
-  const impls: Impl[] = [raw, snakemq];
+  if (IMPLS.includes('raw-echo')) {
+    raw = new RawEchoClient(ready.rawPort, randomBytes(requestBytes));
+    await raw.ready();
+  }
+  await Promise.all(clients.map((c) => c.ready(c.name === 'snakemq-noack' ? ready.rpcNoAckUrl : ready.rpcUrl)));
+  const impls: Impl[] = IMPLS.map((name) => (name === 'raw-echo' ? raw! : clients.find((c) => c.name === name)!));
 
   // Warm-up (not reported): JIT, socket buffers.
   for (const impl of impls) {
@@ -365,7 +379,7 @@ try {
       cpu_us_per_call: { client: round1(median(rounds.map((r) => r.cpu.client))), server: round1(median(rounds.map((r) => r.cpu.server))) },
     });
   }
-  if (ONLY !== 'pipelined') {
+  if (seqBest.has('snakemq') && seqBest.has('raw-echo')) {
     const ratio = seqBest.get('snakemq')! / seqBest.get('raw-echo')!;
     emit({ bench: 'rpc-sequential', ratio_p50: round3(ratio), target: TARGET_RATIO_P50, ok: ratio <= TARGET_RATIO_P50 });
   }
@@ -400,12 +414,14 @@ try {
     }
     emit(line);
   }
-  if (ONLY !== 'sequential') emit({ bench: 'rpc-pipelined', ratio: round3(pipeBest.get('snakemq')! / pipeBest.get('raw-echo')!) });
+  if (pipeBest.has('snakemq') && pipeBest.has('raw-echo')) {
+    emit({ bench: 'rpc-pipelined', ratio: round3(pipeBest.get('snakemq')! / pipeBest.get('raw-echo')!) });
+  }
 } catch (error) {
   emit({ bench: 'rpc', error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   process.exitCode = 1;
 } finally {
   raw?.close();
-  await snakemq.close();
+  await Promise.all(clients.map((c) => c.close()));
   await server.stop();
 }

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { parseEndpoint } from '../link/endpoint.js';
-import type { ParsedEndpoint } from '../link/types.js';
-import { MAX_TTL } from '../messaging/message.js';
+import { parseEndpoint, type ParsedEndpoint } from '../link/index.js';
+import { MAX_TTL } from '../messaging/index.js';
 import { UsageError } from './errors.js';
 
 type OptionSpecs = NonNullable<ParseArgsConfig['options']>;

@@ -1,5 +1,5 @@
 import { RpcRemoteError, SnakeMQError } from '../errors.js';
-import { RpcClient } from '../rpc/client.js';
+import { RpcClient } from '../rpc/index.js';
 import { COMMON_OPTIONS, commonOptions, identity, parse, required, str } from './args.js';
 import { Failure, UsageError } from './errors.js';
 import { toJsonValue } from './format.js';

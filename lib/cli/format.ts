@@ -1,4 +1,4 @@
-import type { Message } from '../messaging/message.js';
+import type { Message } from '../messaging/index.js';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

@@ -52,7 +52,8 @@ Connections and disconnections of peers are reported on stderr.
 
 Options:
   --count N            exit (0) after N messages; with --timeout, exit 1 if
-                       fewer than N arrived in time
+                       fewer than N arrived in time. A sender sending more than
+                       N may see a few extra ones acknowledged but not printed.
   --json               JSON lines output
   Without --count, --timeout is how long to listen (then exit 0); otherwise
   listen until interrupted.

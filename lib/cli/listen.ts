@@ -1,4 +1,4 @@
-import type { Message } from '../messaging/message.js';
+import type { Message } from '../messaging/index.js';
 import { COMMON_OPTIONS, commonOptions, integer, parse } from './args.js';
 import { Failure } from './errors.js';
 import { messageJson, messageLine } from './format.js';

@@ -81,6 +81,10 @@ function flush(stream: NodeJS.WriteStream): Promise<void> {
 
 /** Entry point of bin/smq.js: runs the command line, flushes the output and exits (never lingers). */
 export async function main(argv: readonly string[]): Promise<never> {
+  // A reader that went away (`smq listen | head`) must not crash the process with an unhandled 'error'.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') process.stderr.write(`smq: cannot write to stdout: ${error.message}\n`);
+  });
   const code = await run(argv);
   await Promise.race([
     Promise.all([flush(process.stdout), flush(process.stderr)]),

@@ -1,6 +1,6 @@
 import { ErrorCode, type SnakeMQError } from '../errors.js';
-import { Message } from '../messaging/message.js';
-import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/packeter.js';
+import { Message } from '../messaging/index.js';
+import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/index.js';
 import { COMMON_OPTIONS, commonOptions, identity, integer, parse, required, ttl as ttlOption } from './args.js';
 import { Failure, UsageError } from './errors.js';
 import { Stack } from './stack.js';
@@ -52,6 +52,7 @@ export async function send(args: string[]): Promise<void> {
     if (m.length > MAX_SIZE) throw new UsageError(`a MESSAGE is larger than ${MAX_SIZE} bytes`, 'send');
   }
   const common = commonOptions('send', values);
+  if (to === common.ident) throw new UsageError('--to names this peer itself (--ident)', 'send');
   if (persistent && common.storage === undefined) {
     process.stderr.write('smq: warning: --persistent without --storage: messages are kept in memory only\n');
   }

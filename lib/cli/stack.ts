@@ -1,9 +1,8 @@
 import { ErrorCode, type SnakeMQError } from '../errors.js';
-import { Link } from '../link/link.js';
-import type { ConnectorOptions, ListenerOptions, TlsOptions } from '../link/options.js';
-import { Messaging, type MessagingOptions } from '../messaging/messaging.js';
-import { Packeter } from '../packeter/packeter.js';
-import type { QueuesStorage } from '../storage/types.js';
+import { Link, type ConnectorOptions, type ListenerOptions, type TlsOptions } from '../link/index.js';
+import { Messaging, type MessagingOptions } from '../messaging/index.js';
+import { Packeter } from '../packeter/index.js';
+import type { QueuesStorage } from '../storage/index.js';
 import type { CommonOptions } from './args.js';
 import { Failure, Stopped } from './errors.js';
 
@@ -96,7 +95,13 @@ export class Stack {
     let storage: QueuesStorage | null = null;
     if (options.storage !== undefined) {
       // Imported only when needed: sqlite3 is a native module.
-      const { SqliteQueuesStorage } = await import('../storage/sqlite.js');
+      let sqlite: typeof import('../storage/index.js');
+      try {
+        sqlite = await import('../storage/index.js');
+      } catch (error) {
+        throw new Failure(`--storage needs the sqlite3 module, which failed to load: ${messageOf(error)}`);
+      }
+      const { SqliteQueuesStorage } = sqlite;
       try {
         storage = await SqliteQueuesStorage.open(options.storage);
       } catch (error) {

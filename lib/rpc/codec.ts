@@ -381,8 +381,11 @@ function writeValue(v: unknown, depth: number): void {
         }
         return;
       }
-      if (c === Buffer ? (v as Buffer).toJSON === bufferToJSON : ArrayBuffer.isView(v) && c === v.constructor && c !== DataView) {
-        return writeBin(v);
+      if (ArrayBuffer.isView(v) && c !== DataView) {
+        // Like msgpackr: a byte view's own toJSON (other than Buffer's) is used instead, so leave those to it.
+        const toJSON = (v as { toJSON?: unknown }).toJSON;
+        if (toJSON === undefined || toJSON === bufferToJSON) return writeBin(v);
+        throw UNSUPPORTED;
       }
       if (c === Map) {
         const m = v as Map<unknown, unknown>;
@@ -600,27 +603,47 @@ function need(bytes: number): number {
   return p;
 }
 
+/**
+ * Recently decoded short ASCII strings (map keys, object and method names
+ * come again and again), direct-mapped by a hash of their bytes. A hit is
+ * checked byte for byte, so it only saves building the string (and gives
+ * the same string object, whose hash V8 already knows, to Map lookups).
+ */
+const SHORT_STRING = 16;
+const stringCache: (string | undefined)[] = new Array<string | undefined>(1024).fill(undefined);
+
 function readString(length: number): string {
   if (length > end - pos) truncated();
   const start = pos;
   const stop = (pos += length);
-  if (length <= 16) {
-    // Short ASCII strings (keys, names) are cheaper built here than through the native decoder.
-    let s = '';
-    for (let i = start; i < stop; i++) {
-      const c = src[i]!;
-      if (c >= 0x80) return utf8Slice.call(src, start, stop);
-      s += String.fromCharCode(c);
-    }
-    return s;
+  if (length > SHORT_STRING) return utf8Slice.call(src, start, stop);
+  let h = length;
+  for (let i = start; i < stop; i++) {
+    const c = src[i]!;
+    if (c >= 0x80) return utf8Slice.call(src, start, stop);
+    h = (Math.imul(h, 31) + c) | 0;
   }
-  return utf8Slice.call(src, start, stop);
+  const slot = (h ^ (h >>> 10)) & 1023;
+  const cached = stringCache[slot];
+  if (cached !== undefined && cached.length === length) {
+    let i = 0;
+    while (i < length && cached.charCodeAt(i) === src[start + i]) i++;
+    if (i === length) return cached;
+  }
+  const s = String.fromCharCode.apply(null, src.subarray(start, stop) as unknown as number[]);
+  stringCache[slot] = s;
+  return s;
 }
 
 function readBin(length: number): Buffer {
   if (length > end - pos) truncated();
   const out = Buffer.allocUnsafe(length);
-  src.copy(out, 0, pos, pos + length);
+  if (length <= 32) {
+    // Cheaper than a native copy for request ids and other small bins.
+    for (let i = 0; i < length; i++) out[i] = src[pos + i]!;
+  } else {
+    src.copy(out, 0, pos, pos + length);
+  }
   pos += length;
   return out;
 }
@@ -811,9 +834,6 @@ const KEY_NAMES: readonly Buffer[] = [
   'exception',
   'exception_format',
 ].map((name) => Buffer.from(name, 'ascii'));
-/** Codes of the envelope keys of each length. */
-const KEYS_BY_LENGTH: number[][] = [];
-for (let code = 1; code < KEY_NAMES.length; code++) (KEYS_BY_LENGTH[KEY_NAMES[code]!.length] ??= []).push(code);
 
 /** Reads an envelope key; returns which known key it is (K_OTHER for any other key, of any type). */
 function readEnvelopeKey(): number {
@@ -833,16 +853,48 @@ function readEnvelopeKey(): number {
   if (length > end - pos) truncated();
   const start = pos;
   pos += length;
-  const candidates = KEYS_BY_LENGTH[length];
-  if (candidates === undefined) return K_OTHER;
-  for (let c = 0; c < candidates.length; c++) {
-    const code = candidates[c]!;
-    const name = KEY_NAMES[code]!;
-    let i = 0;
-    while (i < length && src[start + i] === name[i]) i++;
-    if (i === length) return code;
+  // The one candidate by length and a letter or two, then all its bytes.
+  let code: number;
+  switch (length) {
+    case 2:
+      code = K_OK;
+      break;
+    case 4:
+      code = K_ARGS;
+      break;
+    case 6:
+      switch (src[start]) {
+        case 0x6f: // o
+          code = K_OBJECT;
+          break;
+        case 0x6d: // m
+          code = K_METHOD;
+          break;
+        case 0x6b: // k
+          code = K_KWARGS;
+          break;
+        case 0x72: // r
+          code = src[start + 2] === 0x71 /* q */ ? K_REQ_ID : K_RETURN;
+          break;
+        default:
+          return K_OTHER;
+      }
+      break;
+    case 7:
+      code = K_COMMAND;
+      break;
+    case 9:
+      code = K_EXCEPTION;
+      break;
+    case 16:
+      code = K_EXCEPTION_FORMAT;
+      break;
+    default:
+      return K_OTHER;
   }
-  return K_OTHER;
+  const name = KEY_NAMES[code]!;
+  for (let i = 0; i < length; i++) if (src[start + i] !== name[i]) return K_OTHER;
+  return code;
 }
 
 /** Checks size and prefix, starts the decode and returns the envelope map's entry count. */
@@ -871,11 +923,6 @@ function openEnvelope(what: string, data: Uint8Array, prefix: Buffer, maxPayload
 
 function closeEnvelope(): void {
   if (pos !== end) throw bad(`${end - pos} trailing bytes after the MessagePack value`);
-}
-
-/** Reads the value of an envelope key we use; a bad map key inside it is returned, not thrown. */
-function readField(): unknown {
-  return readValue(2);
 }
 
 function takeKeyError(): RpcBadRequestError | null {
@@ -947,26 +994,26 @@ function decodeRequestInner(data: Uint8Array, maxPayload: number): DecodeRequest
     seen |= 1 << key;
     switch (key) {
       case K_COMMAND:
-        rawCommand = readField();
+        rawCommand = readValue(2);
         break;
       case K_OBJECT:
-        object = readField();
+        object = readValue(2);
         break;
       case K_METHOD:
-        method = readField();
+        method = readValue(2);
         break;
       case K_ARGS:
-        args = readField();
+        args = readValue(2);
         argsKeyError = takeKeyError();
         break;
       case K_KWARGS:
         if (pos >= end) truncated();
         kwargsIsMap = isMapByte(src[pos]!);
-        kwargs = readField();
+        kwargs = readValue(2);
         kwargsKeyError = takeKeyError();
         break;
       case K_REQ_ID:
-        rawReqId = readField();
+        rawReqId = readValue(2);
         break;
       default:
         skipValue();
@@ -1053,21 +1100,21 @@ function decodeReplyInner(data: Uint8Array, maxPayload: number): DecodeReplyResu
     seen |= 1 << key;
     switch (key) {
       case K_REQ_ID:
-        rawReqId = readField();
+        rawReqId = readValue(2);
         break;
       case K_OK:
-        ok = readField();
+        ok = readValue(2);
         break;
       case K_RETURN:
-        value = readField();
+        value = readValue(2);
         valueKeyError = takeKeyError();
         break;
       case K_EXCEPTION:
-        exception = readField();
+        exception = readValue(2);
         exceptionKeyError = takeKeyError();
         break;
       case K_EXCEPTION_FORMAT:
-        format = readField();
+        format = readValue(2);
         break;
       default:
         skipValue();
@@ -1115,6 +1162,13 @@ export function decodeReply(data: Uint8Array, limits?: CodecLimits): RpcReply {
 export function reqIdKey(id: RpcRequestId): string {
   if (typeof id === 'string') return `s${id}`;
   const n = id.length;
+  if (n === 16) {
+    return String.fromCharCode(
+      0x62, // 'b'
+      (id[0]! << 8) | id[1]!, (id[2]! << 8) | id[3]!, (id[4]! << 8) | id[5]!, (id[6]! << 8) | id[7]!,
+      (id[8]! << 8) | id[9]!, (id[10]! << 8) | id[11]!, (id[12]! << 8) | id[13]!, (id[14]! << 8) | id[15]!,
+    );
+  }
   if (n & 1) return `x${id.toString('hex')}`;
   // Two bytes per UTF-16 code unit: half as long as hex, and no native call.
   let s = 'b';

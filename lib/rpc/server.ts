@@ -186,8 +186,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private readonly messaging: RpcTransport;
   private readonly limits: { maxPayload: number };
   private readonly objects = new Map<string, Registered>();
-  private readonly cache = new Map<string, Buffer>();
-  private readonly inflight = new Set<string>();
+  /**
+   * Calls by caller and request id: `null` while running, then the reply
+   * bytes while cached. Cached entries are evicted oldest first: `cached` is
+   * a ring of their keys.
+   */
+  private readonly calls = new Map<string, Buffer | null>();
+  private cached: string[] = [];
+  private cachedNext = 0;
   private readonly queue = new Fifo<Job>();
   private runningCount = 0;
   private draining = false;
@@ -267,8 +273,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         this.replyError(job.ident, job.reqId, 'ClosedError', 'RPC server closed', ErrorCode.CLOSED);
       }
     }
-    this.inflight.clear();
-    this.cache.clear();
+    this.calls.clear();
+    this.cached = [];
+    this.cachedNext = 0;
   }
 
   private onRequest(ident: string, message: Message): void {
@@ -288,13 +295,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (req.command === 'call') {
       // Length-prefixed ident: no two (ident, request id) pairs share a key.
       key = String.fromCharCode(ident.length) + ident + reqIdKey(req.reqId!);
-      const cached = this.cache.get(key);
-      if (cached !== undefined) {
+      const known = this.calls.get(key);
+      if (known != null) {
         log(`re-sent call ${req.object}.${req.method} from ${ident}: answering from cache`);
-        this.send(ident, cached);
+        this.send(ident, known);
         return;
       }
-      if (this.inflight.has(key)) {
+      if (known === null) {
         log(`re-sent call ${req.object}.${req.method} from ${ident}: still running, will answer once`);
         return;
       }
@@ -323,7 +330,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     const args = req.args as unknown[];
     if (!isEmpty(req.kwargs)) args.push(req.kwargs);
     const job: Job = { ident, info, fn, target: registered.target, args, reqId: key === undefined ? undefined : req.reqId, key };
-    if (job.key !== undefined) this.inflight.add(job.key);
+    if (job.key !== undefined) this.calls.set(job.key, null);
     if (this.runningCount < this.concurrency) this.run(job);
     else this.queue.push(job);
   }
@@ -404,13 +411,22 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     if (reply === undefined || job.key === undefined || this.closed) return;
     const data = this.encodeResult(reply, job);
-    this.inflight.delete(job.key);
-    if (data === undefined) return;
-    if (this.resultCacheSize > 0) {
-      this.cache.set(job.key, data);
-      if (this.cache.size > this.resultCacheSize) this.cache.delete(this.cache.keys().next().value!);
+    if (data === undefined || this.resultCacheSize === 0) this.calls.delete(job.key);
+    else this.cache(job.key, data);
+    if (data !== undefined) this.send(job.ident, data);
+  }
+
+  /** Keeps a call's reply for re-sent requests, evicting the oldest kept one when full. */
+  private cache(key: string, data: Buffer): void {
+    this.calls.set(key, data);
+    const ring = this.cached;
+    if (ring.length < this.resultCacheSize) {
+      ring.push(key);
+      return;
     }
-    this.send(job.ident, data);
+    this.calls.delete(ring[this.cachedNext]!);
+    ring[this.cachedNext] = key;
+    this.cachedNext = (this.cachedNext + 1) % ring.length;
   }
 
   /** The reply bytes; a result that cannot be encoded becomes an error reply. */

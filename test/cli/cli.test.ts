@@ -8,6 +8,8 @@ afterEach(() => killAll());
 afterAll(() => removeTempDirs());
 
 const HEX32 = /^[0-9a-f]{32}$/;
+/** Each test spawns several Node processes (about 1 s of startup each, more on a loaded machine). */
+const SLOW = 60_000;
 
 describe('smq: usage', () => {
   it('prints help and exits 0', async () => {
@@ -19,7 +21,7 @@ describe('smq: usage', () => {
     expect(send.stdout).toMatch(/^Usage: smq send/);
     expect(send.stdout).toContain('--persistent');
     expect(send.stderr).toBe('');
-  });
+  }, SLOW);
 
   it('rejects bad arguments with a message and exit code 2', async () => {
     const cases: [string[], RegExp][] = [
@@ -39,7 +41,7 @@ describe('smq: usage', () => {
       expect(r.stderr).toMatch(/Try 'smq( \w+)? --help'/);
       expect(r.stdout).toBe('');
     });
-  });
+  }, SLOW);
 });
 
 describe('smq: listen and send', () => {
@@ -69,7 +71,7 @@ describe('smq: listen and send', () => {
     expect(fromAlice.ttl).toBeLessThanOrEqual(600);
     const fromCarol = lines.find((l) => l.from === 'carol')!;
     expect(fromCarol).toMatchObject({ data: binary.toString('base64'), encoding: 'base64', size: 5, ttl: null });
-  });
+  }, SLOW);
 
   it('send --count/--size generates padded messages (over a Unix socket)', async () => {
     const dir = tempDir();
@@ -86,7 +88,7 @@ describe('smq: listen and send', () => {
     for (const [i, line] of lines.entries()) {
       expect(line).toBe(`alice: msg ${i}`.padEnd('alice: '.length + 16, '.'));
     }
-  });
+  }, SLOW);
 
   it('persistent send with --storage: a timed-out run leaves the messages, a later --count 0 run delivers them', async () => {
     const dir = tempDir();
@@ -115,7 +117,24 @@ describe('smq: listen and send', () => {
     // Delivered means gone from the file: a third run has nothing to wait for, even with bob absent.
     const third = await smq(['send', '--ident', 'alice', '--connect', absent, '--to', 'bob', '--count', '0', '--storage', db, '--timeout', '5']);
     expect(third.code, third.stderr).toBe(0);
-  });
+  }, SLOW);
+});
+
+describe('smq send to a plain protocol-1 peer', () => {
+  it('exits 0 once the messages are written (such a peer cannot acknowledge)', async () => {
+    const link = new Link();
+    const plain = new Messaging('plain', new Packeter(link), { acknowledgements: false });
+    const got: string[] = [];
+    plain.on('message', (_c, from, m) => got.push(`${from}: ${m.data.toString()}`));
+    try {
+      const url = await link.addListener('tcp://127.0.0.1:0');
+      const sent = await smq(['send', '--ident', 'alice', '--connect', url, '--to', 'plain', '--timeout', '20', 'one', 'two']);
+      expect(sent.code, sent.stderr).toBe(0);
+      await expect.poll(() => got).toEqual(['alice: one', 'alice: two']);
+    } finally {
+      await plain.close();
+    }
+  }, SLOW);
 });
 
 describe('smq call', () => {
@@ -149,7 +168,7 @@ describe('smq call', () => {
       server.close();
       await messaging.close();
     }
-  });
+  }, SLOW);
 });
 
 describe('smq certs and TLS', () => {
@@ -166,19 +185,20 @@ describe('smq certs and TLS', () => {
     const listener = new Smq(['listen', '--ident', 'bob', '--listen', 'tls://127.0.0.1:0', ...tls('bob'), '--count', '1', '--json']);
     const url = await listener.listeningUrl();
     expect(url).toMatch(/^tls:\/\/127\.0\.0\.1:\d+$/);
-    const [noCert, ok, noOpenssl] = await Promise.all([
+    const [noCert, noOpenssl] = await Promise.all([
       // Without a client certificate the listener refuses the handshake: a runtime failure.
       smq(['send', '--ident', 'mallory', '--connect', url, '--to', 'bob', '--tls-ca', join(dir, 'ca.pem'), '--timeout', '20', 'x']),
-      smq(['send', '--ident', 'alice', '--connect', url, '--to', 'bob', ...tls('alice'), '--timeout', '20', 'over mutual TLS']),
       smq(['certs', '--out', join(dir, 'other'), 'carol'], { ...process.env, PATH: join(dir, 'no-such-dir') }),
     ]);
     expect(noCert.code).toBe(1);
     expect(noCert.stderr).toMatch(/smq send: .*TLS/);
+    // Then alice, with her certificate (the listener exits after her message).
+    const ok = await smq(['send', '--ident', 'alice', '--connect', url, '--to', 'bob', ...tls('alice'), '--timeout', '20', 'over mutual TLS']);
     expect(ok.code, ok.stderr).toBe(0);
     const { code, stdout } = await listener.result();
     expect(code).toBe(0);
     expect(jsonLines(stdout)).toMatchObject([{ from: 'alice', data: 'over mutual TLS', encoding: 'utf8' }]);
     expect(noOpenssl.code).toBe(1);
     expect(noOpenssl.stderr).toMatch(/openssl not found/);
-  });
+  }, SLOW);
 });

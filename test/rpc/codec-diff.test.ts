@@ -240,15 +240,17 @@ const reference = new Packr({
 });
 
 class ValueGen extends Gen {
-  text(): string {
-    const len = this.pick([0, 1, 5, 31, 32, 33, 63, 64, 65, 200, 255, 256, 300, 70000]);
+  text(big = false): string {
+    const len = this.pick(big ? [0, 1, 5, 31, 32, 33, 63, 64, 65, 200, 255, 256, 300, 70000] : [0, 1, 5, 31, 32, 33, 63, 64, 65, 255, 256]);
     const alphabet = this.pick(['abc', 'aé€', 'x😀y', 'a\ud800b\udc00c', 'ž\u0000']);
     let s = '';
     while (s.length < len) s += alphabet[this.int(alphabet.length)];
     return s;
   }
+  /** Large strings, bins and containers only near the top, so that messages stay reasonably small. */
   plain(depth: number): unknown {
     const k = this.r();
+    const top = depth <= 1;
     if (depth > 3 || k < 0.5) {
       return this.pick<() => unknown>([
         () => null,
@@ -257,19 +259,22 @@ class ValueGen extends Gen {
         () => this.number(),
         () => this.pick([0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 32 - 1, 2 ** 32, -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -(2 ** 31), -(2 ** 31) - 1, 0.1]),
         () => this.pick([2n ** 63n, -(2n ** 63n) - 1n, 2n ** 64n, 0n]),
-        () => this.text(),
-        () => Buffer.alloc(this.pick([0, 3, 255, 256, 9000, 70000]), 1),
+        () => this.text(top),
+        () => Buffer.alloc(this.pick(top ? [0, 3, 255, 256, 9000, 70000] : [0, 3, 255, 256]), 1),
         () => new Uint8Array([1, 2, 3]),
         () => new Date(1_700_000_000_000 + this.int(1000)),
         () => new Map([['a', 1]]),
         () => new Set([1]),
-        () => new Float64Array([1.5]),
+        () => new Date(this.pick([0, 1000, -1500, 1_700_000_000_000, 2 ** 32 * 1000 + 5, 2 ** 34 * 1000, NaN])),
+        () => new Map<unknown, unknown>([[1, 'a'], ['b', [1]], [null, new Map()]]),
+        () => [new Set([1]), new Error('e'), /x/g, new (class K { a = 1 })()],
         () => Object.create(null) as unknown,
       ])();
     }
-    if (k < 0.75) return Array.from({ length: this.pick([0, 1, 15, 16, 17]) }, () => this.plain(depth + 1));
+    const sizes = top ? [0, 1, 15, 16, 17] : [0, 1, 2];
+    if (k < 0.75) return Array.from({ length: this.pick(sizes) }, () => this.plain(depth + 1));
     const o: Record<string, unknown> = {};
-    for (let i = 0, n = this.pick([0, 1, 15, 16]); i < n; i++) o[this.pick(['a', 'b', '1', '__proto_', 'k' + i, this.text().slice(0, 40)])] = this.plain(depth + 1);
+    for (let i = 0, n = this.pick(sizes); i < n; i++) o[this.pick(['a', 'b', '1', '__proto_', 'k' + i, this.text().slice(0, 40)])] = this.plain(depth + 1);
     return o;
   }
 }
@@ -296,7 +301,7 @@ describe('rpc codec: encoder = msgpackr', () => {
 
   it('requests and replies, byte for byte (fast path and fallback alike)', () => {
     const g = new ValueGen(rng(4));
-    for (let i = 0; i < 3000; i++) {
+    for (let i = 0; i < 2000; i++) {
       const args = Array.from({ length: g.int(4) }, () => g.plain(1));
       const kwargs = g.r() < 0.8 ? {} : { k: g.plain(2) };
       const reqId = g.pick<Buffer | string | undefined>([Buffer.alloc(16, i & 0xff), 'id', undefined]);
@@ -319,6 +324,18 @@ describe('rpc codec: encoder = msgpackr', () => {
   it('earlier results stay intact while later messages are encoded', () => {
     const kept = Array.from({ length: 3000 }, (_, i) => ({ i, data: encodeReply({ reqId: 'r', ok: true, value: ['x'.repeat(i % 50), i] }) }));
     for (const { i, data } of kept) expect(decodeReply(data).ok && (decodeReply(data) as { value: unknown }).value).toEqual(['x'.repeat(i % 50), i]);
+  });
+
+  it('typed arrays are a bin of their bytes (msgpackr would write element values and stale bytes)', () => {
+    const f = new Float64Array([1.5, -2]);
+    const r = decodeReply(encodeReply({ reqId: 'r', ok: true, value: [f, new Uint16Array([0x102, 0x304]).subarray(1), f.buffer] }));
+    expect(r.ok && r.value).toEqual([Buffer.from(f.buffer), Buffer.from(new Uint16Array([0x304]).buffer), Buffer.from(f.buffer)]);
+  });
+
+  it('large messages (beyond the shared slab) too', () => {
+    const big = { s: 'ž'.repeat(50_000), b: Buffer.alloc(100_000, 7), a: Array.from({ length: 5000 }, (_, i) => i * 1000) };
+    same(() => encodeReply({ reqId: 'r', ok: true, value: big }), 'rpcrep', { req_id: 'r', ok: true, return: big });
+    expect(encodeReply({ reqId: 'r', ok: true, value: 1 }).toString('hex')).toBe(prefixed('rpcrep', { req_id: 'r', ok: true, return: 1 }));
   });
 
   it('a circular value still gives InvalidArgumentError', () => {

@@ -434,7 +434,27 @@ describe('RpcServer / RpcClient: re-send after reconnect runs exactly once', () 
     let count = 0;
     server.register('ctr', { inc: () => ++count });
     for (let i = 0; i < 5; i++) await client.call('bob', 'ctr', 'inc');
-    expect((server as unknown as { cache: Map<string, Buffer> }).cache.size).toBe(2);
+    expect((server as unknown as { calls: Map<string, unknown> }).calls.size).toBe(2);
+  });
+
+  it('re-sent requests: the 2 most recent are answered from the cache, older ones run again', async () => {
+    const { net, server } = setup({ resultCacheSize: 2 });
+    let count = 0;
+    server.register('ctr', { inc: () => ++count });
+    const request = (n: number): Buffer =>
+      encodeRequest({ command: 'call', object: 'ctr', method: 'inc', args: [], kwargs: {}, reqId: Buffer.alloc(16, n) });
+    for (let n = 1; n <= 4; n++) net.b.inject('alice', request(n));
+    expect(count).toBe(4);
+    net.b.inject('alice', request(4));
+    net.b.inject('alice', request(3));
+    expect(count).toBe(4);
+    net.b.inject('alice', request(1)); // evicted: runs again
+    expect(count).toBe(5);
+    net.b.inject('mallory', request(4)); // same id from another caller: another call
+    expect(count).toBe(6);
+    await flush();
+    const replies = net.sentBy('bob', 'rpcrep').map((t) => decodeReply(t.data));
+    expect(replies.map((r) => (r.ok ? r.value : r.exception))).toEqual([1, 2, 3, 4, 4, 3, 5]);
   });
 });
 
