@@ -3,7 +3,9 @@
  *
  * - an RpcServer (Link + Packeter + Messaging, identity `server`, default
  *   options: acknowledged delivery on) serving `calc.add(a, b)`, and the
- *   same on a second port with acknowledgements off (`snakemq-noack`);
+ *   same on a second port with acknowledgements off (`snakemq-noack`); both
+ *   also send every message starting with `echo` straight back
+ *   (`messaging-echo`);
  * - the baseline: a raw `net` echo server with the packeter's framing
  *   (4-byte big-endian length, then the payload) that sends every frame back
  *   as it is, the writes of one received chunk corked into one.
@@ -16,7 +18,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { Link } from '../lib/link/index.js';
-import { Messaging } from '../lib/messaging/index.js';
+import { Message, Messaging } from '../lib/messaging/index.js';
 import { Packeter } from '../lib/packeter/index.js';
 import { RpcServer } from '../lib/rpc/index.js';
 
@@ -45,6 +47,10 @@ async function serve(acknowledgements: boolean): Promise<{ url: string; rpcServe
   const messaging = new Messaging('server', new Packeter(link), { acknowledgements });
   const rpcServer = new RpcServer(messaging);
   rpcServer.register('calc', calc);
+  // `messaging-echo` (the floor under RPC): messages starting with `echo` go straight back.
+  messaging.addReceiveHook('echo', (_connId, ident, message) => {
+    messaging.send(ident, new Message(message.data, { ttl: 0 }));
+  });
   return { url: await link.addListener('tcp://127.0.0.1:0'), rpcServer, messaging };
 }
 const stacks = [await serve(true), await serve(false)];

@@ -30,8 +30,10 @@
  *   --max-seconds=3         a round also stops after this long
  *   --codec-pairs=200000    request+reply pairs of the codec benchmark (0: skip)
  *   --only=sequential|pipelined  run one of the two benchmarks
- *   --impl=raw-echo,snakemq  which implementations (also: snakemq-noack, the
+ *   --impl=raw-echo,snakemq  which implementations; also `snakemq-noack` (the
  *                           same with `acknowledgements: false` on both sides)
+ *                           and `messaging-echo` (no RPC: a Message as long as
+ *                           the request, echoed by the server's messaging)
  *   --prof=DIR              run the server process with --cpu-prof into DIR (profile this
  *                           process with `node --import tsx --cpu-prof bench/rpc.ts`)
  * @module
@@ -43,7 +45,7 @@ import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Link } from '../lib/link/index.js';
-import { Messaging } from '../lib/messaging/index.js';
+import { Message, Messaging } from '../lib/messaging/index.js';
 import { Packeter } from '../lib/packeter/index.js';
 import { RpcClient, decodeReply, decodeRequest, encodeReply, encodeRequest } from '../lib/rpc/index.js';
 
@@ -70,7 +72,7 @@ const ONLY = args.get('only');
 if (ONLY !== undefined && ONLY !== 'sequential' && ONLY !== 'pipelined') throw new Error('--only must be sequential or pipelined');
 const PROF_DIR = args.has('prof') ? resolve(args.get('prof')!) : null;
 const IMPLS = (args.get('impl') ?? 'raw-echo,snakemq').split(',');
-for (const name of IMPLS) if (!['raw-echo', 'snakemq', 'snakemq-noack'].includes(name)) throw new Error(`unknown --impl ${name}`);
+for (const name of IMPLS) if (!['raw-echo', 'snakemq', 'snakemq-noack', 'messaging-echo'].includes(name)) throw new Error(`unknown --impl ${name}`);
 const TARGET_RATIO_P50 = 1.5;
 const TARGET_PIPELINED = 150_000;
 
@@ -239,11 +241,37 @@ class SnakeMQClient implements Impl {
   private readonly messaging: Messaging;
   private readonly client: RpcClient;
   private readonly calc: { add(a: number, b: number): Promise<number> };
+  /** messaging-echo: resolvers of the messages in flight, in order. */
+  private readonly echoes: (() => void)[] = [];
+  private echoHead = 0;
+  private echoPayload = Buffer.alloc(0);
 
   constructor(readonly name: string) {
     this.messaging = new Messaging('client', new Packeter(this.link), { acknowledgements: name !== 'snakemq-noack' });
     this.client = new RpcClient(this.messaging, { timeout: 60_000 });
     this.calc = this.client.proxy<{ add(a: number, b: number): number }>('server', 'calc');
+    if (name === 'messaging-echo') {
+      this.messaging.addReceiveHook('echo', () => {
+        const res = this.echoes[this.echoHead];
+        this.echoes[this.echoHead++] = undefined as unknown as () => void;
+        if (this.echoHead > 4096 && this.echoHead * 2 > this.echoes.length) {
+          this.echoes.splice(0, this.echoHead);
+          this.echoHead = 0;
+        }
+        res?.();
+      });
+      this.call = this.echo;
+    }
+  }
+
+  /** Sets the size of the messaging-echo payload. */
+  echoSize(bytes: number): void {
+    this.echoPayload = Buffer.concat([Buffer.from('echo'), randomBytes(bytes - 4)]);
+  }
+
+  private echo(): Promise<void> {
+    this.messaging.send('server', new Message(this.echoPayload, { ttl: 0 }));
+    return new Promise<void>((res) => this.echoes.push(res));
   }
 
   async ready(url: string): Promise<void> {
@@ -346,6 +374,7 @@ try {
     raw = new RawEchoClient(ready.rawPort, randomBytes(requestBytes));
     await raw.ready();
   }
+  for (const c of clients) c.echoSize(requestBytes);
   await Promise.all(clients.map((c) => c.ready(c.name === 'snakemq-noack' ? ready.rpcNoAckUrl : ready.rpcUrl)));
   const impls: Impl[] = IMPLS.map((name) => (name === 'raw-echo' ? raw! : clients.find((c) => c.name === name)!));
 
