@@ -247,7 +247,7 @@ class SnakeMQClient implements Impl {
   private echoPayload = Buffer.alloc(0);
 
   constructor(readonly name: string) {
-    this.messaging = new Messaging('client', new Packeter(this.link), { acknowledgements: name !== 'snakemq-noack' });
+    this.messaging = new Messaging(`client-${name}`, new Packeter(this.link), { acknowledgements: name !== 'snakemq-noack' });
     this.client = new RpcClient(this.messaging, { timeout: 60_000 });
     this.calc = this.client.proxy<{ add(a: number, b: number): number }>('server', 'calc');
     if (name === 'messaging-echo') {
