@@ -486,6 +486,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const packeter = this.packeter;
     const items = queue.items;
     const connId = conn.id;
+    // Piggyback a pending acknowledgement on the data going out anyway: one write instead of two.
+    if (conn.toAck > 0 && items.length > 0) this.sendAck(conn);
     const args = this.frameArgs;
     const resentFlag = conn.mode === Mode.Ack ? FLAG_RESENT : 0;
     // Writability only changes when the packeter hands a batch to the socket: check once per batch's worth.
