@@ -21,7 +21,7 @@ import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
-import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, encodeCall, encodeRequest, readCallId, tryDecodeReply } from './codec.js';
+import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, encodeCall, encodeRequest, readCallId, readCallIdAt, tryDecodeReply } from './codec.js';
 import type { MethodName, RemoteProxy, RpcClientEvents, RpcTransport } from './types.js';
 
 /** Default call timeout in milliseconds (30 s). */
@@ -122,7 +122,7 @@ interface PendingCall {
   /** Must be (re)sent on the peer's next connect. */
   needsSend: boolean;
   /** The current transmission; drops of older ones are stale. */
-  delivery: Delivery | undefined;
+  message: Message | undefined;
   drops: number;
 }
 
@@ -254,6 +254,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.unhook = messaging.addReceiveHook(REPLY_PREFIX, (_connId, ident, message) => this.onReply(ident, message));
     messaging.on('connect', this.onConnect);
     messaging.on('disconnect', this.onDisconnect);
+    messaging.on('drop', this.onDrop);
   }
 
   /** Calls waiting for their reply. */
@@ -303,7 +304,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       sent: false,
       wentAway: false,
       needsSend: true,
-      delivery: undefined,
+      message: undefined,
       drops: 0,
     };
     this.pending.set(id, p);
@@ -412,6 +413,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.unhook();
     this.messaging.off('connect', this.onConnect);
     this.messaging.off('disconnect', this.onDisconnect);
+    this.messaging.off('drop', this.onDrop);
     for (const p of [...this.pending.values()]) this.settle(p, false, new ClosedError('RpcClient closed'));
   }
 
@@ -419,19 +421,28 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     if (this.pending.get(p.id) !== p) return;
     p.needsSend = false;
     p.sent = true;
-    let delivery: Delivery;
+    // Set before sending: a message dropped at once is reported (event `drop`) from within send().
+    const message = (p.message = new Message(p.data, TTL_0));
     try {
-      delivery = this.messaging.send(p.ident, new Message(p.data, TTL_0));
+      this.messaging.send(p.ident, message);
     } catch (error) {
-      this.settle(p, false, error);
-      return;
+      if (p.message === message) this.settle(p, false, error);
     }
-    p.delivery = delivery;
-    delivery.written().then(undefined, (reason: unknown) => this.onDropped(p, delivery, reason));
   }
 
-  private onDropped(p: PendingCall, delivery: Delivery, reason: unknown): void {
-    if (this.pending.get(p.id) !== p || p.delivery !== delivery) return;
+  /**
+   * Messaging dropped a message (any message: ours are told apart by their
+   * request id, which ends the data). Watching the `drop` event costs
+   * nothing per call, unlike waiting on each delivery.
+   */
+  private readonly onDrop = (_ident: string, message: Message, reason: unknown): void => {
+    const data = message.data;
+    if (data.length < PREFIX_LENGTH + 16 || data[3] !== 0x72 /* rpc'r'eq */ || data[5] !== 0x71) return;
+    const p = this.pending.get(readCallIdAt(data, data.length - 16, this.idTemplate));
+    if (p !== undefined && p.message === message) this.onDropped(p, reason);
+  };
+
+  private onDropped(p: PendingCall, reason: unknown): void {
     if (isTerminalDrop(reason)) {
       this.settle(p, false, reason);
       return;
@@ -484,7 +495,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.pending.delete(p.id);
     if (p.timer !== undefined) clearTimeout(p.timer);
     p.timer = undefined;
-    p.delivery = undefined;
+    p.message = undefined;
     if (ok) p.resolve(value);
     else p.reject(value);
   }
@@ -492,6 +503,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
 /** Messages of calls: dropped at once unless the peer is connected (re-sent on reconnect by us). */
 const TTL_0 = { ttl: 0 } as const;
+const PREFIX_LENGTH = REPLY_PREFIX.length;
 
 function checkTarget(what: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {
   if (typeof ident !== 'string' || ident.length === 0) throw new InvalidArgumentError(`${what}: ident must be a non-empty string`);

@@ -528,8 +528,13 @@ export function encodeCall(object: string, method: string, args: readonly unknow
 /** @internal The `id` of a request id made by {@link encodeCall} with `idTemplate`, or -1 when it is not one of those. */
 export function readCallId(reqId: RpcRequestId, idTemplate: Buffer): number {
   if (typeof reqId === 'string' || reqId.length !== 16) return -1;
-  for (let i = 0; i < 8; i++) if (reqId[i] !== idTemplate[i]) return -1;
-  return reqId.readUInt32BE(8) * 0x100000000 + reqId.readUInt32BE(12);
+  return readCallIdAt(reqId, 0, idTemplate);
+}
+
+/** @internal Like {@link readCallId}, for the 16 bytes at `offset` of `data`. */
+export function readCallIdAt(data: Buffer, offset: number, idTemplate: Buffer): number {
+  for (let i = 0; i < 8; i++) if (data[offset + i] !== idTemplate[i]) return -1;
+  return data.readUInt32BE(offset + 8) * 0x100000000 + data.readUInt32BE(offset + 12);
 }
 
 /**

@@ -120,6 +120,9 @@ function describeThrownUnsafe(error: unknown): { name: string; message: string; 
 
 const TTL_0 = { ttl: 0 } as const;
 
+/** Requests started in one turn of the event loop before the rest of a burst waits for the next (see RpcServer.receive). */
+const REQUESTS_PER_TURN = 24;
+
 const nativeThen: unknown = Promise.prototype.then;
 
 function isEmpty(object: object): boolean {
@@ -197,6 +200,22 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private readonly queue = new Fifo<Job>();
   private runningCount = 0;
   private draining = false;
+  /** Requests handled in the current burst (one turn of the event loop). */
+  private burst = 0;
+  /** Requests beyond a burst's share, handled in the next turns. */
+  private readonly backlog = new Fifo<{ readonly ident: string; readonly message: Message }>();
+  private backlogScheduled = false;
+  private readonly endBurst = (): void => {
+    this.burst = 0;
+  };
+  private readonly runBacklog = (): void => {
+    this.backlogScheduled = false;
+    for (let n = 0; n < REQUESTS_PER_TURN && this.backlog.length > 0 && !this.closed; n++) {
+      const { ident, message } = this.backlog.shift()!;
+      this.onRequest(ident, message);
+    }
+    if (this.backlog.length > 0 && !this.closed) this.scheduleBacklog();
+  };
   private closed = false;
   private readonly unhook: () => void;
 
@@ -221,7 +240,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     this.resultCacheSize = o.resultCacheSize;
     this.limits = { maxPayload: o.maxPayload };
     this.messaging = messaging;
-    this.unhook = messaging.addReceiveHook(REQUEST_PREFIX, (_connId, ident, message) => this.onRequest(ident, message));
+    this.unhook = messaging.addReceiveHook(REQUEST_PREFIX, (_connId, ident, message) => this.receive(ident, message));
   }
 
   /** Invocations running now (async ones until they settle). */
@@ -273,9 +292,39 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         this.replyError(job.ident, job.reqId, 'ClosedError', 'RPC server closed', ErrorCode.CLOSED);
       }
     }
+    for (const { ident, message } of this.backlog.drain()) {
+      const decoded = tryDecodeRequest(message.data, this.limits);
+      if (decoded.ok && decoded.request.command === 'call') {
+        this.replyError(ident, decoded.request.reqId!, 'ClosedError', 'RPC server closed', ErrorCode.CLOSED);
+      }
+    }
     this.calls.clear();
     this.cached = [];
     this.cachedNext = 0;
+  }
+
+  /**
+   * A request arrived. Up to REQUESTS_PER_TURN of those arriving together
+   * (e.g. in one chunk read from a socket) run at once; the others wait for
+   * the next turns of the event loop, in order. So the replies to the first
+   * ones leave (and the caller can go on) while the rest are worked on,
+   * instead of all of them waiting for the last, and I/O and timers get a
+   * turn during a long burst.
+   */
+  private receive(ident: string, message: Message): void {
+    if (this.closed) return;
+    if (this.backlog.length === 0 && this.burst < REQUESTS_PER_TURN) {
+      if (this.burst++ === 0) process.nextTick(this.endBurst);
+      this.onRequest(ident, message);
+      return;
+    }
+    this.backlog.push({ ident, message });
+    if (!this.backlogScheduled) this.scheduleBacklog();
+  }
+
+  private scheduleBacklog(): void {
+    this.backlogScheduled = true;
+    setImmediate(this.runBacklog);
   }
 
   private onRequest(ident: string, message: Message): void {

@@ -1,6 +1,6 @@
 import type { Delivery } from '../messaging/types.js';
 import type { Message } from '../messaging/message.js';
-import type { RpcBadRequestError } from '../errors.js';
+import type { RpcBadRequestError, SnakeMQError } from '../errors.js';
 
 /**
  * What RPC needs from the messaging layer. `Messaging` satisfies it; tests use
@@ -27,8 +27,11 @@ export interface RpcTransport {
   ): () => void;
   on(event: 'connect', fn: (connId: number, ident: string) => void): unknown;
   on(event: 'disconnect', fn: (connId: number, ident: string) => void): unknown;
+  /** A message left its queue undelivered (as {@link Delivery} promises reject: the same reasons). */
+  on(event: 'drop', fn: (ident: string, message: Message, reason: SnakeMQError) => void): unknown;
   off(event: 'connect', fn: (connId: number, ident: string) => void): unknown;
   off(event: 'disconnect', fn: (connId: number, ident: string) => void): unknown;
+  off(event: 'drop', fn: (ident: string, message: Message, reason: SnakeMQError) => void): unknown;
 }
 
 /** Request id as it travels: 16 random bytes from us; a string is accepted from other peers. */

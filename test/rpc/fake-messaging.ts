@@ -13,6 +13,7 @@ interface FakeEvents {
   connect: (connId: number, ident: string) => void;
   disconnect: (connId: number, ident: string) => void;
   message: (connId: number, ident: string, message: Message) => void;
+  drop: (ident: string, message: Message, reason: SnakeMQError) => void;
 }
 
 export class FakeDelivery implements Delivery {
@@ -22,6 +23,8 @@ export class FakeDelivery implements Delivery {
   constructor(
     readonly ident: string,
     readonly message: Message,
+    /** Told of a drop, as Messaging emits `drop`. */
+    private readonly onDrop?: (d: FakeDelivery, reason: SnakeMQError) => void,
   ) {}
   persisted(): Promise<void> {
     return Promise.resolve();
@@ -44,6 +47,7 @@ export class FakeDelivery implements Delivery {
     this.state = 'dropped';
     this.reason = reason;
     for (const w of this.waiters.splice(0)) w.reject(reason);
+    this.onDrop?.(this, reason);
   }
 }
 
@@ -74,7 +78,7 @@ export class FakeMessaging extends EventEmitter<FakeEvents> implements RpcTransp
 
   send(ident: string, message: Message): Delivery {
     if (this.closed) throw new ClosedError('messaging closed');
-    const d = new FakeDelivery(ident, message);
+    const d = new FakeDelivery(ident, message, (dropped, reason) => this.emit('drop', dropped.ident, dropped.message, reason));
     if (ident !== this.peer.identity) {
       d.drop(new MessageExpiredError(`unknown peer ${ident}`));
       return d;

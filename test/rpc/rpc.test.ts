@@ -437,6 +437,28 @@ describe('RpcServer / RpcClient: re-send after reconnect runs exactly once', () 
     expect((server as unknown as { calls: Map<string, unknown> }).calls.size).toBe(2);
   });
 
+  it('a burst of requests: the first 24 run at once, the rest in the next turns, in order; close() answers those left', async () => {
+    const { net, server } = setup();
+    const order: number[] = [];
+    server.register('o', { note: (i: number) => void order.push(i) });
+    const request = (i: number): Buffer =>
+      encodeRequest({ command: 'call', object: 'o', method: 'note', args: [i], kwargs: {}, reqId: Buffer.alloc(16, i) });
+    for (let i = 0; i < 60; i++) net.b.inject('alice', request(i));
+    expect(order).toHaveLength(24);
+    await new Promise<void>((r) => setImmediate(r));
+    expect(order).toHaveLength(48);
+    await new Promise<void>((r) => setImmediate(r));
+    expect(order).toEqual(Array.from({ length: 60 }, (_, i) => i));
+    for (let i = 60; i < 90; i++) net.b.inject('alice', request(i));
+    expect(order).toHaveLength(84);
+    server.close();
+    await flush();
+    expect(order).toHaveLength(84);
+    const replies = net.sentBy('bob', 'rpcrep').map((t) => decodeReply(t.data));
+    expect(replies).toHaveLength(90);
+    expect(replies.slice(84).map((r) => !r.ok && (r.exception as { name: string }).name)).toEqual(Array(6).fill('ClosedError'));
+  });
+
   it('re-sent requests: the 2 most recent are answered from the cache, older ones run again', async () => {
     const { net, server } = setup({ resultCacheSize: 2 });
     let count = 0;
