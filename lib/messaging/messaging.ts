@@ -94,7 +94,8 @@ export interface MessagingOptions {
   streamHighWaterMark?: number;
 }
 
-type ResolvedOptions = Required<MessagingOptions>;
+/** {@link MessagingOptions} with every default filled in. */
+export type ResolvedMessagingOptions = Required<MessagingOptions>;
 
 /** A receive hook's handler. */
 export type ReceiveHookHandler = (connId: ConnId, ident: string, message: Message) => void;
@@ -161,7 +162,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   /** The packeter below. */
   readonly packeter: Packeter;
   /** Options in force. */
-  readonly options: Readonly<ResolvedOptions>;
+  readonly options: Readonly<ResolvedMessagingOptions>;
   /** Settles once stored queues are loaded (at once without storage); rejects with a StorageError. */
   readonly ready: Promise<void>;
 
@@ -186,7 +187,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (typeof identity !== 'string') throw new InvalidArgumentError('identity must be a string');
     this.identity = truncateIdent(identity);
     this.packeter = packeter;
-    this.options = validateOptions<ResolvedOptions>(
+    this.options = validateOptions<ResolvedMessagingOptions>(
       'Messaging',
       options,
       {

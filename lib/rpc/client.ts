@@ -21,7 +21,16 @@ import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
-import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, encodeCall, encodeRequest, readCallId, readCallIdAt, tryDecodeReply } from './codec.js';
+import {
+  DEFAULT_MAX_PAYLOAD,
+  REPLY_PREFIX,
+  encodeCall,
+  encodeCallHead,
+  encodeRequest,
+  readCallId,
+  readCallIdAt,
+  tryDecodeReply,
+} from './codec.js';
 import type { MethodName, RemoteProxy, RpcClientEvents, RpcTransport } from './types.js';
 
 /** Default call timeout in milliseconds (30 s). */
@@ -114,7 +123,8 @@ interface PendingCall {
   readonly timeout: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
-  timer: NodeJS.Timeout | undefined;
+  /** When the call times out (performance.now() ms); Infinity when it has no timeout or timed out. */
+  deadline: number;
   /** Handed to messaging at least once while the peer was connected. */
   sent: boolean;
   /** The peer disconnected after the first send. */
@@ -220,6 +230,10 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    */
   private readonly idTemplate: Buffer = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
   private nextId = 1;
+  /** Encoded request heads by object and method name. */
+  private readonly heads = new Map<string, Map<string, Buffer>>();
+  private headCount = 0;
+  private readonly deadlines = new Deadlines((p) => this.pending.get(p.id) === p, (p) => this.onTimeout(p));
   private closed = false;
   private readonly unhook: () => void;
   private readonly onConnect = (_connId: number, ident: string): void => {
@@ -274,8 +288,22 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         options === undefined
           ? this.timeout
           : validateOptions<Required<RpcCallOptions>>('RpcClient.call', options, { timeout: timeoutCheck }, { timeout: this.timeout }).timeout;
-      this.start(ident, object, method, args, timeout, resolve as (value: unknown) => void, reject);
+      this.start(ident, object, method, this.headFor(object, method), args, timeout, resolve as (value: unknown) => void, reject);
     });
+  }
+
+  /** The encoded start of object.method's requests (see encodeCallHead), cached for the first HEAD_CACHE_SIZE pairs. */
+  private headFor(object: string, method: string): Buffer {
+    let byMethod = this.heads.get(object);
+    let head = byMethod?.get(method);
+    if (head !== undefined) return head;
+    head = encodeCallHead(object, method);
+    if (this.headCount < HEAD_CACHE_SIZE) {
+      if (byMethod === undefined) this.heads.set(object, (byMethod = new Map()));
+      byMethod.set(method, head);
+      this.headCount++;
+    }
+    return head;
   }
 
   /** Registers and (when the peer is up) sends a call; throws synchronously on closed client or unencodable arguments. */
@@ -283,6 +311,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     ident: string,
     object: string,
     method: string,
+    head: Buffer,
     args: readonly unknown[],
     timeout: number,
     resolve: (value: unknown) => void,
@@ -290,7 +319,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   ): void {
     if (this.closed) throw new ClosedError('RpcClient is closed');
     const id = this.nextId++;
-    const data = encodeCall(object, method, args, this.idTemplate, id, this.limits);
+    const data = encodeCall(head, args, this.idTemplate, id, this.limits);
     const p: PendingCall = {
       id,
       ident,
@@ -300,7 +329,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       timeout,
       resolve,
       reject,
-      timer: undefined,
+      deadline: Infinity,
       sent: false,
       wentAway: false,
       needsSend: true,
@@ -308,7 +337,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       drops: 0,
     };
     this.pending.set(id, p);
-    if (timeout !== Infinity) p.timer = setTimeout(() => this.onTimeout(p), timeout);
+    if (timeout !== Infinity) this.deadlines.add(p);
     if (this.messaging.isConnected(ident)) this.transmit(p);
   }
 
@@ -386,8 +415,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
                 return Promise.reject(error);
               }
             }
-          : (...args: unknown[]) =>
-              new Promise((resolve, reject) => this.start(ident, objectName, prop, args, o.timeout, resolve, reject));
+          : this.callFunction(ident, objectName, prop, o.timeout);
         methods.set(prop, fn);
         return fn;
       },
@@ -400,6 +428,13 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const target = Object.create(null) as object;
     Object.defineProperty(target, inspect.custom, { value: () => label, configurable: true });
     return new Proxy(target, handler) as RemoteProxy<T, S>;
+  }
+
+  /** A proxy's function for calls of object.method. */
+  private callFunction(ident: string, object: string, method: string, timeout: number): (...args: unknown[]) => Promise<unknown> {
+    let head: Buffer | undefined;
+    return (...args: unknown[]) =>
+      new Promise((resolve, reject) => this.start(ident, object, method, (head ??= encodeCallHead(object, method)), args, timeout, resolve, reject));
   }
 
   /**
@@ -480,7 +515,6 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   private onTimeout(p: PendingCall): void {
-    p.timer = undefined;
     const what = `${p.object}.${p.method} on ${p.ident}`;
     let error: SnakeMQError;
     if (!p.sent) error = new RpcNotConnectedError(`${p.ident} did not connect within ${p.timeout} ms; ${what} was not sent`);
@@ -493,8 +527,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private settle(p: PendingCall, ok: boolean, value: unknown): void {
     if (this.pending.get(p.id) !== p) return;
     this.pending.delete(p.id);
-    if (p.timer !== undefined) clearTimeout(p.timer);
-    p.timer = undefined;
+    if (this.pending.size === 0) this.deadlines.clear();
+    else if (p.timeout !== Infinity) this.deadlines.settled(p);
     p.message = undefined;
     if (ok) p.resolve(value);
     else p.reject(value);
@@ -503,6 +537,125 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
 /** Messages of calls: dropped at once unless the peer is connected (re-sent on reconnect by us). */
 const TTL_0 = { ttl: 0 } as const;
+
+/** Most object/method pairs whose encoded request head a client keeps. */
+const HEAD_CACHE_SIZE = 1024;
+
+/** Calls of one timeout, in the order of their deadlines (settled ones are skipped lazily). */
+class DeadlineList {
+  items: (PendingCall | undefined)[] = [];
+  head = 0;
+  /** Settled calls still in `items`. */
+  settled = 0;
+}
+
+/**
+ * The deadlines of a client's pending calls, on one Node timer armed for
+ * the earliest. Calls with the same timeout expire in the order they were
+ * made, so each distinct timeout has a FIFO list; a settled call stays in
+ * it until it reaches the front (or the list is compacted). The (monotonic)
+ * clock is read once per burst of calls: like Node's timers, which take their
+ * start time from the event loop's cached time.
+ */
+class Deadlines {
+  private readonly lists = new Map<number, DeadlineList>();
+  private timer: NodeJS.Timeout | undefined;
+  private armedFor = Infinity;
+  private now = -1;
+  private readonly forgetNow = (): void => {
+    this.now = -1;
+  };
+  private readonly fire = (): void => {
+    const firedFor = this.armedFor;
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    // With fake timers the clock may not have moved: the timer firing is what counts.
+    const now = Math.max(performance.now(), firedFor);
+    const expired: PendingCall[] = [];
+    for (const [timeout, list] of this.lists) {
+      for (;;) {
+        const p = list.items[list.head];
+        if (p === undefined) {
+          this.lists.delete(timeout);
+          break;
+        }
+        if (!this.isPending(p)) {
+          list.items[list.head++] = undefined;
+          list.settled--;
+          continue;
+        }
+        if (p.deadline > now) break;
+        list.items[list.head++] = undefined;
+        p.deadline = Infinity; // out of the lists
+        expired.push(p);
+      }
+    }
+    this.rearm();
+    for (const p of expired) this.expire(p);
+  };
+
+  constructor(
+    private readonly isPending: (p: PendingCall) => boolean,
+    private readonly expire: (p: PendingCall) => void,
+  ) {}
+
+  add(p: PendingCall): void {
+    if (this.now < 0) {
+      this.now = performance.now();
+      queueMicrotask(this.forgetNow);
+    }
+    p.deadline = this.now + p.timeout;
+    let list = this.lists.get(p.timeout);
+    if (list === undefined) this.lists.set(p.timeout, (list = new DeadlineList()));
+    list.items.push(p);
+    if (p.deadline < this.armedFor) this.arm(p.deadline);
+  }
+
+  /** A call in a list settled (there are pending calls left). */
+  settled(p: PendingCall): void {
+    const list = p.deadline === Infinity ? undefined : this.lists.get(p.timeout);
+    if (list === undefined) return;
+    list.settled++;
+    const items = list.items;
+    while (list.head < items.length && !this.isPending(items[list.head]!)) {
+      items[list.head++] = undefined;
+      list.settled--;
+    }
+    if (list.head === items.length) {
+      list.items = [];
+      list.head = 0;
+    } else if (list.settled > 1024 && list.settled * 2 > items.length - list.head) {
+      // Replies out of order behind a slow call: drop the settled ones now.
+      list.items = items.slice(list.head).filter((x) => x !== undefined && this.isPending(x));
+      list.head = 0;
+      list.settled = 0;
+    }
+  }
+
+  /** No call is pending: forget everything, stop the timer. */
+  clear(): void {
+    this.lists.clear();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedFor = Infinity;
+  }
+
+  private arm(deadline: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.armedFor = deadline;
+    const now = this.now >= 0 ? this.now : performance.now();
+    this.timer = setTimeout(this.fire, Math.min(MAX_TIMER, Math.max(1, deadline - now)));
+  }
+
+  private rearm(): void {
+    let earliest = Infinity;
+    for (const list of this.lists.values()) {
+      const p = list.items[list.head];
+      if (p !== undefined && p.deadline < earliest) earliest = p.deadline;
+    }
+    if (earliest < Infinity) this.arm(earliest);
+  }
+}
 const PREFIX_LENGTH = REPLY_PREFIX.length;
 
 function checkTarget(what: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {

@@ -45,6 +45,8 @@ export interface CodecLimits {
   maxPayload?: number;
 }
 
+const EMPTY_BUFFER = Buffer.alloc(0);
+
 // --- encoding --------------------------------------------------------------------------
 
 const packrOptions: MsgpackrOptions = {
@@ -509,19 +511,89 @@ export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer
   return checkSize('RPC request', packWithMsgpackr('RPC request', envelope, REQUEST_PREFIX), maxPayload);
 }
 
-const NO_KWARGS: Readonly<Record<string, unknown>> = Object.freeze({});
+/**
+ * @internal The bytes of a call request up to its `args` value: prefix, map
+ * header, `command` `call`, `object`, `method`, and the `args` key. The same
+ * for every call of `object.method`; see {@link encodeCall}.
+ */
+export function encodeCallHead(object: string, method: string): Buffer {
+  const head = fastEncode(writeCallHead, { object, method })!;
+  return Buffer.from(head); // a copy of its own: it is kept
+}
+
+function writeCallHead(t: { object: string; method: string }): void {
+  writeBytes(REQUEST_PREFIX);
+  room(1);
+  w[o++] = 0x86;
+  writeBytes(E_COMMAND);
+  writeString('call');
+  writeBytes(E_OBJECT);
+  writeString(t.object);
+  writeBytes(E_METHOD);
+  writeString(t.method);
+  writeBytes(E_ARGS);
+}
+
+/** After the args of a call: `kwargs` {}, `req_id` and the header of its 16-byte bin. */
+const CALL_TAIL = Buffer.concat([E_KWARGS, Buffer.from([0x80]), E_REQ_ID, Buffer.from([0xc4, 16])]);
+
+// The call being written by writeCall.
+let callHead: Buffer = EMPTY_BUFFER;
+let callIdTemplate: Buffer = EMPTY_BUFFER;
+let callId = 0;
+
+function writeCall(args: readonly unknown[]): void {
+  writeBytes(callHead);
+  writeValue(args, 2);
+  room(CALL_TAIL.length + 16);
+  for (let i = 0; i < CALL_TAIL.length; i++) w[o++] = CALL_TAIL[i]!;
+  for (let i = 0; i < 8; i++) w[o++] = callIdTemplate[i]!;
+  writeId(callId);
+}
+
+/** `id` as a big-endian uint64 (ids stay far below 2^53). */
+function writeId(id: number): void {
+  const hi = Math.floor(id / 0x100000000);
+  const lo = id >>> 0;
+  w[o++] = hi >>> 24;
+  w[o++] = (hi >>> 16) & 0xff;
+  w[o++] = (hi >>> 8) & 0xff;
+  w[o++] = hi & 0xff;
+  w[o++] = lo >>> 24;
+  w[o++] = (lo >>> 16) & 0xff;
+  w[o++] = (lo >>> 8) & 0xff;
+  w[o++] = lo & 0xff;
+}
 
 /**
- * @internal Encodes a call of ours: its `req_id` is the first 8 bytes of
- * `idTemplate` (16 bytes) followed by `id` as a big-endian uint64. `req_id`
- * is the last entry of the envelope (a 16-byte bin), so the id is written
- * straight into the last 8 bytes of the result. See {@link readCallId}.
+ * @internal Encodes a call of ours: `head` from {@link encodeCallHead}, then
+ * `args`, `kwargs` {}, and a `req_id` of the first 8 bytes of `idTemplate`
+ * (16 bytes) followed by `id` as a big-endian uint64. The request id ends
+ * the data, so its last 16 bytes identify the call; see {@link readCallIdAt}.
+ * The bytes are those of {@link encodeRequest} for the same call.
+ * @throws {InvalidArgumentError} `args` cannot be encoded, or the result exceeds `maxPayload`.
  */
-export function encodeCall(object: string, method: string, args: readonly unknown[], idTemplate: Buffer, id: number, limits?: CodecLimits): Buffer {
-  const out = encodeRequest({ command: 'call', object, method, args, kwargs: NO_KWARGS, reqId: idTemplate }, limits);
-  const n = out.length;
-  out.writeUInt32BE(Math.floor(id / 0x100000000), n - 8);
-  out.writeUInt32BE(id >>> 0, n - 4);
+export function encodeCall(head: Buffer, args: readonly unknown[], idTemplate: Buffer, id: number, limits?: CodecLimits): Buffer {
+  const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  callHead = head;
+  callIdTemplate = idTemplate;
+  callId = id;
+  const fast = fastEncode(writeCall, args);
+  callHead = callIdTemplate = EMPTY_BUFFER;
+  if (fast !== undefined) return checkSize('RPC request', fast, maxPayload);
+  // msgpackr for the args (encoded alone, a value's bytes are the same as inside the envelope).
+  let packed: Buffer;
+  try {
+    packed = packr.pack(args);
+  } catch (error) {
+    packr = new Packr(packrOptions);
+    throw new InvalidArgumentError('RPC request cannot be encoded as MessagePack (circular, too deep, or an unsupported value)', { cause: error });
+  }
+  const size = head.length + packed.length + CALL_TAIL.length + 16;
+  if (size > maxPayload) throw new InvalidArgumentError(`RPC request of ${size} bytes exceeds maxPayload (${maxPayload} bytes)`);
+  const out = Buffer.concat([head, packed, CALL_TAIL, idTemplate.subarray(0, 8), Buffer.alloc(8)], size);
+  out.writeUInt32BE(Math.floor(id / 0x100000000), size - 8);
+  out.writeUInt32BE(id >>> 0, size - 4);
   return out;
 }
 
@@ -558,10 +630,9 @@ function bad(message: string, cause?: unknown): RpcBadRequestError {
   return new RpcBadRequestError(message, cause === undefined ? undefined : { cause });
 }
 
-const EMPTY = Buffer.alloc(0);
 
 // State of the decode in progress (decoding is synchronous and calls no user code).
-let src: Buffer = EMPTY;
+let src: Buffer = EMPTY_BUFFER;
 let pos = 0;
 let end = 0;
 /**
@@ -978,7 +1049,7 @@ export function tryDecodeRequest(data: Uint8Array, limits?: CodecLimits): Decode
   } catch (error) {
     return { ok: false, error: asBadRequest(error) };
   } finally {
-    src = EMPTY;
+    src = EMPTY_BUFFER;
   }
 }
 
@@ -1086,7 +1157,7 @@ export function tryDecodeReply(data: Uint8Array, limits?: CodecLimits): DecodeRe
   } catch (error) {
     return { ok: false, error: asBadRequest(error) };
   } finally {
-    src = EMPTY;
+    src = EMPTY_BUFFER;
   }
 }
 

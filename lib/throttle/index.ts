@@ -3,4 +3,4 @@
  * @module
  */
 export { Throttle } from './throttle.js';
-export type { ThrottleOptions } from './throttle.js';
+export type { OnWritten, ThrottleOptions } from './throttle.js';

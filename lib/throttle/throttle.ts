@@ -22,7 +22,8 @@ export interface ThrottleOptions {
   burst?: number;
 }
 
-type OnWritten = (error?: SnakeMQError) => void;
+/** Called once bytes were handed to the kernel, or with the error that prevented it. */
+export type OnWritten = (error?: SnakeMQError) => void;
 
 interface Pending {
   data: Buffer;

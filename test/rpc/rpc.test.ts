@@ -273,6 +273,42 @@ describe('RpcServer / RpcClient: errors', () => {
     await expect(client.proxy<Calc>('bob', 'calc', { timeout: 20 }).hang()).rejects.toThrow(RpcTimeoutError);
   });
 
+  it('every call keeps its own timeout, whatever the order calls are made in', async () => {
+    const { client } = setup(undefined, 2000);
+    const t0 = performance.now();
+    const at = (p: Promise<unknown>) => p.then(
+      () => Infinity,
+      (e: unknown) => (e instanceof RpcTimeoutError ? performance.now() - t0 : -1),
+    );
+    const [slow, fast, proxied, settled] = await Promise.all([
+      at(client.call('bob', 'calc', 'hang', [], { timeout: 160 })),
+      at(client.call('bob', 'calc', 'hang', [], { timeout: 40 })),
+      at(client.proxy<Calc>('bob', 'calc', { timeout: 100 }).hang()),
+      client.call('bob', 'calc', 'add', [1, 2], { timeout: 40 }),
+    ]);
+    expect(settled).toBe(3);
+    expect(fast).toBeGreaterThanOrEqual(38);
+    expect(proxied).toBeGreaterThanOrEqual(98);
+    expect(slow).toBeGreaterThanOrEqual(158);
+    expect(fast).toBeLessThan(proxied);
+    expect(proxied).toBeLessThan(slow);
+    expect(client.pendingCalls).toBe(0);
+  });
+
+  it('a hanging call behind thousands of answered ones still times out, and they do not pile up', async () => {
+    const { client } = setup(undefined, 2000);
+    const hanging = client.call('bob', 'calc', 'hang', [], { timeout: 400 });
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => client.call('bob', 'calc', 'add', [i, 1], { timeout: 400 })));
+    }
+    const lists = (client as unknown as { deadlines: { lists: Map<number, { items: unknown[]; head: number }> } }).deadlines.lists;
+    const list = lists.get(400)!;
+    expect(list.items.length - list.head).toBeLessThan(1100);
+    await expect(hanging).rejects.toThrow(RpcTimeoutError);
+    expect(client.pendingCalls).toBe(0);
+    expect(lists.size).toBe(0);
+  });
+
   it('RpcTimeoutError when the request is lost on a live connection', async () => {
     const { net, client, calc } = setup(undefined, 50);
     net.loseNext((from) => from === 'alice');
