@@ -30,10 +30,9 @@
  *   --max-seconds=3         a round also stops after this long
  *   --codec-pairs=200000    request+reply pairs of the codec benchmark (0: skip)
  *   --only=sequential|pipelined  run one of the two benchmarks
- *   --impl=raw-echo,snakemq  which implementations; also `snakemq-noack` (the
- *                           same with `acknowledgements: false` on both sides)
- *                           and `messaging-echo` (no RPC: a Message as long as
- *                           the request, echoed by the server's messaging)
+ *   --impl=raw-echo,messaging-echo,snakemq  which implementations; also
+ *                           `snakemq-noack` (snakemq with `acknowledgements: false`
+ *                           on both sides)
  *   --prof=DIR              run the server process with --cpu-prof into DIR (profile this
  *                           process with `node --import tsx --cpu-prof bench/rpc.ts`)
  * @module
@@ -71,7 +70,7 @@ const CODEC_PAIRS = num('codec-pairs', 200_000);
 const ONLY = args.get('only');
 if (ONLY !== undefined && ONLY !== 'sequential' && ONLY !== 'pipelined') throw new Error('--only must be sequential or pipelined');
 const PROF_DIR = args.has('prof') ? resolve(args.get('prof')!) : null;
-const IMPLS = (args.get('impl') ?? 'raw-echo,snakemq').split(',');
+const IMPLS = (args.get('impl') ?? 'raw-echo,messaging-echo,snakemq').split(',');
 for (const name of IMPLS) if (!['raw-echo', 'snakemq', 'snakemq-noack', 'messaging-echo'].includes(name)) throw new Error(`unknown --impl ${name}`);
 const TARGET_RATIO_P50 = 1.5;
 const TARGET_PIPELINED = 150_000;
@@ -166,8 +165,10 @@ class ServerProcess {
 
 interface Impl {
   readonly name: string;
-  /** One call; resolves when its answer is back. */
-  call(i: number): Promise<void>;
+  /** One call; resolves (with the result, if any) when its answer is back. */
+  call(i: number): Promise<unknown>;
+  /** Throws when `result` is not the answer to call `i`. */
+  check(i: number, result: unknown): void;
 }
 
 /** Raw baseline: frames queued by the callers go out in one corked write per tick, like Messaging's pump. */
@@ -199,6 +200,8 @@ class RawEchoClient implements Impl {
   async ready(): Promise<void> {
     await once(this.sock, 'connect');
   }
+
+  check(): void {}
 
   call(): Promise<void> {
     const frame = Buffer.allocUnsafe(4 + this.payload.length);
@@ -280,8 +283,12 @@ class SnakeMQClient implements Impl {
     await up;
   }
 
-  async call(i: number): Promise<void> {
-    if ((await this.calc.add(i, 1)) !== i + 1) throw new Error('wrong result');
+  call(i: number): Promise<unknown> {
+    return this.calc.add(i, 1);
+  }
+
+  check(i: number, result: unknown): void {
+    if (this.name !== 'messaging-echo' && result !== i + 1) throw new Error(`${this.name}: wrong result`);
   }
 
   async close(): Promise<void> {
@@ -326,7 +333,7 @@ async function sequential(impl: Impl, n: number, maxMs: number): Promise<Omit<Se
   let t = start;
   while (i < n && t < deadline) {
     const t0 = performance.now();
-    await impl.call(i);
+    impl.check(i, await impl.call(i));
     t = performance.now();
     lat[i++] = (t - t0) * 1000;
   }
@@ -340,7 +347,8 @@ async function pipelined(impl: Impl, n: number, window: number, maxMs: number): 
   let done = 0;
   const worker = async (): Promise<void> => {
     while (next < n && (next & 255 || performance.now() < deadline)) {
-      await impl.call(next++);
+      const i = next++;
+      impl.check(i, await impl.call(i));
       done++;
     }
   };

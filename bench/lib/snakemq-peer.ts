@@ -7,9 +7,9 @@
  *   snakemq-peer.ts sender <url> [ack|noack] [chunked|all]
  *
  * Sending modes (see docs/benchmarks.md):
- * - `chunked` (default): send CHUNK messages (10,000 of 100 bytes, 4 MiB of
+ * - `chunked` (default): send CHUNK messages (5,000 of 100 bytes, 4 MiB of
  *   big ones) per event-loop turn, yielding with `setImmediate` between
- *   chunks; while `queueLength('alice')` is at its bound (16 MiB of
+ *   chunks; while `queueLength('alice')` is at its bound (2 MiB of
  *   payload), wait for the oldest chunk's `delivered()` first. What an
  *   application streaming data would do.
  * - `all`: every message in one synchronous loop, then wait.
@@ -34,10 +34,10 @@ async function shutdown(): Promise<void> {
 }
 
 /** Messages sent per event-loop turn in chunked mode (fewer for big messages). */
-const CHUNK_MESSAGES = Number(process.env.BENCH_CHUNK_MESSAGES ?? 10_000);
+const CHUNK_MESSAGES = Number(process.env.BENCH_CHUNK_MESSAGES ?? 5_000);
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** Chunked mode sends only while fewer than this many bytes are queued (messages sent but not delivered). */
-const QUEUE_BOUND_BYTES = Number(process.env.BENCH_QUEUE_BOUND_BYTES ?? 16 * 1024 * 1024);
+const QUEUE_BOUND_BYTES = Number(process.env.BENCH_QUEUE_BOUND_BYTES ?? 2 * 1024 * 1024);
 
 const role = process.argv[2];
 const acknowledgements = (role === 'receiver' ? process.argv[3] : process.argv[4]) !== 'noack';

@@ -86,7 +86,7 @@ export class Message {
   private uuidView: Buffer | null = null;
 
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions) {
-    this.data = toBuffer(data);
+    this.data = options === WIRE_OPTIONS ? (data as Buffer) : toBuffer(data);
     let flags = 0;
     let ttl: number | null = DEFAULT_TTL;
     let uuid: Buffer | undefined;

@@ -571,8 +571,9 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     conn.alive = true;
     if (end - start >= 25 && buf[start] === FrameType.MESSAGE && conn.ident !== null) {
       if (conn.mode === Mode.Pending) this.settleMode(conn, Mode.Legacy);
-      const ttl = buf.readUInt32BE(start + 17);
-      return this.onMessage(conn, conn.ident, buf, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, buf.readUInt32BE(start + 21));
+      const ttl = ((buf[start + 17]! << 24) | (buf[start + 18]! << 16) | (buf[start + 19]! << 8) | buf[start + 20]!) >>> 0;
+      const flags = ((buf[start + 21]! << 24) | (buf[start + 22]! << 16) | (buf[start + 23]! << 8) | buf[start + 24]!) >>> 0;
+      return this.onMessage(conn, conn.ident, buf, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, flags);
     }
     const payload = buf.subarray(start, end);
     let frame;

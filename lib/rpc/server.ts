@@ -121,7 +121,7 @@ function describeThrownUnsafe(error: unknown): { name: string; message: string; 
 const TTL_0 = { ttl: 0 } as const;
 
 /** Requests started in one turn of the event loop before the rest of a burst waits for the next (see RpcServer.receive). */
-const REQUESTS_PER_TURN = 24;
+const REQUESTS_PER_TURN = Number(process.env.RPC_SLICE ?? 24);
 
 const nativeThen: unknown = Promise.prototype.then;
 

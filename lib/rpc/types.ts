@@ -11,8 +11,8 @@ export interface RpcTransport {
   readonly identity: string;
   /**
    * Queues `message` for `ident`. A message with TTL 0 is dropped at once when
-   * `ident` is not connected: its {@link Delivery} promises reject, `send`
-   * does not throw for that.
+   * `ident` is not connected: its {@link Delivery} promises reject and `drop`
+   * is emitted (possibly before `send` returns); `send` does not throw for that.
    */
   send(ident: string, message: Message): Delivery;
   /** Whether an identified connection with `ident` is up now. */
@@ -34,7 +34,7 @@ export interface RpcTransport {
   off(event: 'drop', fn: (ident: string, message: Message, reason: SnakeMQError) => void): unknown;
 }
 
-/** Request id as it travels: 16 random bytes from us; a string is accepted from other peers. */
+/** Request id as it travels: 16 bytes from us (a per-client random prefix and a counter); any bin or string from other peers. */
 export type RpcRequestId = Buffer | string;
 
 /** A decoded (or to-be-encoded) `rpcreq` message. */
