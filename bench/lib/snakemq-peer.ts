@@ -10,7 +10,7 @@
  * - `chunked` (default): send CHUNK messages (5,000 of 100 bytes, 4 MiB of
  *   big ones) per event-loop turn, yielding with `setImmediate` between
  *   chunks; while `queueLength('alice')` is at its bound (2 MiB of
- *   payload), wait for the oldest chunk's `delivered()` first. What an
+ *   payload, or 16 messages when larger), wait for the oldest chunk's `delivered()` first. What an
  *   application streaming data would do.
  * - `all`: every message in one synchronous loop, then wait.
  * Either way the round ends when the last message is delivered
@@ -37,7 +37,8 @@ async function shutdown(): Promise<void> {
 const CHUNK_MESSAGES = Number(process.env.BENCH_CHUNK_MESSAGES ?? 5_000);
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** Chunked mode sends only while fewer than this many bytes are queued (messages sent but not delivered). */
-const QUEUE_BOUND_BYTES = Number(process.env.BENCH_QUEUE_BOUND_BYTES ?? 2 * 1024 * 1024);
+// Small messages: 2 MiB outstanding keeps the live objects young (cheap for the GC). Big ones: 16 messages, to keep the pipe full.
+const QUEUE_BOUND_BYTES = process.env.BENCH_QUEUE_BOUND_BYTES !== undefined ? Number(process.env.BENCH_QUEUE_BOUND_BYTES) : null;
 
 const role = process.argv[2];
 const acknowledgements = (role === 'receiver' ? process.argv[3] : process.argv[4]) !== 'noack';
@@ -101,7 +102,8 @@ if (role === 'receiver') {
       for (let i = 0; i < n; i++) last = messaging.send('alice', new Message(payload, sendOptions));
     } else {
       const chunk = Math.max(1, Math.min(CHUNK_MESSAGES, Math.floor(CHUNK_BYTES / size)));
-      const bound = Math.max(chunk, Math.floor(QUEUE_BOUND_BYTES / size));
+      const boundBytes = QUEUE_BOUND_BYTES ?? Math.max(2 * 1024 * 1024, 16 * size);
+      const bound = Math.max(chunk, Math.floor(boundBytes / size));
       // The last Delivery of each chunk sent, oldest first: when the queue is
       // at its bound, wait for the oldest chunk to be delivered (no polling).
       const chunks: Delivery[] = [];

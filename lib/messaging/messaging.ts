@@ -28,6 +28,7 @@ import {
   encodeIdentification,
   encodeIncompatibleProtocol,
   writeMessageFrame,
+  writeMessageHead,
   type MessageFrameArgs,
   WIRE_TTL_INFINITE,
   encodePing,
@@ -501,10 +502,18 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       }
       const entry = items.shift()!;
       const size = entry.message.data.length + 25;
-      args.message = entry.message;
-      args.ttl = entry.ttl;
-      args.extraFlags = entry.resent ? resentFlag : 0;
-      entry.packetId = packeter.sendPacketWith(connId, size, writeMessageFrame, args);
+      const extraFlags = entry.resent ? resentFlag : 0;
+      if (size + 4 > recheck) {
+        // Big data goes to the socket by reference, behind its 25-byte head.
+        const head = Buffer.allocUnsafe(25);
+        writeMessageHead(head, entry.message, entry.ttl, extraFlags);
+        entry.packetId = packeter.sendPacket(connId, head, entry.message.data);
+      } else {
+        args.message = entry.message;
+        args.ttl = entry.ttl;
+        args.extraFlags = extraFlags;
+        entry.packetId = packeter.sendPacketWith(connId, size, writeMessageFrame, args);
+      }
       queue.inflight.push(entry);
       sinceCheck += size + 4;
     }

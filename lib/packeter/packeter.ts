@@ -110,8 +110,9 @@ export class Packeter extends EventEmitter<PacketerEvents> {
    * Queues one packet for a connection and returns its packet id (increasing
    * for the life of this Packeter). Packets sent in one tick are coalesced.
    * The packet's payload is `payload` followed by `tail` when given (saves the
-   * caller a concatenation); both are copied or written before this returns
-   * or kept by reference, so `payload` may be reused at once, `tail` not.
+   * caller a concatenation). Small packets are copied into the write batch;
+   * for a big one, `tail` (or `payload` when there is no tail) is written by
+   * reference: do not modify it until the packet is reported sent.
    * @throws {@link PacketTooLargeError} when the payload exceeds `maxPacketSize`.
    * @throws {@link UnknownConnectionError} when the connection does not exist.
    */
@@ -125,15 +126,14 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     const id = this.nextPacketId++;
     if (size + HEADER_SIZE > this.options.writeBatchSize) {
       this.flush(connId, state);
-      const head = Buffer.allocUnsafe(HEADER_SIZE + headSize);
+      // Big payloads go to the socket by reference: only the header (and a small head part) is copied.
+      const body = tail === undefined ? payload : tail;
+      const headLen = tail === undefined ? 0 : headSize;
+      const head = Buffer.allocUnsafe(HEADER_SIZE + headLen);
       head.writeUInt32BE(size, 0);
-      head.set(payload, HEADER_SIZE);
-      if (tail === undefined || tail.byteLength === 0) {
-        this.transport.send(connId, head, this.sentCallback(connId, id));
-      } else {
-        this.transport.send(connId, head);
-        this.transport.send(connId, toBuffer(tail), this.sentCallback(connId, id));
-      }
+      if (headLen > 0) head.set(payload, HEADER_SIZE);
+      this.transport.send(connId, head);
+      this.transport.send(connId, toBuffer(body), this.sentCallback(connId, id));
       return id;
     }
     const off = this.reserve(connId, state, size);

@@ -49,7 +49,9 @@ interface Registered {
 
 interface Job {
   readonly ident: string;
-  readonly info: RpcCallInfo;
+  readonly command: 'call' | 'signal';
+  readonly object: string;
+  readonly method: string;
   readonly fn: (...args: unknown[]) => unknown;
   readonly target: object;
   readonly args: unknown[];
@@ -120,8 +122,12 @@ function describeThrownUnsafe(error: unknown): { name: string; message: string; 
 
 const TTL_0 = { ttl: 0 } as const;
 
+function infoOf(job: Job): RpcCallInfo {
+  return { ident: job.ident, command: job.command, object: job.object, method: job.method };
+}
+
 /** Requests started in one turn of the event loop before the rest of a burst waits for the next (see RpcServer.receive). */
-const REQUESTS_PER_TURN = Number(process.env.RPC_SLICE ?? 24);
+const REQUESTS_PER_TURN = 24;
 
 const nativeThen: unknown = Promise.prototype.then;
 
@@ -339,7 +345,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const req = decoded.request;
-    const info: RpcCallInfo = { ident, command: req.command, object: req.object, method: req.method };
+    // Made when an event needs it (rare), not per request.
+    const info = (): RpcCallInfo => ({ ident, command: req.command, object: req.object, method: req.method });
     let key: string | undefined;
     if (req.command === 'call') {
       // Length-prefixed ident: no two (ident, request id) pairs share a key.
@@ -359,26 +366,36 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (registered === undefined) {
       const text = `no object registered as '${req.object}'`;
       if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownObjectError', text, ErrorCode.RPC_UNKNOWN_OBJECT);
-      else this.warn(`signal ignored: ${text}`, info);
+      else this.warn(`signal ignored: ${text}`, info());
       return;
     }
     const fn = findMethod(registered.target, req.method);
     if (fn === undefined) {
       const text = `'${req.object}' has no method '${req.method}'`;
       if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownMethodError', text, ErrorCode.RPC_UNKNOWN_METHOD);
-      else this.warn(`signal ignored: ${text}`, info);
+      else this.warn(`signal ignored: ${text}`, info());
       return;
     }
     const isSignalMethod = registered.signals.has(req.method);
     if (req.command === 'call' && isSignalMethod) {
-      this.warn(`'${req.object}.${req.method}' is registered as a signal but was called (it runs and replies)`, info);
+      this.warn(`'${req.object}.${req.method}' is registered as a signal but was called (it runs and replies)`, info());
     } else if (req.command === 'signal' && !isSignalMethod) {
-      this.warn(`'${req.object}.${req.method}' is not registered as a signal but was signalled (it runs, no reply)`, info);
+      this.warn(`'${req.object}.${req.method}' is not registered as a signal but was signalled (it runs, no reply)`, info());
     }
     // The decoded arguments are ours to hand over (a fresh array).
     const args = req.args as unknown[];
     if (!isEmpty(req.kwargs)) args.push(req.kwargs);
-    const job: Job = { ident, info, fn, target: registered.target, args, reqId: key === undefined ? undefined : req.reqId, key };
+    const job: Job = {
+      ident,
+      command: req.command,
+      object: req.object,
+      method: req.method,
+      fn,
+      target: registered.target,
+      args,
+      reqId: key === undefined ? undefined : req.reqId,
+      key,
+    };
     if (job.key !== undefined) this.calls.set(job.key, null);
     if (this.runningCount < this.concurrency) this.run(job);
     else this.queue.push(job);
@@ -424,7 +441,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     try {
       this.complete(job, ok, valueOrError);
     } catch (error) {
-      log(`internal error running ${job.info.object}.${job.info.method}: ${String(error)}`);
+      log(`internal error running ${job.object}.${job.method}: ${String(error)}`);
     }
     this.runningCount--;
     this.drain();
@@ -444,7 +461,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private complete(job: Job, ok: boolean, valueOrError: unknown): void {
     let reply: RpcReply | undefined;
     if (!ok) {
-      this.safeEmit('methodError', valueOrError, job.info);
+      this.safeEmit('methodError', valueOrError, infoOf(job));
       if (job.reqId !== undefined) {
         if (this.transferExceptions) {
           const d = describeThrown(valueOrError);
@@ -483,7 +500,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     try {
       return encodeReply(reply, this.limits);
     } catch (error) {
-      this.safeEmit('methodError', error, job.info);
+      this.safeEmit('methodError', error, infoOf(job));
       try {
         return encodeReply(
           {
@@ -491,7 +508,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
             ok: false,
             exception: {
               name: 'InvalidArgumentError',
-              message: `the result of '${job.info.object}.${job.info.method}' cannot be sent: ${(error as Error).message}`,
+              message: `the result of '${job.object}.${job.method}' cannot be sent: ${(error as Error).message}`,
               code: ErrorCode.INVALID_ARGUMENT,
             },
             exceptionFormat: '',
@@ -499,7 +516,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
           this.limits,
         );
       } catch {
-        log(`cannot send any reply for ${job.info.object}.${job.info.method} to ${job.ident} within maxPayload`);
+        log(`cannot send any reply for ${job.object}.${job.method} to ${job.ident} within maxPayload`);
         return undefined;
       }
     }
