@@ -392,8 +392,24 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.bytes -= entry.cost;
     if (entry.stored) {
       entry.stored = false;
-      this.storage!.remove(queue.ident, [entry.message.uuid]).catch((error: unknown) => log(`storage remove failed: ${String(error)}`));
+      this.unstore(queue.ident, [entry.message.uuid]);
     }
+  }
+
+  /** Bookkeeping of an entry that left its queue delivered; collects what storage must forget. */
+  private retire(queue: PeerQueue, entry: QueueEntry, removed: Buffer[]): void {
+    queue.count--;
+    queue.bytes -= entry.cost;
+    if (entry.stored) {
+      entry.stored = false;
+      removed.push(entry.message.uuid);
+    }
+    entry.markDelivered();
+  }
+
+  private unstore(ident: string, uuids: Buffer[]): void {
+    if (uuids.length === 0) return;
+    this.storage!.remove(ident, uuids).catch((error: unknown) => log(`storage remove failed: ${String(error)}`));
   }
 
   private dropEntry(entry: QueueEntry, reason: SnakeMQError): void {
@@ -707,23 +723,15 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     const emitAck = this.listenerCount('acknowledged') > 0;
     const emitSent = this.listenerCount('sent') > 0;
-    let removed: Buffer[] | null = null;
+    const removed: Buffer[] = [];
     for (let i = 0; i < count; i++) {
       const entry = queue.inflight.shift()!;
       if (queue.written > 0) queue.written--;
       else if (emitSent) this.emit('sent', conn.ident, entry.message);
-      queue.count--;
-      queue.bytes -= entry.cost;
-      if (entry.stored) {
-        entry.stored = false;
-        (removed ??= []).push(entry.message.uuid);
-      }
-      entry.markDelivered();
+      this.retire(queue, entry, removed);
       if (emitAck) this.emit('acknowledged', conn.ident, entry.message);
     }
-    if (removed !== null) {
-      this.storage!.remove(conn.ident, removed).catch((error: unknown) => log(`storage remove failed: ${String(error)}`));
-    }
+    this.unstore(conn.ident, removed);
   }
 
   private onSent(connId: ConnId, lastId: number): void {
@@ -734,22 +742,14 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const emitSent = this.listenerCount('sent') > 0;
     if (conn.mode === Mode.Legacy) {
       // A plain protocol-1 peer cannot acknowledge: a message leaves the queue once its bytes were written.
-      let removed: Buffer[] | null = null;
+      const removed: Buffer[] = [];
       let entry;
       while ((entry = inflight.peek()) !== undefined && entry.packetId <= lastId) {
         inflight.shift();
-        queue.count--;
-        queue.bytes -= entry.cost;
-        if (entry.stored) {
-          entry.stored = false;
-          (removed ??= []).push(entry.message.uuid);
-        }
-        entry.markDelivered();
+        this.retire(queue, entry, removed);
         if (emitSent) this.emit('sent', conn.ident, entry.message);
       }
-      if (removed !== null) {
-        this.storage!.remove(conn.ident, removed).catch((error: unknown) => log(`storage remove failed: ${String(error)}`));
-      }
+      this.unstore(conn.ident, removed);
       return;
     }
     let entry;

@@ -122,8 +122,13 @@ function describeThrownUnsafe(error: unknown): { name: string; message: string; 
 
 const TTL_0 = { ttl: 0 } as const;
 
+/** The call as events show it (made when an event needs it, not per request). */
+function callInfo(ident: string, call: { readonly command: 'call' | 'signal'; readonly object: string; readonly method: string }): RpcCallInfo {
+  return { ident, command: call.command, object: call.object, method: call.method };
+}
+
 function infoOf(job: Job): RpcCallInfo {
-  return { ident: job.ident, command: job.command, object: job.object, method: job.method };
+  return callInfo(job.ident, job);
 }
 
 /** Requests started in one turn of the event loop before the rest of a burst waits for the next (see RpcServer.receive). */
@@ -345,8 +350,6 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const req = decoded.request;
-    // Made when an event needs it (rare), not per request.
-    const info = (): RpcCallInfo => ({ ident, command: req.command, object: req.object, method: req.method });
     let key: string | undefined;
     if (req.command === 'call') {
       // Length-prefixed ident: no two (ident, request id) pairs share a key.
@@ -366,21 +369,21 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (registered === undefined) {
       const text = `no object registered as '${req.object}'`;
       if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownObjectError', text, ErrorCode.RPC_UNKNOWN_OBJECT);
-      else this.warn(`signal ignored: ${text}`, info());
+      else this.warn(`signal ignored: ${text}`, callInfo(ident, req));
       return;
     }
     const fn = findMethod(registered.target, req.method);
     if (fn === undefined) {
       const text = `'${req.object}' has no method '${req.method}'`;
       if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownMethodError', text, ErrorCode.RPC_UNKNOWN_METHOD);
-      else this.warn(`signal ignored: ${text}`, info());
+      else this.warn(`signal ignored: ${text}`, callInfo(ident, req));
       return;
     }
     const isSignalMethod = registered.signals.has(req.method);
     if (req.command === 'call' && isSignalMethod) {
-      this.warn(`'${req.object}.${req.method}' is registered as a signal but was called (it runs and replies)`, info());
+      this.warn(`'${req.object}.${req.method}' is registered as a signal but was called (it runs and replies)`, callInfo(ident, req));
     } else if (req.command === 'signal' && !isSignalMethod) {
-      this.warn(`'${req.object}.${req.method}' is not registered as a signal but was signalled (it runs, no reply)`, info());
+      this.warn(`'${req.object}.${req.method}' is not registered as a signal but was signalled (it runs, no reply)`, callInfo(ident, req));
     }
     // The decoded arguments are ours to hand over (a fresh array).
     const args = req.args as unknown[];
