@@ -22,6 +22,7 @@ import {
   type LinkOptions,
   type ListenerOptions,
   type ResolvedConnectorOptions,
+  type TlsOptions,
 } from './options.js';
 import type {
   ConnId,
@@ -140,19 +141,10 @@ export class Link extends TypedEventSource implements Transport {
     if (opts.tls) {
       const t = opts.tls;
       try {
-        server = tls.createServer(
-          definedOnly({
-            key: t.key,
-            cert: t.cert,
-            ca: t.ca,
-            passphrase: t.passphrase,
-            ciphers: t.ciphers,
-            minVersion: t.minVersion,
-            maxVersion: t.maxVersion,
-            requestCert: t.requestCert ?? false,
-            rejectUnauthorized: t.rejectUnauthorized,
-          }) as tls.TlsOptions,
-        );
+        server = tls.createServer({
+          ...contextOptions(t),
+          ...definedOnly({ requestCert: t.requestCert ?? false, rejectUnauthorized: t.rejectUnauthorized }),
+        } as tls.TlsOptions);
       } catch (err) {
         throw new InvalidOptionsError(`listener ${parsed.url}: unusable TLS key/certificate: ${messageOf(err)}`, {
           cause: err,
@@ -244,17 +236,7 @@ export class Link extends TypedEventSource implements Transport {
     if (opts.tls) {
       const t = opts.tls;
       try {
-        secureContext = tls.createSecureContext(
-          definedOnly({
-            key: t.key,
-            cert: t.cert,
-            ca: t.ca,
-            passphrase: t.passphrase,
-            ciphers: t.ciphers,
-            minVersion: t.minVersion,
-            maxVersion: t.maxVersion,
-          }) as tls.SecureContextOptions,
-        );
+        secureContext = tls.createSecureContext(contextOptions(t));
       } catch (err) {
         throw new InvalidOptionsError(`connector ${parsed.url}: unusable TLS key/certificate: ${messageOf(err)}`, {
           cause: err,
@@ -797,6 +779,19 @@ function describePeer(info: ConnectionInfo): string {
 }
 
 /** Drops undefined values (Node treats some present-but-undefined TLS keys differently). */
+/** The TLS options that make a secure context (the same for listeners and connectors). */
+function contextOptions(t: TlsOptions): tls.SecureContextOptions {
+  return definedOnly({
+    key: t.key,
+    cert: t.cert,
+    ca: t.ca,
+    passphrase: t.passphrase,
+    ciphers: t.ciphers,
+    minVersion: t.minVersion,
+    maxVersion: t.maxVersion,
+  }) as tls.SecureContextOptions;
+}
+
 function definedOnly<T extends Record<string, unknown>>(obj: T): Partial<T> {
   const out: Partial<T> = {};
   for (const [k, v] of Object.entries(obj)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;

@@ -2,8 +2,9 @@
  * Encoding and strict decoding of RPC requests (`rpcreq`) and replies
  * (`rpcrep`): a 6-byte ASCII prefix followed by one MessagePack map.
  *
- * Encoding uses msgpackr (plain MessagePack: no records, no structured
- * clone, no bundled strings), writing straight after the prefix.
+ * Encoding writes plain data itself, straight after the prefix, byte for
+ * byte what msgpackr (plain MessagePack: no records, no structured clone, no
+ * bundled strings) would write, and leaves other values to msgpackr.
  *
  * Decoding is our own single pass over the bytes, never msgpackr: it accepts
  * only standard MessagePack (nil, bool, int, float, str, bin, array, map, and
@@ -109,8 +110,8 @@ function checkSize(what: string, out: Buffer, maxPayload: number): Buffer {
  * up, and msgpackr encodes the message instead; getters of plain objects
  * already read are then read again.
  *
- * One deliberate difference: typed arrays other than Uint8Array (and
- * DataView, ArrayBuffer) are written as a bin of their bytes. msgpackr
+ * One deliberate difference: typed arrays other than Uint8Array are
+ * written as a bin of their bytes (as ArrayBuffers are). msgpackr
  * (moreTypes off) writes a bin header of their byte length followed by
  * their element values truncated to bytes, leaving the rest of the bin as
  * whatever its buffer held before: bytes of earlier messages would leak.
