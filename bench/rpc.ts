@@ -27,7 +27,8 @@
  *   --calls=20000           sequential calls per round
  *   --pipelined-calls=200000  calls per pipelined round
  *   --window=100            calls outstanding in the pipelined benchmark
- *   --max-seconds=3         a round also stops after this long
+ *   --max-seconds=1.5       a round also stops after this long (keeps the whole run
+ *                           under ~40 s on a loaded machine)
  *   --codec-pairs=200000    request+reply pairs of the codec benchmark (0: skip)
  *   --only=sequential|pipelined  run one of the two benchmarks
  *   --impl=raw-echo,messaging-echo,snakemq  which implementations; also
@@ -65,7 +66,7 @@ const ROUNDS = Math.max(1, num('rounds', 3));
 const CALLS = Math.max(1, num('calls', 20_000));
 const PIPELINED_CALLS = Math.max(1, num('pipelined-calls', 200_000));
 const WINDOW = Math.max(1, num('window', 100));
-const MAX_MS = num('max-seconds', 3) * 1000;
+const MAX_MS = num('max-seconds', 1.5) * 1000;
 const CODEC_PAIRS = num('codec-pairs', 200_000);
 const ONLY = args.get('only');
 if (ONLY !== undefined && ONLY !== 'sequential' && ONLY !== 'pipelined') throw new Error('--only must be sequential or pipelined');
@@ -99,7 +100,7 @@ function codec(): void {
   };
   for (let i = 0; i < 20_000; i++) pair(i); // warm-up
   const start = performance.now();
-  const deadline = start + MAX_MS;
+  const deadline = start + Math.min(MAX_MS, 1000);
   let n = 0;
   while (n < CODEC_PAIRS && (n & 1023 || performance.now() < deadline)) pair(n++);
   const ms = performance.now() - start;
@@ -388,8 +389,8 @@ try {
 
   // Warm-up (not reported): JIT, socket buffers.
   for (const impl of impls) {
-    await sequential(impl, Math.min(CALLS, 3000), 1500);
-    await pipelined(impl, Math.min(PIPELINED_CALLS, 30_000), WINDOW, 1500);
+    await sequential(impl, Math.min(CALLS, 3000), 1000);
+    await pipelined(impl, Math.min(PIPELINED_CALLS, 30_000), WINDOW, 1000);
   }
 
   const seq = new Map<string, SeqRound[]>(impls.map((i) => [i.name, []]));

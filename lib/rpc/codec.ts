@@ -420,6 +420,7 @@ const E_OK = fixstr('ok');
 const E_RETURN = fixstr('return');
 const E_EXCEPTION = fixstr('exception');
 const E_EXCEPTION_FORMAT = fixstr('exception_format');
+const CALL = fixstr('call');
 
 function writeRequest(r: RpcRequest): void {
   writeBytes(REQUEST_PREFIX);
@@ -462,31 +463,40 @@ function writeReply(r: RpcReply): void {
   }
 }
 
+/** A message is being written (a getter it runs may encode another one: that one goes to msgpackr). */
+let encoding = false;
+
 /** The message written by our encoder, or undefined when msgpackr must do it. */
 function fastEncode<T>(write: (message: T) => void, message: T): Buffer | undefined {
-  if (SLAB_SIZE - slabUsed < SLAB_MIN_FREE) {
-    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-    slabUsed = 0;
-  }
-  w = slab;
-  o = slabUsed;
-  let size = SLAB_SIZE;
-  for (;;) {
-    try {
-      write(message);
-      break;
-    } catch (error) {
-      if (error !== NO_ROOM) return undefined; // unsupported value, or a throwing getter (msgpackr meets it too)
+  if (encoding) return undefined;
+  encoding = true;
+  try {
+    if (SLAB_SIZE - slabUsed < SLAB_MIN_FREE) {
+      slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      slabUsed = 0;
     }
-    // Too large for the slab: again, in a buffer of its own, larger each time.
-    size *= 4;
-    w = Buffer.allocUnsafe(size);
-    o = 0;
+    w = slab;
+    o = slabUsed;
+    let size = SLAB_SIZE;
+    for (;;) {
+      try {
+        write(message);
+        break;
+      } catch (error) {
+        if (error !== NO_ROOM) return undefined; // unsupported value, or a throwing getter (msgpackr meets it too)
+      }
+      // Too large for the slab: again, in a buffer of its own, larger each time.
+      size *= 4;
+      w = Buffer.allocUnsafe(size);
+      o = 0;
+    }
+    if (w !== slab) return w.subarray(0, o);
+    const out = slab.subarray(slabUsed, o);
+    slabUsed = (o + 7) & ~7; // the next message starts word-aligned
+    return out;
+  } finally {
+    encoding = false;
   }
-  if (w !== slab) return w.subarray(0, o);
-  const out = slab.subarray(slabUsed, o);
-  slabUsed = (o + 7) & ~7; // the next message starts word-aligned
-  return out;
 }
 
 /**
@@ -518,21 +528,8 @@ export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer
  * for every call of `object.method`; see {@link encodeCall}.
  */
 export function encodeCallHead(object: string, method: string): Buffer {
-  const head = fastEncode(writeCallHead, { object, method })!;
-  return Buffer.from(head); // a copy of its own: it is kept
-}
-
-function writeCallHead(t: { object: string; method: string }): void {
-  writeBytes(REQUEST_PREFIX);
-  room(1);
-  w[o++] = 0x86;
-  writeBytes(E_COMMAND);
-  writeString('call');
-  writeBytes(E_OBJECT);
-  writeString(t.object);
-  writeBytes(E_METHOD);
-  writeString(t.method);
-  writeBytes(E_ARGS);
+  // Made once per method: msgpackr writes the two strings.
+  return Buffer.concat([REQUEST_PREFIX, Buffer.from([0x86]), E_COMMAND, CALL, E_OBJECT, packr.pack(object), E_METHOD, packr.pack(method), E_ARGS]);
 }
 
 /** After the args of a call: `kwargs` {}, `req_id` and the header of its 16-byte bin. */
@@ -576,12 +573,14 @@ function writeId(id: number): void {
  */
 export function encodeCall(head: Buffer, args: readonly unknown[], idTemplate: Buffer, id: number, limits?: CodecLimits): Buffer {
   const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-  callHead = head;
-  callIdTemplate = idTemplate;
-  callId = id;
-  const fast = fastEncode(writeCall, args);
-  callHead = callIdTemplate = EMPTY_BUFFER;
-  if (fast !== undefined) return checkSize('RPC request', fast, maxPayload);
+  if (!encoding) {
+    callHead = head;
+    callIdTemplate = idTemplate;
+    callId = id;
+    const fast = fastEncode(writeCall, args);
+    callHead = callIdTemplate = EMPTY_BUFFER;
+    if (fast !== undefined) return checkSize('RPC request', fast, maxPayload);
+  }
   // msgpackr for the args (encoded alone, a value's bytes are the same as inside the envelope).
   let packed: Buffer;
   try {
@@ -650,6 +649,30 @@ const utf8Slice: Utf8Slice =
   function (this: Buffer, start: number, stop: number): string {
     return this.toString('utf8', start, stop);
   };
+
+/**
+ * A decode is in progress. Decoding runs no code of ours that could decode
+ * again, but storing a map entry would run a setter someone defined on
+ * `Object.prototype`: such a nested decode saves and restores the state.
+ */
+let decoding = false;
+
+function decodeNested<T>(decode: () => T): T {
+  const savedSrc = src;
+  const savedPos = pos;
+  const savedEnd = end;
+  const savedKeyError = keyError;
+  decoding = false;
+  try {
+    return decode();
+  } finally {
+    src = savedSrc;
+    pos = savedPos;
+    end = savedEnd;
+    keyError = savedKeyError;
+    decoding = true;
+  }
+}
 
 function truncated(): never {
   throw bad('truncated MessagePack data');
@@ -1045,11 +1068,14 @@ export type DecodeRequestResult =
  * request id (and command) when those could be read, so the caller can answer.
  */
 export function tryDecodeRequest(data: Uint8Array, limits?: CodecLimits): DecodeRequestResult {
+  if (decoding) return decodeNested(() => tryDecodeRequest(data, limits));
+  decoding = true;
   try {
     return decodeRequestInner(data, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
   } catch (error) {
     return { ok: false, error: asBadRequest(error) };
   } finally {
+    decoding = false;
     src = EMPTY_BUFFER;
   }
 }
@@ -1153,11 +1179,14 @@ export type DecodeReplyResult =
 
 /** Like {@link decodeReply} but never throws. */
 export function tryDecodeReply(data: Uint8Array, limits?: CodecLimits): DecodeReplyResult {
+  if (decoding) return decodeNested(() => tryDecodeReply(data, limits));
+  decoding = true;
   try {
     return decodeReplyInner(data, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
   } catch (error) {
     return { ok: false, error: asBadRequest(error) };
   } finally {
+    decoding = false;
     src = EMPTY_BUFFER;
   }
 }

@@ -338,6 +338,39 @@ describe('rpc codec: encoder = msgpackr', () => {
     expect(encodeReply({ reqId: 'r', ok: true, value: 1 }).toString('hex')).toBe(prefixed('rpcrep', { req_id: 'r', ok: true, return: 1 }));
   });
 
+  it('a getter that encodes another message meanwhile', () => {
+    let inner = '';
+    const value = {
+      a: 1,
+      get b() {
+        inner = encodeReply({ reqId: 'in', ok: true, value: [1, 'x'] }).toString('hex');
+        return 'b';
+      },
+      c: [2, 3],
+    };
+    const outer = encodeReply({ reqId: 'out', ok: true, value });
+    expect(inner).toBe(prefixed('rpcrep', { req_id: 'in', ok: true, return: [1, 'x'] }));
+    expect(decodeReply(outer)).toEqual({ reqId: 'out', ok: true, value: { a: 1, b: 'b', c: [2, 3] } });
+  });
+
+  it('a setter on Object.prototype that decodes another message meanwhile', () => {
+    const innerData = encodeReply({ reqId: 'in', ok: true, value: { k: [1, 2] } });
+    let inner: unknown;
+    Object.defineProperty(Object.prototype, 'zz', {
+      set(_v: unknown) {
+        inner = decodeReply(innerData);
+      },
+      configurable: true,
+    });
+    try {
+      const outer = decodeReply(encodeReply({ reqId: 'out', ok: true, value: [{ a: 1, zz: 2, b: 'x' }, 'after'] }));
+      expect(inner).toEqual({ reqId: 'in', ok: true, value: { k: [1, 2] } });
+      expect(outer).toEqual({ reqId: 'out', ok: true, value: [{ a: 1, b: 'x' }, 'after'] });
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).zz;
+    }
+  });
+
   it('a circular value still gives InvalidArgumentError', () => {
     const a: unknown[] = [];
     a.push(a);
