@@ -45,16 +45,12 @@ import { mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ChildReport, ParentCommand } from './lib/ipc.js';
+import { benchArgs, type ChildReport, type ParentCommand } from './lib/ipc.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
-const args = new Map<string, string>();
-for (const a of process.argv.slice(2)) {
-  const m = /^--([^=]+)(?:=(.*))?$/.exec(a);
-  if (m) args.set(m[1]!, m[2] ?? 'true');
-}
+const args = benchArgs();
 const opt = (name: string, def: string): string => args.get(name) ?? def;
 if (args.has('help')) {
   // The options block of this file's header.

@@ -47,16 +47,13 @@ import { fileURLToPath } from 'node:url';
 import { Link } from '../lib/link/index.js';
 import { Message, Messaging } from '../lib/messaging/index.js';
 import { Packeter } from '../lib/packeter/index.js';
+import { benchArgs } from './lib/ipc.js';
 import { RpcClient, decodeReply, decodeRequest, encodeReply, encodeRequest } from '../lib/rpc/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
-const args = new Map<string, string>();
-for (const a of process.argv.slice(2)) {
-  const m = /^--([^=]+)(?:=(.*))?$/.exec(a);
-  if (m) args.set(m[1]!, m[2] ?? 'true');
-}
+const args = benchArgs();
 const num = (name: string, def: number): number => {
   const v = Number(args.get(name) ?? def);
   if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} must be a number >= 0`);

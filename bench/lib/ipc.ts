@@ -79,3 +79,13 @@ export function makePayload(size: number): Buffer {
 export function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
+
+/** `--name=value` and `--flag` command-line options of a benchmark script. */
+export function benchArgs(argv: readonly string[] = process.argv.slice(2)): Map<string, string> {
+  const args = new Map<string, string>();
+  for (const a of argv) {
+    const m = /^--([^=]+)(?:=(.*))?$/.exec(a);
+    if (m) args.set(m[1]!, m[2] ?? 'true');
+  }
+  return args;
+}
