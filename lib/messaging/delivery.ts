@@ -44,11 +44,12 @@ export class QueueEntry implements Delivery {
   private dropReason: SnakeMQError | null = null;
   private waiters: [Deferred | null, Deferred | null, Deferred | null] | null = null;
 
-  constructor(ident: string, message: Message, ttl: number | null, cost: number) {
+  constructor(ident: string, message: Message, ttl: number | null, cost: number, persisted = false) {
     this.ident = ident;
     this.message = message;
     this.ttl = ttl;
     this.cost = cost;
+    if (persisted) this.stages = STAGE_PERSISTED;
   }
 
   get state(): DeliveryState {
@@ -73,8 +74,16 @@ export class QueueEntry implements Delivery {
   }
 
   written(): Promise<void> {
+    if (!(this.stages & STAGE_WRITTEN) && this.waiters?.[1] == null && this.dropReason === null) QueueEntry.writtenWaiters++;
     return this.wait(1, STAGE_WRITTEN);
   }
+
+  /**
+   * @internal How many entries have a pending `written()` promise: while none
+   * has (and nobody listens to `sent`), Messaging does not track writes of
+   * acknowledged-mode messages one by one.
+   */
+  static writtenWaiters = 0;
 
   delivered(): Promise<void> {
     return this.wait(2, STAGE_DELIVERED);
@@ -103,6 +112,7 @@ export class QueueEntry implements Delivery {
     const w = this.waiters;
     if (w === null) return;
     this.waiters = null;
+    if (w[1] !== null) QueueEntry.writtenWaiters--;
     for (let i = 0; i < 3; i++) w[i]?.reject(reason);
   }
 
@@ -129,6 +139,7 @@ export class QueueEntry implements Delivery {
     const d = this.waiters?.[slot];
     if (d) {
       this.waiters![slot] = null;
+      if (slot === 1) QueueEntry.writtenWaiters--;
       d.resolve();
     }
   }

@@ -168,6 +168,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   readonly ready: Promise<void>;
 
   private readonly conns = new Map<ConnId, PeerConn>();
+  private lastConn: PeerConn | null = null;
   private readonly byIdent = new Map<string, PeerConn>();
   private readonly queues = new Map<string, PeerQueue>();
   private readonly dedup = new Map<string, RecentUuids>();
@@ -245,9 +246,9 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
     const msg = message instanceof Message ? message : new Message(message);
     const queue = this.queue(ident);
-    const entry = new QueueEntry(ident, msg, msg.ttl, msg.data.length + QUEUE_ENTRY_OVERHEAD);
+    const stored = msg.persistent && this.storage !== null;
+    const entry = new QueueEntry(ident, msg, msg.ttl, msg.data.length + QUEUE_ENTRY_OVERHEAD, !stored);
     if (msg.ttl === 0 && queue.conn === null) {
-      entry.markPersisted();
       this.dropEntry(entry, new MessageExpiredError(`message ${msg.id} has TTL 0 and ${ident} is not connected`));
       return entry;
     }
@@ -255,8 +256,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.items.push(entry);
     queue.count++;
     queue.bytes += entry.cost;
-    if (msg.persistent && this.storage !== null) this.persist(queue, entry);
-    else entry.markPersisted();
+    if (stored) this.persist(queue, entry);
     this.schedulePump(queue);
     return entry;
   }
@@ -561,6 +561,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const conn = this.conns.get(connId);
     if (conn === undefined) return;
     this.conns.delete(connId);
+    if (this.lastConn === conn) this.lastConn = null;
     conn.closing = true;
     if (conn.keepaliveTimer) clearTimeout(conn.keepaliveTimer);
     const ident = conn.ident;
@@ -591,8 +592,13 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   }
 
   private onPacket(connId: ConnId, buf: Buffer, start: number, end: number): void {
-    const conn = this.conns.get(connId);
-    if (conn === undefined || conn.closing) return;
+    let conn = this.lastConn;
+    if (conn === null || conn.id !== connId) {
+      conn = this.conns.get(connId) ?? null;
+      if (conn === null) return;
+      this.lastConn = conn;
+    }
+    if (conn.closing) return;
     conn.alive = true;
     if (end - start >= 25 && buf[start] === FrameType.MESSAGE && conn.ident !== null) {
       if (conn.mode === Mode.Pending) this.settleMode(conn, Mode.Legacy);
@@ -752,6 +758,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       this.unstore(conn.ident, removed);
       return;
     }
+    // Writes are tracked one by one only for someone who asked (acknowledgements settle the rest).
+    if (!emitSent && QueueEntry.writtenWaiters === 0) return;
     let entry;
     while ((entry = inflight.at(queue.written)) !== undefined && entry.packetId <= lastId) {
       queue.written++;
