@@ -86,7 +86,16 @@ export class Message {
   private uuidView: Buffer | null = null;
 
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions) {
-    this.data = options === WIRE_OPTIONS ? (data as Buffer) : toBuffer(data);
+    if (options === WIRE_OPTIONS) {
+      // Decoded from a frame (fromFrame): nothing to validate or copy.
+      this.data = data as Buffer;
+      this.ttl = wire.ttl;
+      this.flags = wire.flags;
+      this.uuidSource = wire.buf;
+      this.uuidOffset = wire.offset;
+      return;
+    }
+    this.data = toBuffer(data);
     let flags = 0;
     let ttl: number | null = DEFAULT_TTL;
     let uuid: Buffer | undefined;
@@ -117,9 +126,6 @@ export class Message {
       this.uuidSource = uuid;
       this.uuidOffset = 0;
       this.uuidView = uuid;
-    } else if (options === WIRE_OPTIONS) {
-      this.uuidSource = this.data;
-      this.uuidOffset = 0;
     } else {
       this.uuidOffset = reserveUuid();
       this.uuidSource = uuidPool;
@@ -153,13 +159,17 @@ export class Message {
    * uuid at `start + 1`, data from `start + 25`. No validation, no copy.
    */
   static fromFrame(buf: Buffer, start: number, end: number, ttl: number | null, flags: number): Message {
+    wire.buf = buf;
+    wire.offset = start + 1;
+    wire.ttl = ttl;
+    wire.flags = flags;
     const m = new Message(buf.subarray(start + 25, end), WIRE_OPTIONS);
-    m.ttl = ttl;
-    (m as { flags: number }).flags = flags;
-    m.uuidSource = buf;
-    m.uuidOffset = start + 1;
+    wire.buf = noBytes;
     return m;
   }
 }
 
 const WIRE_OPTIONS: MessageOptions = {};
+const noBytes: Buffer = Buffer.alloc(0);
+/** Hands a decoded frame's fields to the constructor without an options object per message. */
+const wire = { buf: noBytes, offset: 0, ttl: null as number | null, flags: 0 };

@@ -702,15 +702,19 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       }
     }
     const message = Message.fromFrame(buf, start, end, ttl, flags);
-    const data = message.data;
-    for (const hook of this.hooks) {
-      if (hook.prefix !== null ? startsWith(data, hook.prefix) : hook.regexp!.test(data.toString('latin1'))) {
-        hook.handler(conn.id, ident, message);
-        return;
+    const hooks = this.hooks;
+    if (hooks.length > 0) {
+      const data = message.data;
+      for (let i = 0; i < hooks.length; i++) {
+        const hook = hooks[i]!;
+        if (hook.prefix !== null ? startsWith(data, hook.prefix) : hook.regexp!.test(data.toString('latin1'))) {
+          hook.handler(conn.id, ident, message);
+          return;
+        }
       }
     }
     this.emit('message', conn.id, ident, message);
-    for (const stream of this.streams) stream.push({ connId: conn.id, ident, message });
+    if (this.streams.size > 0) for (const stream of this.streams) stream.push({ connId: conn.id, ident, message });
   }
 
   private sendAck(conn: PeerConn): void {
