@@ -8,6 +8,7 @@
  *   `recv <ident> <text>`        a message arrived
  *   `drained`                    every queue is empty
  */
+import { writeSync } from 'node:fs';
 import { Link } from '../../lib/link/index.js';
 import { Packeter } from '../../lib/packeter/index.js';
 import { Messaging, Message } from '../../lib/messaging/index.js';
@@ -26,17 +27,17 @@ interface Config {
 }
 
 const config = JSON.parse(process.argv[2]!) as Config;
-const out: string[] = [];
-let flushScheduled = false;
+// Synchronous writes: a line is in the pipe before anything that follows it (an
+// acknowledgement, a commit) can happen, so a SIGKILL never loses a report.
 function say(line: string): void {
-  out.push(line);
-  if (!flushScheduled) {
-    flushScheduled = true;
-    setImmediate(() => {
-      flushScheduled = false;
-      process.stdout.write(out.join('\n') + '\n');
-      out.length = 0;
-    });
+  let bytes = Buffer.from(line + '\n');
+  while (bytes.length > 0) {
+    try {
+      bytes = bytes.subarray(writeSync(1, bytes));
+    } catch (error) {
+      // stdout is a non-blocking pipe: wait for the parent to read.
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+    }
   }
 }
 
