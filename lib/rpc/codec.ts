@@ -50,7 +50,8 @@ const EMPTY_BUFFER = Buffer.alloc(0);
 
 // --- encoding --------------------------------------------------------------------------
 
-const packrOptions: MsgpackrOptions = {
+/** msgpackr options of the codec: standard MessagePack only (the fast encoder reproduces them byte for byte). @internal */
+export const packrOptions: MsgpackrOptions = {
   useRecords: false,
   mapsAsObjects: true,
   moreTypes: false,

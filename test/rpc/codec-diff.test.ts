@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../lib/errors.js';
 import { decodeReply, encodeReply, encodeRequest, tryDecodeReply, tryDecodeRequest } from '../../lib/rpc/index.js';
 import { referenceDecodeReply, referenceDecodeRequest } from './reference-decoder.js';
+import { packrOptions } from '../../lib/rpc/codec.js';
 
 /** mulberry32 */
 function rng(seed: number): () => number {
@@ -228,16 +229,7 @@ describe('rpc codec: single-pass decoder = reference decoder', () => {
 });
 
 /** msgpackr with the codec's options: what the fast encoder must reproduce byte for byte. */
-const reference = new Packr({
-  useRecords: false,
-  mapsAsObjects: true,
-  moreTypes: false,
-  structuredClone: false,
-  bundleStrings: false,
-  sequential: false,
-  variableMapSize: true,
-  encodeUndefinedAsNil: true,
-});
+const reference = new Packr(packrOptions);
 
 class ValueGen extends Gen {
   text(big = false): string {
