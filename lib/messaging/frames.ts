@@ -1,5 +1,5 @@
 import { NotIdentifiedError, ProtocolError } from '../errors.js';
-import type { Message } from './message.js';
+import { viewOf, type Message } from './message.js';
 
 /**
  * Frame types (reference §2, plus this project's extension frames 16 and 17,
@@ -99,45 +99,31 @@ export function encodeMessage(message: Message, ttl: number | null = message.ttl
   return out;
 }
 
-/** What {@link writeMessageFrame} writes: a message, its TTL now, and extra flag bits. */
-export interface MessageFrameArgs {
-  message: Message;
-  ttl: number | null;
-  extraFlags: number;
-}
-
-/** Writes a whole MESSAGE frame (head and data) at `offset` (a `Packeter.sendPacketWith` writer). */
-export function writeMessageFrame(out: Buffer, offset: number, args: MessageFrameArgs): void {
-  const message = args.message;
-  out[offset] = FrameType.MESSAGE;
-  message.writeUuid(out, offset + 1);
-  const t = wireTtl(args.ttl);
-  out[offset + 17] = t >>> 24;
-  out[offset + 18] = t >>> 16;
-  out[offset + 19] = t >>> 8;
-  out[offset + 20] = t;
-  const f = message.flags | args.extraFlags;
-  out[offset + 21] = f >>> 24;
-  out[offset + 22] = f >>> 16;
-  out[offset + 23] = f >>> 8;
-  out[offset + 24] = f;
+/** Writes a whole MESSAGE frame (head and data) carrying `ttl` and extra flag bits at `offset`. */
+export function writeMessageFrame(out: Buffer, offset: number, message: Message, ttl: number | null, extraFlags: number): void {
+  writeHead(out, offset, message, ttl, extraFlags);
   out.set(message.data, offset + 25);
 }
 
 /** Writes a MESSAGE frame's first 25 bytes (type, uuid, TTL, flags) into `out`. */
 export function writeMessageHead(out: Buffer, message: Message, ttl: number | null, extraFlags = 0): void {
-  out[0] = FrameType.MESSAGE;
-  message.writeUuid(out, 1);
-  const t = ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl);
-  out[17] = t >>> 24;
-  out[18] = t >>> 16;
-  out[19] = t >>> 8;
-  out[20] = t;
-  const f = message.flags | extraFlags;
-  out[21] = f >>> 24;
-  out[22] = f >>> 16;
-  out[23] = f >>> 8;
-  out[24] = f;
+  writeHead(out, 0, message, ttl, extraFlags);
+}
+
+// Batches are written frame after frame: one DataView serves a whole batch.
+let lastOut: Buffer | null = null;
+let lastView: DataView = viewOf(Buffer.alloc(0));
+
+function writeHead(out: Buffer, offset: number, message: Message, ttl: number | null, extraFlags: number): void {
+  let v = lastView;
+  if (out !== lastOut) {
+    v = lastView = viewOf(out);
+    lastOut = out;
+  }
+  out[offset] = FrameType.MESSAGE;
+  message.writeUuid(v, offset + 1);
+  v.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));
+  v.setUint32(offset + 21, (message.flags | extraFlags) >>> 0);
 }
 
 export function encodePing(): Buffer {

@@ -35,12 +35,14 @@ export interface MessageOptions {
 
 const UUID_POOL_SIZE = 16 * 1024;
 let uuidPool = Buffer.allocUnsafe(0);
+let uuidPoolView = new DataView(uuidPool.buffer, uuidPool.byteOffset, 0);
 let uuidPoolOffset = 0;
 
-/** Reserves 16 random bytes shaped as a UUID v4 in the pooled random buffer; returns the pool and offset. */
+/** Reserves 16 random bytes shaped as a UUID v4 in the pooled random buffer; returns their offset in {@link uuidPoolView}. */
 function reserveUuid(): number {
   if (uuidPoolOffset + 16 > uuidPool.length) {
     uuidPool = randomFillSync(Buffer.allocUnsafe(UUID_POOL_SIZE));
+    uuidPoolView = new DataView(uuidPool.buffer, uuidPool.byteOffset, uuidPool.byteLength);
     uuidPoolOffset = 0;
   }
   const off = uuidPoolOffset;
@@ -54,6 +56,11 @@ function reserveUuid(): number {
 export function randomUuid(): Buffer {
   const off = reserveUuid();
   return uuidPool.subarray(off, off + 16);
+}
+
+/** A DataView over all of `buf`. */
+export function viewOf(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 function toBuffer(data: Buffer | Uint8Array | string): Buffer {
@@ -79,11 +86,12 @@ export class Message {
   ttl: number | null;
   /** Flag bits (see {@link FLAG_PERSISTENT}). */
   readonly flags: number;
-  // The uuid lives in a shared buffer (random pool, or the received packet) and
-  // becomes a Buffer of its own only when asked for: most messages never are.
-  private uuidSource: Buffer;
+  // The uuid lives in a shared buffer (random pool, or the received packet),
+  // read through a DataView (four 32-bit loads instead of sixteen byte loads),
+  // and becomes a Buffer of its own only when asked for: most messages never are.
+  private uuidSource: DataView;
   private uuidOffset: number;
-  private uuidView: Buffer | null = null;
+  private uuidBuffer: Buffer | null = null;
 
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions) {
     if (options === WIRE_OPTIONS) {
@@ -91,11 +99,11 @@ export class Message {
       this.data = data as Buffer;
       this.ttl = wire.ttl;
       this.flags = wire.flags;
-      this.uuidSource = wire.buf;
+      this.uuidSource = wire.view;
       this.uuidOffset = wire.offset;
       return;
     }
-    this.data = toBuffer(data);
+    this.data = data instanceof Buffer ? data : toBuffer(data);
     let flags = 0;
     let ttl: number | null = DEFAULT_TTL;
     let uuid: Buffer | undefined;
@@ -123,18 +131,19 @@ export class Message {
     this.ttl = ttl;
     this.flags = flags;
     if (uuid !== undefined) {
-      this.uuidSource = uuid;
+      this.uuidSource = viewOf(uuid);
       this.uuidOffset = 0;
-      this.uuidView = uuid;
+      this.uuidBuffer = uuid;
     } else {
       this.uuidOffset = reserveUuid();
-      this.uuidSource = uuidPool;
+      this.uuidSource = uuidPoolView;
     }
   }
 
   /** 16-byte id chosen by the original sender and kept across re-sends. */
   get uuid(): Buffer {
-    return (this.uuidView ??= this.uuidSource.subarray(this.uuidOffset, this.uuidOffset + 16));
+    const v = this.uuidSource;
+    return (this.uuidBuffer ??= Buffer.from(v.buffer, v.byteOffset + this.uuidOffset, 16));
   }
 
   /** Whether {@link FLAG_PERSISTENT} is set. */
@@ -144,32 +153,36 @@ export class Message {
 
   /** The uuid as 32 lowercase hex characters. */
   get id(): string {
-    return this.uuidSource.toString('hex', this.uuidOffset, this.uuidOffset + 16);
+    return this.uuid.toString('hex');
   }
 
   /** @internal Copies the uuid into `target` at `offset`. */
-  writeUuid(target: Buffer, offset: number): void {
+  writeUuid(target: DataView, offset: number): void {
     const src = this.uuidSource;
     const from = this.uuidOffset;
-    for (let i = 0; i < 16; i++) target[offset + i] = src[from + i]!;
+    target.setUint32(offset, src.getUint32(from));
+    target.setUint32(offset + 4, src.getUint32(from + 4));
+    target.setUint32(offset + 8, src.getUint32(from + 8));
+    target.setUint32(offset + 12, src.getUint32(from + 12));
   }
 
   /**
-   * @internal A message decoded from the MESSAGE frame at `buf[start..end)`:
-   * uuid at `start + 1`, data from `start + 25`. No validation, no copy.
+   * @internal A message decoded from the MESSAGE frame at `buf[start..end)`
+   * (`view` is a DataView over all of `buf`): uuid at `start + 1`, data from
+   * `start + 25`. No validation, no copy.
    */
-  static fromFrame(buf: Buffer, start: number, end: number, ttl: number | null, flags: number): Message {
-    wire.buf = buf;
+  static fromFrame(buf: Buffer, view: DataView, start: number, end: number, ttl: number | null, flags: number): Message {
+    wire.view = view;
     wire.offset = start + 1;
     wire.ttl = ttl;
     wire.flags = flags;
     const m = new Message(buf.subarray(start + 25, end), WIRE_OPTIONS);
-    wire.buf = noBytes;
+    wire.view = noView;
     return m;
   }
 }
 
 const WIRE_OPTIONS: MessageOptions = {};
-const noBytes: Buffer = Buffer.alloc(0);
+const noView = viewOf(Buffer.alloc(0));
 /** Hands a decoded frame's fields to the constructor without an options object per message. */
-const wire = { buf: noBytes, offset: 0, ttl: null as number | null, flags: 0 };
+const wire = { view: noView, offset: 0, ttl: null as number | null, flags: 0 };

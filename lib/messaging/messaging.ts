@@ -29,7 +29,6 @@ import {
   encodeIncompatibleProtocol,
   writeMessageFrame,
   writeMessageHead,
-  type MessageFrameArgs,
   WIRE_TTL_INFINITE,
   encodePing,
   encodePong,
@@ -37,12 +36,13 @@ import {
   messageBeforeIdentification,
   truncateIdent,
 } from './frames.js';
-import { Message } from './message.js';
+import { Message, viewOf } from './message.js';
 import { MessageStream, type ReceivedMessage } from './stream.js';
 import { RecentUuids } from './uuid-window.js';
 import type { Delivery, MessagingEvents } from './types.js';
 
 const log = createLogger('snakemq:messaging');
+const VIEW_CACHE_LIMIT = 1024 * 1024;
 
 /** Default per-identity queue limit in messages. */
 export const DEFAULT_MAX_QUEUE_MESSAGES = 4_194_304;
@@ -107,6 +107,13 @@ interface Hook {
   readonly handler: ReceiveHookHandler;
 }
 
+/** How eventemitter3 keeps a single listener (`_events[name]`; an array when there are several). */
+interface Listener {
+  fn?: (...args: unknown[]) => void;
+  context?: unknown;
+  once?: boolean;
+}
+
 const enum Mode {
   Pending,
   Ack,
@@ -138,6 +145,10 @@ class PeerQueue {
   conn: PeerConn | null = null;
   awaySince: number = Date.now();
   pumpScheduled = false;
+  /** Whether `send` may write straight to the connection: the last pump found it ready and emptied the queue. */
+  direct = false;
+  /** Bytes that may still go out before writability is checked again. */
+  budget = 0;
 
   constructor(ident: string) {
     this.ident = ident;
@@ -169,8 +180,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
 
   private readonly conns = new Map<ConnId, PeerConn>();
   private lastConn: PeerConn | null = null;
+  private inBuf: Buffer | null = null;
+  private inView: DataView = viewOf(Buffer.alloc(0));
   private readonly byIdent = new Map<string, PeerConn>();
   private readonly queues = new Map<string, PeerQueue>();
+  private lastQueue: PeerQueue | null = null;
   private readonly dedup = new Map<string, RecentUuids>();
   private readonly hooks: Hook[] = [];
   private readonly streams = new Set<MessageStream>();
@@ -182,7 +196,6 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private readingPaused = false;
   private readonly storage: QueuesStorage | null;
   private readonly handshake: Buffer[];
-  private readonly frameArgs: MessageFrameArgs = { message: null as unknown as Message, ttl: null, extraFlags: 0 };
 
   constructor(identity: string, packeter: Packeter, options?: MessagingOptions) {
     super();
@@ -253,10 +266,12 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       return entry;
     }
     this.makeRoom(queue, entry);
-    queue.items.push(entry);
     queue.count++;
     queue.bytes += entry.cost;
     if (stored) this.persist(queue, entry);
+    // Nothing waiting ahead of it on a ready connection: straight into the write batch.
+    if (queue.direct && queue.items.length === 0 && this.writeNow(queue, entry)) return entry;
+    queue.items.push(entry);
     this.schedulePump(queue);
     return entry;
   }
@@ -322,6 +337,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     this.closed = true;
+    for (const queue of this.queues.values()) queue.direct = false;
     this.closing = (async () => {
       for (const conn of this.conns.values()) {
         this.sendAck(conn);
@@ -344,12 +360,14 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   // --- queues -------------------------------------------------------------
 
   private queue(ident: string): PeerQueue {
-    let queue = this.queues.get(ident);
-    if (queue === undefined) {
+    let queue = this.lastQueue;
+    if (queue !== null && queue.ident === ident) return queue;
+    queue = this.queues.get(ident) ?? null;
+    if (queue === null) {
       queue = new PeerQueue(ident);
       this.queues.set(ident, queue);
     }
-    return queue;
+    return (this.lastQueue = queue);
   }
 
   private makeRoom(queue: PeerQueue, entry: QueueEntry): void {
@@ -499,41 +517,57 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   }
 
   private pump(queue: PeerQueue): void {
+    queue.direct = false;
     const conn = queue.conn;
     if (conn === null || conn.mode === Mode.Pending || conn.closing || !this.loaded || this.closed) return;
-    const packeter = this.packeter;
     const items = queue.items;
-    const connId = conn.id;
     // Piggyback a pending acknowledgement on the data going out anyway: one write instead of two.
     if (conn.toAck > 0 && items.length > 0) this.sendAck(conn);
-    const args = this.frameArgs;
     const resentFlag = conn.mode === Mode.Ack ? FLAG_RESENT : 0;
+    const connId = conn.id;
     // Writability only changes when the packeter hands a batch to the socket: check once per batch's worth.
-    const recheck = packeter.options.writeBatchSize;
-    let sinceCheck = recheck;
+    const recheck = this.packeter.options.writeBatchSize;
+    let budget = queue.budget;
     while (items.length > 0) {
-      if (sinceCheck >= recheck) {
-        if (!packeter.isWritable(connId)) break;
-        sinceCheck = 0;
+      if (budget <= 0) {
+        if (!this.packeter.isWritable(connId)) break;
+        budget = recheck;
       }
-      const entry = items.shift()!;
-      const size = entry.message.data.length + 25;
-      const extraFlags = entry.resent ? resentFlag : 0;
-      if (size + 4 > recheck) {
-        // Big data goes to the socket by reference, behind its 25-byte head.
-        const head = Buffer.allocUnsafe(25);
-        writeMessageHead(head, entry.message, entry.ttl, extraFlags);
-        entry.packetId = packeter.sendPacket(connId, head, entry.message.data);
-      } else {
-        args.message = entry.message;
-        args.ttl = entry.ttl;
-        args.extraFlags = extraFlags;
-        entry.packetId = packeter.sendPacketWith(connId, size, writeMessageFrame, args);
-      }
-      queue.inflight.push(entry);
-      sinceCheck += size + 4;
+      budget -= this.write(queue, connId, items.shift()!, resentFlag);
     }
-    args.message = null as unknown as Message;
+    queue.budget = budget;
+    queue.direct = items.length === 0;
+  }
+
+  /** Writes `entry` at once if the connection still takes data without buffering more. */
+  private writeNow(queue: PeerQueue, entry: QueueEntry): boolean {
+    const conn = queue.conn!;
+    if (queue.budget <= 0) {
+      if (!this.packeter.isWritable(conn.id)) return false;
+      queue.budget = this.packeter.options.writeBatchSize;
+    }
+    if (conn.toAck > 0) this.sendAck(conn);
+    queue.budget -= this.write(queue, conn.id, entry, conn.mode === Mode.Ack ? FLAG_RESENT : 0);
+    return true;
+  }
+
+  /** Hands one entry's MESSAGE frame to the packeter and moves it in flight; returns the bytes written. */
+  private write(queue: PeerQueue, connId: ConnId, entry: QueueEntry, resentFlag: number): number {
+    const message = entry.message;
+    const size = message.data.length + 25;
+    const extraFlags = entry.resent ? resentFlag : 0;
+    if (size + 4 > this.packeter.options.writeBatchSize) {
+      // Big data goes to the socket by reference, behind its 25-byte head.
+      const head = Buffer.allocUnsafe(25);
+      writeMessageHead(head, message, entry.ttl, extraFlags);
+      entry.packetId = this.packeter.sendPacket(connId, head, message.data);
+    } else {
+      const packeter = this.packeter;
+      entry.packetId = packeter.allocPacket(connId, size);
+      writeMessageFrame(packeter.allocated, packeter.allocatedOffset, message, entry.ttl, extraFlags);
+    }
+    queue.inflight.push(entry);
+    return size + 4;
   }
 
   // --- connections ----------------------------------------------------------
@@ -569,6 +603,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.byIdent.delete(ident);
     const queue = this.queue(ident);
     queue.conn = null;
+    queue.direct = false;
+    queue.budget = 0;
     queue.awaySince = Date.now();
     // Everything not known delivered goes back to the front, in order, for the next connection.
     const back = queue.inflight.drain();
@@ -586,6 +622,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private fail(conn: PeerConn, error: SnakeMQError): void {
     if (conn.closing) return;
     conn.closing = true;
+    if (conn.ident !== null && this.byIdent.get(conn.ident) === conn) this.queue(conn.ident).direct = false;
     log(`conn ${conn.id}: ${error.message}; closing`);
     this.emit('protocolError', conn.id, error);
     void this.packeter.close(conn.id, error);
@@ -602,9 +639,18 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     conn.alive = true;
     if (end - start >= 25 && buf[start] === FrameType.MESSAGE && conn.ident !== null) {
       if (conn.mode === Mode.Pending) this.settleMode(conn, Mode.Legacy);
-      const ttl = ((buf[start + 17]! << 24) | (buf[start + 18]! << 16) | (buf[start + 19]! << 8) | buf[start + 20]!) >>> 0;
-      const flags = ((buf[start + 21]! << 24) | (buf[start + 22]! << 16) | (buf[start + 23]! << 8) | buf[start + 24]!) >>> 0;
-      return this.onMessage(conn, conn.ident, buf, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, flags);
+      // Packets of one socket read share its buffer: one DataView serves them all
+      // (not kept for a big buffer, which holds one message and should not outlive it).
+      let view = this.inView;
+      if (buf !== this.inBuf) {
+        view = viewOf(buf);
+        if (buf.length <= VIEW_CACHE_LIMIT) {
+          this.inView = view;
+          this.inBuf = buf;
+        }
+      }
+      const ttl = view.getUint32(start + 17);
+      return this.onMessage(conn, conn.ident, buf, view, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, view.getUint32(start + 21));
     }
     const payload = buf.subarray(start, end);
     let frame;
@@ -678,7 +724,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.schedulePump(this.queue(conn.ident));
   }
 
-  private onMessage(conn: PeerConn, ident: string, buf: Buffer, start: number, end: number, ttl: number | null, flags: number): void {
+  private onMessage(conn: PeerConn, ident: string, buf: Buffer, view: DataView, start: number, end: number, ttl: number | null, flags: number): void {
     if (conn.peerAcks) {
       let fresh = true;
       const resent = (flags & FLAG_RESENT) !== 0;
@@ -689,8 +735,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
           recent = new RecentUuids(this.options.dedupWindow);
           this.dedup.set(ident, recent);
         }
-        if (resent) fresh = recent.checkResent(buf, start + 1);
-        else recent.record(buf, start + 1);
+        if (resent) fresh = recent.checkResent(view, start + 1);
+        else recent.record(view, start + 1);
       }
       if (conn.toAck++ === 0 && !conn.ackScheduled) {
         conn.ackScheduled = true;
@@ -701,7 +747,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         return;
       }
     }
-    const message = Message.fromFrame(buf, start, end, ttl, flags);
+    const message = Message.fromFrame(buf, view, start, end, ttl, flags);
     const hooks = this.hooks;
     if (hooks.length > 0) {
       const data = message.data;
@@ -713,7 +759,12 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         }
       }
     }
-    this.emit('message', conn.id, ident, message);
+    // One plain listener (the common case) is called directly: eventemitter3's emit costs more than the call.
+    const listener = (this as unknown as { _events: { message?: Listener } })._events.message;
+    if (listener !== undefined) {
+      if (listener.fn !== undefined && !listener.once) listener.fn.call(listener.context, conn.id, ident, message);
+      else this.emit('message', conn.id, ident, message);
+    }
     if (this.streams.size > 0) for (const stream of this.streams) stream.push({ connId: conn.id, ident, message });
   }
 

@@ -27,10 +27,12 @@ export class UuidWindow {
 
   /** Records the 16-byte uuid at `p[off..off+16)`; returns false when it was seen already. */
   add(p: Uint8Array, off: number): boolean {
-    const w0 = (p[off]! | (p[off + 1]! << 8) | (p[off + 2]! << 16) | (p[off + 3]! << 24)) >>> 0;
-    const w1 = (p[off + 4]! | (p[off + 5]! << 8) | (p[off + 6]! << 16) | (p[off + 7]! << 24)) >>> 0;
-    const w2 = (p[off + 8]! | (p[off + 9]! << 8) | (p[off + 10]! << 16) | (p[off + 11]! << 24)) >>> 0;
-    const w3 = (p[off + 12]! | (p[off + 13]! << 8) | (p[off + 14]! << 16) | (p[off + 15]! << 24)) >>> 0;
+    const v = new DataView(p.buffer, p.byteOffset + off, 16);
+    return this.addWords(v.getUint32(0), v.getUint32(4), v.getUint32(8), v.getUint32(12));
+  }
+
+  /** {@link add} for a uuid given as four 32-bit words. */
+  addWords(w0: number, w1: number, w2: number, w3: number): boolean {
     if ((w0 | w1 | w2 | w3) === 0) {
       // All-zero marks an empty slot, so the all-zero uuid is tracked by flags.
       if (this.curZero || this.prevZero) return false;
@@ -110,53 +112,57 @@ function nextPow2(n: number): number {
 
 /**
  * The uuids last received from one peer, for recognising re-sent messages
- * cheaply: every message is only recorded (a 16-byte copy into a ring), and
+ * cheaply: every message is only recorded (four 32-bit words copied into a ring), and
  * only messages the sender marked as re-sent are looked up — in an index
  * built from the ring when the first one arrives, kept while re-sent messages
  * keep coming (they always come first on a connection) and dropped at the
  * first message that is not re-sent. @internal
  */
 export class RecentUuids {
-  private ring: Uint8Array;
+  private ring: Uint32Array;
   private next = 0;
   private filled = 0;
   private index: UuidWindow | null = null;
 
   constructor(private readonly window: number) {
-    this.ring = new Uint8Array(Math.min(window, 1024) * 16);
+    this.ring = new Uint32Array(Math.min(window, 1024) * 4);
   }
 
-  /** Records a message that was not re-sent. */
-  record(p: Uint8Array, off: number): void {
+  /** Records a message that was not re-sent; its uuid is at byte `off` of `view`. */
+  record(view: DataView, off: number): void {
     this.index = null;
-    this.store(p, off);
+    this.store(view.getUint32(off), view.getUint32(off + 4), view.getUint32(off + 8), view.getUint32(off + 12));
   }
 
   /** Records a re-sent message; returns false when its uuid was seen within the window. */
-  checkResent(p: Uint8Array, off: number): boolean {
+  checkResent(view: DataView, off: number): boolean {
     if (this.index === null) {
       const index = new UuidWindow(this.window);
       const ring = this.ring;
-      for (let i = 0; i < this.filled; i++) index.add(ring, i * 16);
+      for (let i = 0; i < this.filled * 4; i += 4) index.addWords(ring[i]!, ring[i + 1]!, ring[i + 2]!, ring[i + 3]!);
       this.index = index;
     }
-    if (!this.index.add(p, off)) return false;
-    this.store(p, off);
+    const w0 = view.getUint32(off), w1 = view.getUint32(off + 4), w2 = view.getUint32(off + 8), w3 = view.getUint32(off + 12);
+    if (!this.index.addWords(w0, w1, w2, w3)) return false;
+    this.store(w0, w1, w2, w3);
     return true;
   }
 
-  private store(p: Uint8Array, off: number): void {
+  private store(w0: number, w1: number, w2: number, w3: number): void {
     let ring = this.ring;
-    const slots = ring.length >>> 4;
+    const slots = ring.length >>> 2;
     if (this.next === slots) {
       if (slots < this.window) {
-        const grown = new Uint8Array(Math.min(this.window, slots * 2) * 16);
+        const grown = new Uint32Array(Math.min(this.window, slots * 2) * 4);
         grown.set(ring);
         ring = this.ring = grown;
       } else this.next = 0;
     }
-    const at = this.next * 16;
-    for (let i = 0; i < 16; i++) ring[at + i] = p[off + i]!;
+    const at = this.next * 4;
+    ring[at] = w0;
+    ring[at + 1] = w1;
+    ring[at + 2] = w2;
+    ring[at + 3] = w3;
     this.next++;
     if (this.filled < this.next) this.filled = this.next;
   }

@@ -158,12 +158,37 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       write(payload, 0, arg);
       return this.sendPacket(connId, payload);
     }
+    const id = this.allocPacket(connId, size);
+    write(this.allocated, this.allocatedOffset, arg);
+    return id;
+  }
+
+  /**
+   * @internal The buffer and offset where the caller of {@link allocPacket}
+   * writes the payload (valid until the next call into this Packeter).
+   */
+  allocated: Buffer = emptyBuffer;
+  /** @internal See {@link allocated}. */
+  allocatedOffset = 0;
+
+  /**
+   * @internal Reserves a packet of `size` payload bytes in the connection's
+   * write batch and returns its id; the caller must fill `allocated` from
+   * `allocatedOffset` at once. Only for packets that fit a batch
+   * (`size + 4 <= writeBatchSize`). The leanest way to send: Messaging writes
+   * MESSAGE frames straight into the batch with it.
+   * @throws {@link InvalidArgumentError} for a packet that does not fit a batch.
+   */
+  allocPacket(connId: ConnId, size: number): number {
+    if (size + HEADER_SIZE > this.options.writeBatchSize) {
+      throw new InvalidArgumentError(`allocPacket takes packets up to ${this.options.writeBatchSize - HEADER_SIZE} bytes, not ${size}`);
+    }
     let state = this.last;
     if (state === null || state.id !== connId) state = this.last = this.conns.get(connId) ?? null;
     if (state === null || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
     const id = this.nextPacketId++;
-    const off = this.reserve(connId, state, size);
-    write(state.batch!, off, arg);
+    this.allocatedOffset = this.reserve(connId, state, size);
+    this.allocated = state.batch!;
     state.batchLastId = id;
     return id;
   }

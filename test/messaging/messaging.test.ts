@@ -365,6 +365,47 @@ describe('Messaging over real sockets', () => {
     expect(byRegexp).toEqual(['123']);
   });
 
+  it('message listeners: a lone once listener hears one message; a lone listener gets its context; several each hear all', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(bob, alice);
+    const heard = (m: Message) => m.data.toString();
+    // A lone `once` listener: called for the first message only.
+    const once: string[] = [];
+    const first = new Promise<void>((resolve) =>
+      alice.messaging.once('message', (_c, _i, m) => {
+        once.push(heard(m));
+        resolve();
+      }),
+    );
+    bob.messaging.send('alice', new Message('1'));
+    await first;
+    // A lone listener with a context object.
+    const context = { seen: [] as string[] };
+    let contextDone!: () => void;
+    const two = new Promise<void>((resolve) => (contextDone = resolve));
+    alice.messaging.on(
+      'message',
+      function (this: typeof context, _c, _i, m) {
+        this.seen.push(heard(m));
+        if (this.seen.length === 2) contextDone();
+      },
+      context,
+    );
+    bob.messaging.send('alice', new Message('2'));
+    bob.messaging.send('alice', new Message('3'));
+    await two;
+    // A second listener: both hear what follows.
+    const also: string[] = [];
+    alice.messaging.on('message', (_c, _i, m) => also.push(heard(m)));
+    const got = collect(alice.messaging, 1);
+    bob.messaging.send('alice', new Message('4'));
+    await got;
+    expect(once).toEqual(['1']);
+    expect(context.seen).toEqual(['2', '3', '4']);
+    expect(also).toEqual(['4']);
+  });
+
   it('received messages as an async iterator', async () => {
     const bob = createPeer('bob');
     const alice = createPeer('alice');

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { EventEmitter } from 'eventemitter3';
 import { Packeter } from '../../lib/packeter/index.js';
 import { PacketDecoder } from '../../lib/packeter/decoder.js';
-import { InvalidOptionsError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../../lib/errors.js';
+import { InvalidArgumentError, InvalidOptionsError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../../lib/errors.js';
 import type { ConnectionInfo, DisconnectReason, LinkEvents } from '../../lib/link/types.js';
 
 /** A transport that records writes and completes them on demand. */
@@ -91,6 +91,22 @@ describe('Packeter', () => {
     p.sendPacketWith(1, 2000, write, 'z'.repeat(2000));
     await tick();
     expect(t.packets(1)).toEqual(['abc', 'mid', 'z'.repeat(2000)]);
+  });
+
+  it('allocPacket reserves a packet in the batch for the caller to fill; one that does not fit a batch is refused', async () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t as never, { writeBatchSize: 1024 });
+    t.connect(1);
+    const ids: number[] = [];
+    for (const text of ['one', 'two', 'x'.repeat(1020)]) {
+      ids.push(p.allocPacket(1, text.length));
+      p.allocated.write(text, p.allocatedOffset, 'latin1');
+    }
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    expect(() => p.allocPacket(1, 1021)).toThrow(InvalidArgumentError);
+    expect(() => p.allocPacket(2, 1)).toThrow(UnknownConnectionError);
+    await tick();
+    expect(t.packets(1)).toEqual(['one', 'two', 'x'.repeat(1020)]);
   });
 
   it('a too-large send is a typed error at the call; an unknown connection too', () => {
