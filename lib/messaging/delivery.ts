@@ -21,10 +21,22 @@ function deferred(): Deferred {
 const STAGE_PERSISTED = 1;
 const STAGE_WRITTEN = 2;
 const STAGE_DELIVERED = 4;
+const STORED = 8;
+const RESENT = 16;
+
+/** Bytes each queued message counts against `maxQueueBytes` on top of its data. */
+export const QUEUE_ENTRY_OVERHEAD = 128;
+
+/** What few entries need: a drop reason, promises someone waits for. */
+interface Extra {
+  dropReason: SnakeMQError | null;
+  waiters: [Deferred | null, Deferred | null, Deferred | null];
+}
 
 /**
  * A queued message and its progress. Promises are made only when asked for,
- * so a send that nobody awaits costs one object.
+ * so a send that nobody awaits costs one small object (a queue holds
+ * millions of them: every field counts).
  * @internal
  */
 export class QueueEntry implements Delivery {
@@ -34,39 +46,54 @@ export class QueueEntry implements Delivery {
   ttl: number | null;
   /** Packet id of the last transmission, 0 before the first. */
   packetId = 0;
-  /** Bytes this entry counts against its queue's limit. */
-  readonly cost: number;
-  /** Whether it is (or is being) kept in durable storage. */
-  stored = false;
-  /** Whether it may have reached the peer before (sent on a connection that ended, or loaded from storage). */
-  resent = false;
-  private stages = 0;
-  private dropReason: SnakeMQError | null = null;
-  private waiters: [Deferred | null, Deferred | null, Deferred | null] | null = null;
+  private bits: number;
+  private extra: Extra | null = null;
 
-  constructor(ident: string, message: Message, ttl: number | null, cost: number, persisted = false) {
+  constructor(ident: string, message: Message, ttl: number | null, persisted = false) {
     this.ident = ident;
     this.message = message;
     this.ttl = ttl;
-    this.cost = cost;
-    if (persisted) this.stages = STAGE_PERSISTED;
+    this.bits = persisted ? STAGE_PERSISTED : 0;
+  }
+
+  /** Bytes this entry counts against its queue's limit. */
+  get cost(): number {
+    return this.message.data.length + QUEUE_ENTRY_OVERHEAD;
+  }
+
+  /** Whether it is (or is being) kept in durable storage. */
+  get stored(): boolean {
+    return (this.bits & STORED) !== 0;
+  }
+
+  set stored(on: boolean) {
+    this.bits = on ? this.bits | STORED : this.bits & ~STORED;
+  }
+
+  /** Whether it may have reached the peer before (sent on a connection that ended, or loaded from storage). */
+  get resent(): boolean {
+    return (this.bits & RESENT) !== 0;
+  }
+
+  set resent(on: boolean) {
+    this.bits = on ? this.bits | RESENT : this.bits & ~RESENT;
   }
 
   get state(): DeliveryState {
-    if (this.dropReason !== null) return 'dropped';
-    if (this.stages & STAGE_DELIVERED) return 'acknowledged';
-    if (this.stages & STAGE_WRITTEN) return 'written';
-    if (this.stages & STAGE_PERSISTED) return 'persisted';
+    if (this.extra?.dropReason != null) return 'dropped';
+    if (this.bits & STAGE_DELIVERED) return 'acknowledged';
+    if (this.bits & STAGE_WRITTEN) return 'written';
+    if (this.bits & STAGE_PERSISTED) return 'persisted';
     return 'queued';
   }
 
   /** Whether the entry has left its queue (delivered or dropped). */
   get settled(): boolean {
-    return this.dropReason !== null || (this.stages & STAGE_DELIVERED) !== 0;
+    return (this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null;
   }
 
   get isWritten(): boolean {
-    return (this.stages & STAGE_WRITTEN) !== 0;
+    return (this.bits & STAGE_WRITTEN) !== 0;
   }
 
   persisted(): Promise<void> {
@@ -74,7 +101,7 @@ export class QueueEntry implements Delivery {
   }
 
   written(): Promise<void> {
-    if (!(this.stages & STAGE_WRITTEN) && this.waiters?.[1] == null && this.dropReason === null) QueueEntry.writtenWaiters++;
+    if (!(this.bits & STAGE_WRITTEN) && this.extra?.waiters[1] == null && this.extra?.dropReason == null) QueueEntry.writtenWaiters++;
     return this.wait(1, STAGE_WRITTEN);
   }
 
@@ -101,6 +128,10 @@ export class QueueEntry implements Delivery {
 
   /** @internal */
   markDelivered(): void {
+    if (this.extra === null) {
+      this.bits |= STAGE_WRITTEN | STAGE_DELIVERED;
+      return;
+    }
     this.reach(1, STAGE_WRITTEN);
     this.reach(2, STAGE_DELIVERED);
   }
@@ -108,37 +139,37 @@ export class QueueEntry implements Delivery {
   /** @internal Ends the entry undelivered; pending promises of unreached stages reject. */
   drop(reason: SnakeMQError): void {
     if (this.settled) return;
-    this.dropReason = reason;
-    const w = this.waiters;
-    if (w === null) return;
-    this.waiters = null;
+    const extra = (this.extra ??= { dropReason: null, waiters: [null, null, null] });
+    extra.dropReason = reason;
+    const w = extra.waiters;
     if (w[1] !== null) QueueEntry.writtenWaiters--;
+    extra.waiters = [null, null, null];
     for (let i = 0; i < 3; i++) w[i]?.reject(reason);
   }
 
   /** @internal Rejects the persisted stage only (storage failed); the message stays queued. */
   failPersist(reason: SnakeMQError): void {
-    const d = this.waiters?.[0];
+    const d = this.extra?.waiters[0];
     if (d) {
-      this.waiters![0] = null;
+      this.extra!.waiters[0] = null;
       d.reject(reason);
     }
   }
 
   private wait(slot: 0 | 1 | 2, stage: number): Promise<void> {
-    if (this.stages & stage) return Promise.resolve();
-    if (this.dropReason !== null) return Promise.reject(this.dropReason);
-    this.waiters ??= [null, null, null];
-    const d = (this.waiters[slot] ??= deferred());
+    if (this.bits & stage) return Promise.resolve();
+    const extra = (this.extra ??= { dropReason: null, waiters: [null, null, null] });
+    if (extra.dropReason !== null) return Promise.reject(extra.dropReason);
+    const d = (extra.waiters[slot] ??= deferred());
     return d.promise;
   }
 
   private reach(slot: 0 | 1 | 2, stage: number): void {
-    if (this.stages & stage) return;
-    this.stages |= stage;
-    const d = this.waiters?.[slot];
+    if (this.bits & stage) return;
+    this.bits |= stage;
+    const d = this.extra?.waiters[slot];
     if (d) {
-      this.waiters![slot] = null;
+      this.extra!.waiters[slot] = null;
       if (slot === 1) QueueEntry.writtenWaiters--;
       d.resolve();
     }

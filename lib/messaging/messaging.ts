@@ -16,7 +16,9 @@ import type { Packeter } from '../packeter/packeter.js';
 import type { QueuesStorage, StoredMessage } from '../storage/types.js';
 import { createLogger } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
-import { Deque, QueueEntry } from './delivery.js';
+import { Deque, QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
+
+export { QUEUE_ENTRY_OVERHEAD };
 import {
   FEATURE_ACK,
   FLAG_RESENT,
@@ -48,8 +50,6 @@ const VIEW_CACHE_LIMIT = 1024 * 1024;
 export const DEFAULT_MAX_QUEUE_MESSAGES = 4_194_304;
 /** Default per-identity queue limit in bytes (payloads plus {@link QUEUE_ENTRY_OVERHEAD} each): 512 MiB. */
 export const DEFAULT_MAX_QUEUE_BYTES = 512 * 1024 * 1024;
-/** Bytes each queued message counts against `maxQueueBytes` on top of its data. */
-export const QUEUE_ENTRY_OVERHEAD = 128;
 /** Default number of recent message uuids remembered per identity to drop re-sent duplicates. */
 export const DEFAULT_DEDUP_WINDOW = 65_536;
 /** Default time to wait for any sign of life after a keepalive PING: 500 ms. */
@@ -132,6 +132,8 @@ interface PeerConn {
   keepaliveTimer: NodeJS.Timeout | null;
   pinged: boolean;
   closing: boolean;
+  /** The identity's recent uuids (kept across its connections in `dedup`), once known. */
+  recent: RecentUuids | null;
 }
 
 class PeerQueue {
@@ -260,7 +262,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const msg = message instanceof Message ? message : new Message(message);
     const queue = this.queue(ident);
     const stored = msg.persistent && this.storage !== null;
-    const entry = new QueueEntry(ident, msg, msg.ttl, msg.data.length + QUEUE_ENTRY_OVERHEAD, !stored);
+    const entry = new QueueEntry(ident, msg, msg.ttl, !stored);
     if (msg.ttl === 0 && queue.conn === null) {
       this.dropEntry(entry, new MessageExpiredError(`message ${msg.id} has TTL 0 and ${ident} is not connected`));
       return entry;
@@ -455,7 +457,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       for (const sm of sq.messages) {
         if (early.has(sm.uuid.toString('latin1'))) continue;
         const msg = new Message(sm.data, { uuid: sm.uuid, flags: sm.flags, ttl: sm.ttl });
-        const entry = new QueueEntry(sq.ident, msg, sm.ttl, sm.data.length + QUEUE_ENTRY_OVERHEAD);
+        const entry = new QueueEntry(sq.ident, msg, sm.ttl);
         entry.stored = true;
         entry.resent = true;
         entry.markPersisted();
@@ -584,6 +586,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       keepaliveTimer: null,
       pinged: false,
       closing: false,
+      recent: null,
     };
     this.conns.set(info.id, conn);
     for (const frame of this.handshake) this.packeter.sendPacket(info.id, frame);
@@ -730,10 +733,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       const resent = (flags & FLAG_RESENT) !== 0;
       if (resent) flags = (flags & ~FLAG_RESENT) >>> 0;
       if (this.options.dedupWindow > 0) {
-        let recent = this.dedup.get(ident);
-        if (recent === undefined) {
-          recent = new RecentUuids(this.options.dedupWindow);
+        let recent = conn.recent;
+        if (recent === null) {
+          recent = this.dedup.get(ident) ?? new RecentUuids(this.options.dedupWindow);
           this.dedup.set(ident, recent);
+          conn.recent = recent;
         }
         if (resent) fresh = recent.checkResent(view, start + 1);
         else recent.record(view, start + 1);
