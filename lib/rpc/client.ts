@@ -637,6 +637,10 @@ class Deadlines {
     if (list.head === items.length) {
       list.items = [];
       list.head = 0;
+    } else if (list.head >= 1024 && list.head * 2 >= items.length) {
+      // Calls keep coming while others are pending (never all settled at once): drop the consumed front, or the array grows forever.
+      list.items = items.slice(list.head);
+      list.head = 0;
     } else if (list.settled > 1024 && list.settled * 2 > items.length - list.head) {
       // Replies out of order behind a slow call: drop the settled ones now.
       list.items = items.slice(list.head).filter((x) => x !== undefined && this.isPending(x));

@@ -3,7 +3,8 @@ import { ErrorCode, InvalidArgumentError } from '../errors.js';
 import { Message } from '../messaging/message.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
-import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, encodeReply, reqIdKey, tryDecodeRequest } from './codec.js';
+import { CallRegistry, type Slots } from './call-registry.js';
+import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, encodeReply, tryDecodeRequest } from './codec.js';
 import type { RpcCallInfo, RpcReply, RpcRequestId, RpcServerEvents, RpcTransport } from './types.js';
 
 /** Options of {@link RpcServer}. */
@@ -55,9 +56,10 @@ interface Job {
   readonly fn: (...args: unknown[]) => unknown;
   readonly target: object;
   readonly args: unknown[];
-  /** Calls only: request id and its dedup key. */
+  /** Calls only: request id, and where the call is in the registry of calls. */
   readonly reqId: RpcRequestId | undefined;
-  readonly key: string | undefined;
+  readonly slots: Slots | undefined;
+  readonly key: number | string;
 }
 
 const integerOrInfinity =
@@ -200,14 +202,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private readonly messaging: RpcTransport;
   private readonly limits: { maxPayload: number };
   private readonly objects = new Map<string, Registered>();
-  /**
-   * Calls by caller and request id: `null` while running, then the reply
-   * bytes while cached. Cached entries are evicted oldest first: `cached` is
-   * a ring of their keys.
-   */
-  private readonly calls = new Map<string, Buffer | null>();
-  private cached: string[] = [];
-  private cachedNext = 0;
+  /** Calls by caller and request id: running, or answered (with the reply kept for re-sent requests). */
+  private readonly calls: CallRegistry;
   private readonly queue = new Fifo<Job>();
   private runningCount = 0;
   private draining = false;
@@ -249,6 +245,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     this.transferExceptions = o.transferExceptions;
     this.concurrency = o.concurrency;
     this.resultCacheSize = o.resultCacheSize;
+    this.calls = new CallRegistry(o.resultCacheSize);
     this.limits = { maxPayload: o.maxPayload };
     this.messaging = messaging;
     this.unhook = messaging.addReceiveHook(REQUEST_PREFIX, (_connId, ident, message) => this.receive(ident, message));
@@ -310,8 +307,6 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       }
     }
     this.calls.clear();
-    this.cached = [];
-    this.cachedNext = 0;
   }
 
   /**
@@ -350,11 +345,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const req = decoded.request;
-    let key: string | undefined;
+    let slots: Slots | undefined;
+    let key: number | string = 0;
     if (req.command === 'call') {
-      // Length-prefixed ident: no two (ident, request id) pairs share a key.
-      key = String.fromCharCode(ident.length) + ident + reqIdKey(req.reqId!);
-      const known = this.calls.get(key);
+      const calls = this.calls;
+      calls.locate(ident, req.reqId!);
+      slots = calls.slots;
+      key = calls.key;
+      const known = slots.map.get(key);
       if (known != null) {
         log(`re-sent call ${req.object}.${req.method} from ${ident}: answering from cache`);
         this.send(ident, known);
@@ -396,10 +394,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       fn,
       target: registered.target,
       args,
-      reqId: key === undefined ? undefined : req.reqId,
+      reqId: slots === undefined ? undefined : req.reqId,
+      slots,
       key,
     };
-    if (job.key !== undefined) this.calls.set(job.key, null);
+    if (slots !== undefined) slots.map.set(key, null);
     if (this.runningCount < this.concurrency) this.run(job);
     else this.queue.push(job);
   }
@@ -478,24 +477,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     } else if (job.reqId !== undefined) {
       reply = { reqId: job.reqId, ok: true, value: valueOrError };
     }
-    if (reply === undefined || job.key === undefined || this.closed) return;
+    if (reply === undefined || job.slots === undefined || this.closed) return;
     const data = this.encodeResult(reply, job);
-    if (data === undefined || this.resultCacheSize === 0) this.calls.delete(job.key);
-    else this.cache(job.key, data);
+    if (data === undefined) this.calls.forget(job.slots, job.key);
+    else this.calls.keep(job.slots, job.key, data);
     if (data !== undefined) this.send(job.ident, data);
-  }
-
-  /** Keeps a call's reply for re-sent requests, evicting the oldest kept one when full. */
-  private cache(key: string, data: Buffer): void {
-    this.calls.set(key, data);
-    const ring = this.cached;
-    if (ring.length < this.resultCacheSize) {
-      ring.push(key);
-      return;
-    }
-    this.calls.delete(ring[this.cachedNext]!);
-    ring[this.cachedNext] = key;
-    this.cachedNext = (this.cachedNext + 1) % ring.length;
   }
 
   /** The reply bytes; a result that cannot be encoded becomes an error reply. */

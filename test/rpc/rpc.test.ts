@@ -93,6 +93,25 @@ describe('RpcServer / RpcClient: calls', () => {
     expect(client.pendingCalls).toBe(0);
   });
 
+  it('the deadlines of calls made while others are pending do not pile up (steady pipelined load)', async () => {
+    const { client, server } = setup();
+    // Replies at staggered times: there is never a moment without a pending call.
+    server.register('t', { tick: (n: number) => new Promise<number>((resolve) => (n % 2 ? setImmediate : process.nextTick)(() => resolve(n))) });
+    const lists = (client as unknown as { deadlines: { lists: Map<number, { items: unknown[] }> } }).deadlines.lists;
+    let longest = 0;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, worker) => {
+        while (next < 6000) {
+          await client.call('bob', 't', 'tick', [next++ + worker]);
+          for (const list of lists.values()) longest = Math.max(longest, list.items.length);
+        }
+      }),
+    );
+    expect(longest).toBeGreaterThan(20);
+    expect(longest).toBeLessThan(2100);
+  });
+
   it('runs calls concurrently (an async method does not block the next call)', async () => {
     const { client, server } = setup();
     const gate = deferred<string>();
@@ -470,7 +489,7 @@ describe('RpcServer / RpcClient: re-send after reconnect runs exactly once', () 
     let count = 0;
     server.register('ctr', { inc: () => ++count });
     for (let i = 0; i < 5; i++) await client.call('bob', 'ctr', 'inc');
-    expect((server as unknown as { calls: Map<string, unknown> }).calls.size).toBe(2);
+    expect((server as unknown as { calls: { size: number } }).calls.size).toBe(2);
   });
 
   it('a burst of requests: the first 24 run at once, the rest in the next turns, in order; close() answers those left', async () => {
