@@ -127,7 +127,8 @@ interface PeerConn {
   peerAcks: boolean;
   /** Messages received and handed over, not yet acknowledged. */
   toAck: number;
-  ackScheduled: boolean;
+  /** The pending ACK's turn (cancelled when the ACK rides along with data first: no idle loop pass). */
+  ackImmediate: NodeJS.Immediate | null;
   alive: boolean;
   keepaliveTimer: NodeJS.Timeout | null;
   pinged: boolean;
@@ -581,7 +582,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       mode: Mode.Pending,
       peerAcks: false,
       toAck: 0,
-      ackScheduled: false,
+      ackImmediate: null,
       alive: true,
       keepaliveTimer: null,
       pinged: false,
@@ -601,6 +602,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (this.lastConn === conn) this.lastConn = null;
     conn.closing = true;
     if (conn.keepaliveTimer) clearTimeout(conn.keepaliveTimer);
+    if (conn.ackImmediate !== null) clearImmediate(conn.ackImmediate);
     const ident = conn.ident;
     if (ident === null || this.byIdent.get(ident) !== conn) return;
     this.byIdent.delete(ident);
@@ -742,10 +744,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         if (resent) fresh = recent.checkResent(view, start + 1);
         else recent.record(view, start + 1);
       }
-      if (conn.toAck++ === 0 && !conn.ackScheduled) {
-        conn.ackScheduled = true;
-        setImmediate(() => this.sendAck(conn));
-      }
+      if (conn.toAck++ === 0 && conn.ackImmediate === null) conn.ackImmediate = setImmediate(this.ackLater, conn);
       if (!fresh) {
         log(`conn ${conn.id}: duplicate ${buf.toString('hex', start + 1, start + 17)} from ${ident} not delivered again`);
         return;
@@ -772,8 +771,16 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (this.streams.size > 0) for (const stream of this.streams) stream.push({ connId: conn.id, ident, message });
   }
 
+  private readonly ackLater = (conn: PeerConn): void => {
+    conn.ackImmediate = null;
+    this.sendAck(conn);
+  };
+
   private sendAck(conn: PeerConn): void {
-    conn.ackScheduled = false;
+    if (conn.ackImmediate !== null) {
+      clearImmediate(conn.ackImmediate);
+      conn.ackImmediate = null;
+    }
     if (conn.toAck === 0 || conn.closing || !this.conns.has(conn.id)) return;
     const count = conn.toAck;
     conn.toAck = 0;
