@@ -16,9 +16,7 @@ import type { Packeter } from '../packeter/packeter.js';
 import type { QueuesStorage, StoredMessage } from '../storage/types.js';
 import { createLogger } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
-import { Deque, QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
-
-export { QUEUE_ENTRY_OVERHEAD };
+import { Deque, QueueEntry } from './delivery.js';
 import {
   FEATURE_ACK,
   FLAG_RESENT,
@@ -48,7 +46,7 @@ const VIEW_CACHE_LIMIT = 1024 * 1024;
 
 /** Default per-identity queue limit in messages. */
 export const DEFAULT_MAX_QUEUE_MESSAGES = 4_194_304;
-/** Default per-identity queue limit in bytes (payloads plus {@link QUEUE_ENTRY_OVERHEAD} each): 512 MiB. */
+/** Default per-identity queue limit in bytes (payloads plus `QUEUE_ENTRY_OVERHEAD` each): 512 MiB. */
 export const DEFAULT_MAX_QUEUE_BYTES = 512 * 1024 * 1024;
 /** Default number of recent message uuids remembered per identity to drop re-sent duplicates. */
 export const DEFAULT_DEDUP_WINDOW = 65_536;
