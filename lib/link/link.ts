@@ -301,6 +301,24 @@ export class Link extends TypedEventSource implements Transport {
     return true;
   }
 
+  /**
+   * {@link send} of several buffers, in order, handed to the kernel together
+   * (one vectored write): a small header and a big payload sent by reference
+   * leave as one write, not a tiny one and a big one. `onWritten` runs once for all.
+   * @throws InvalidArgumentError when a chunk is not a Buffer/Uint8Array.
+   */
+  sendv(connId: ConnId, chunks: readonly Buffer[], onWritten?: (error?: SnakeMQError) => void): boolean {
+    if (chunks.length === 0 || !chunks.every((d) => d instanceof Uint8Array)) throw new InvalidArgumentError('sendv: chunks must be Buffers');
+    const c = this.#conns.get(connId);
+    if (this.closed || c === undefined || c.closing || c.socket.destroyed || c.socket.writableEnded) return this.send(connId, chunks[0]!, onWritten);
+    const s = c.socket;
+    s.cork();
+    for (let i = 0; i < chunks.length - 1; i++) s.write(chunks[i]!);
+    const ok = this.send(connId, chunks[chunks.length - 1]!, onWritten);
+    s.uncork();
+    return ok;
+  }
+
   /** Whether {@link send} on this connection would currently return true. */
   isWritable(connId: ConnId): boolean {
     const c = this.#conns.get(connId);

@@ -108,6 +108,12 @@ export interface Transport extends TransportEventSource {
    * {@link UnknownConnectionError} and returns false.
    */
   send(connId: ConnId, data: Buffer, onWritten?: (error?: SnakeMQError) => void): boolean;
+  /**
+   * Optional: `send` of several buffers handed to the kernel together (one
+   * vectored write), with one `onWritten` for all. The Packeter uses it, when
+   * present, for a big payload sent by reference behind its header.
+   */
+  sendv?(connId: ConnId, chunks: readonly Buffer[], onWritten?: (error?: SnakeMQError) => void): boolean;
   /** Whether `send` on this connection would currently return true. */
   isWritable(connId: ConnId): boolean;
   /** Stop reading from a connection (receive-side backpressure); `resume` starts again. */

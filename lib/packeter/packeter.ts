@@ -132,8 +132,12 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       const head = Buffer.allocUnsafe(HEADER_SIZE + headLen);
       head.writeUInt32BE(size, 0);
       if (headLen > 0) head.set(payload, HEADER_SIZE);
-      this.transport.send(connId, head);
-      this.transport.send(connId, toBuffer(body), this.sentCallback(connId, id));
+      const transport = this.transport;
+      if (transport.sendv !== undefined) transport.sendv(connId, [head, toBuffer(body)], this.sentCallback(connId, id));
+      else {
+        transport.send(connId, head);
+        transport.send(connId, toBuffer(body), this.sentCallback(connId, id));
+      }
       return id;
     }
     const off = this.reserve(connId, state, size);

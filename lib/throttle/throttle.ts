@@ -167,6 +167,13 @@ export class Throttle extends TypedEventSource implements Transport {
     return ok;
   }
 
+  /** {@link send} of several buffers in order (paced like the rest), one `onWritten` for all. */
+  sendv(connId: ConnId, chunks: readonly Buffer[], onWritten?: OnWritten): boolean {
+    if (chunks.length === 0) throw new InvalidArgumentError('sendv: chunks must be Buffers');
+    for (let i = 0; i < chunks.length - 1; i++) this.send(connId, chunks[i]!);
+    return this.send(connId, chunks[chunks.length - 1]!, onWritten);
+  }
+
   /** Whether {@link send} would currently return true for data the bucket can cover. */
   isWritable(connId: ConnId): boolean {
     return !this.#closed && !(this.#buckets.get(connId)?.queue.length) && this.link.isWritable(connId);

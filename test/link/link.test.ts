@@ -413,6 +413,31 @@ describe('Link TLS failures', () => {
 });
 
 describe('Link flow control', () => {
+  it('sendv hands several buffers over in order, with one callback; on an unknown connection it reports the error', async () => {
+    const server = newLink();
+    const client = newLink();
+    const url = await server.addListener('tcp://127.0.0.1:0');
+    const chunks: Buffer[] = [];
+    server.on('data', (_id, chunk) => chunks.push(chunk));
+    const connected = nextEvent(client, 'connect');
+    client.addConnector(url);
+    const [info] = await connected;
+    const big = Buffer.alloc(300_000, 9);
+    const written = new Promise<SnakeMQError | undefined>((resolve) => client.sendv(info.id, [Buffer.from('head:'), big], resolve));
+    client.send(info.id, Buffer.from(':after'));
+    expect(await written).toBeUndefined();
+    const total = 5 + big.length + 6;
+    for (let i = 0; i < 200 && chunks.reduce((n, c) => n + c.length, 0) < total; i++) await sleep(10);
+    const got = Buffer.concat(chunks);
+    expect(got.length).toBe(total);
+    expect(got.subarray(0, 5).toString()).toBe('head:');
+    expect(got.subarray(5, 5 + big.length).equals(big)).toBe(true);
+    expect(got.subarray(5 + big.length).toString()).toBe(':after');
+    const failed = new Promise<SnakeMQError | undefined>((resolve) => client.sendv(999, [Buffer.from('a'), Buffer.from('b')], resolve));
+    expect(await failed).toBeInstanceOf(UnknownConnectionError);
+    expect(() => client.sendv(info.id, [])).toThrow(InvalidArgumentError);
+  });
+
   it('send returns false above highWaterMark and drain follows once the peer reads again', async () => {
     const hwm = 64 * 1024;
     const server = newLink({ highWaterMark: hwm });

@@ -138,6 +138,19 @@ describe('Throttle', () => {
     expect(sink.bytes(recvId).equals(payload)).toBe(true);
   });
 
+  it('sendv paces the buffers like one send, in order, with one onWritten', async () => {
+    const { throttle, sendId, recvId, sink } = await setup(200_000, 8000);
+    const head = randomBytes(100);
+    const body = randomBytes(30_000);
+    const calls: (SnakeMQError | undefined)[] = [];
+    const start = performance.now();
+    throttle.sendv(sendId, [head, body], (err) => calls.push(err));
+    await waitUntil(() => sink.length(recvId) === head.length + body.length && calls.length === 1);
+    expect(performance.now() - start).toBeGreaterThanOrEqual(100);
+    expect(calls).toEqual([undefined]);
+    expect(sink.bytes(recvId).equals(Buffer.concat([head, body]))).toBe(true);
+  });
+
   it('throttles each connection on its own', async () => {
     const receiver = new Link();
     const throttle = new Throttle(new Link(), { bytesPerSecond: 50_000 });
