@@ -46,6 +46,8 @@ export interface RpcRegisterOptions {
 interface Registered {
   readonly target: object;
   readonly signals: ReadonlySet<string>;
+  /** Methods found so far, by name (only real methods: a peer's unknown names are not kept). */
+  readonly methods: Map<string, (...args: unknown[]) => unknown>;
 }
 
 interface Job {
@@ -267,7 +269,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   }
 
   /**
-   * Makes `target`'s methods callable as `name`.
+   * Makes `target`'s methods callable as `name`. A method is looked up at its
+   * first call and kept: replacing a method of a registered object later
+   * takes effect once the object is registered again.
    * @throws {InvalidArgumentError} empty name, name already registered, or `target` not an object/function.
    * @throws {InvalidOptionsError} unknown option or invalid value.
    */
@@ -278,7 +282,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     if (this.objects.has(name)) throw new InvalidArgumentError(`RpcServer.register: '${name}' is already registered (unregister it first)`);
     const o = validateOptions<Required<RpcRegisterOptions>>('RpcServer.register', options, { signals: stringArray }, { signals: [] });
-    this.objects.set(name, { target, signals: new Set(o.signals) });
+    this.objects.set(name, { target, signals: new Set(o.signals), methods: new Map() });
   }
 
   /** Removes a registered object; calls already running finish. Returns whether it was registered. */
@@ -370,7 +374,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       else this.warn(`signal ignored: ${text}`, callInfo(ident, req));
       return;
     }
-    const fn = findMethod(registered.target, req.method);
+    let fn = registered.methods.get(req.method);
+    if (fn === undefined) {
+      fn = findMethod(registered.target, req.method);
+      if (fn !== undefined) registered.methods.set(req.method, fn);
+    }
     if (fn === undefined) {
       const text = `'${req.object}' has no method '${req.method}'`;
       if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownMethodError', text, ErrorCode.RPC_UNKNOWN_METHOD);

@@ -112,6 +112,21 @@ describe('RpcServer / RpcClient: calls', () => {
     expect(longest).toBeLessThan(2100);
   });
 
+  it('a method is looked up once and kept; registering again picks up a replaced method', async () => {
+    const { client, server } = setup();
+    const target: { f: () => string } = { f: () => 'first' };
+    server.register('o', target);
+    await expect(client.call('bob', 'o', 'f')).resolves.toBe('first');
+    target.f = () => 'second';
+    await expect(client.call('bob', 'o', 'f')).resolves.toBe('first');
+    server.unregister('o');
+    server.register('o', target);
+    await expect(client.call('bob', 'o', 'f')).resolves.toBe('second');
+    // Unknown names are not kept (a peer cannot grow the cache).
+    await expect(client.call('bob', 'o', 'nope')).rejects.toThrow(/no method/);
+    expect((server as unknown as { objects: Map<string, { methods: Map<string, unknown> }> }).objects.get('o')!.methods.size).toBe(1);
+  });
+
   it('runs calls concurrently (an async method does not block the next call)', async () => {
     const { client, server } = setup();
     const gate = deferred<string>();
