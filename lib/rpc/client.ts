@@ -27,6 +27,8 @@ import {
   encodeCall,
   encodeCallHead,
   encodeRequest,
+  decodeOwnReply,
+  takeOwnReplyValue,
   readCallId,
   readCallIdAt,
   tryDecodeReply,
@@ -494,6 +496,15 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   private onReply(ident: string, message: Message): void {
+    // Most replies are successful ones to our own calls, from a snakemq-ts server: read those straight.
+    const id = decodeOwnReply(message.data, this.idTemplate, this.limits.maxPayload);
+    if (id >= 0) {
+      const value = takeOwnReplyValue();
+      const p = this.pending.get(id);
+      if (p === undefined || p.ident !== ident) log(`dropping a reply from ${ident} nobody waits for`);
+      else this.settle(p, true, value);
+      return;
+    }
     const decoded = tryDecodeReply(message.data, this.limits);
     if (!decoded.ok) {
       log(`bad reply from ${ident}: ${decoded.error.message}`);

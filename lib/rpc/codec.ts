@@ -1254,6 +1254,55 @@ function decodeReplyInner(data: Uint8Array, maxPayload: number): DecodeReplyResu
   }
 }
 
+/** A successful reply as our server writes it, up to the request id's 16 bytes: prefix, map of 3, `req_id`, bin8 header. */
+const OWN_REPLY_HEAD = Buffer.concat([REPLY_PREFIX, Buffer.from([0x83]), E_REQ_ID, Buffer.from([0xc4, 16])]);
+/** ... and after the request id, up to the value: `ok` true, `return`. */
+const OWN_REPLY_MID = Buffer.concat([E_OK, Buffer.from([0xc3]), E_RETURN]);
+const OWN_REPLY_VALUE_AT = OWN_REPLY_HEAD.length + 16 + OWN_REPLY_MID.length;
+
+let ownReplyValue: unknown;
+
+/**
+ * @internal The fast path for the reply to one of our own calls (made by
+ * {@link encodeCall} with `idTemplate`) laid out exactly as our server
+ * writes a successful one: returns the call's id and leaves the value for
+ * {@link takeOwnReplyValue}, decoded as strictly as by {@link decodeReply}.
+ * Returns -1 for anything else (another layout, another client's id, a
+ * broken value): decode that with {@link tryDecodeReply}. Never throws.
+ */
+export function decodeOwnReply(data: Buffer, idTemplate: Buffer, maxPayload: number): number {
+  const n = data.length;
+  if (n <= OWN_REPLY_VALUE_AT || n > maxPayload || decoding) return -1;
+  for (let i = 0; i < 16; i++) if (data[i] !== OWN_REPLY_HEAD[i]) return -1;
+  for (let i = 0; i < 8; i++) if (data[16 + i] !== idTemplate[i]) return -1;
+  for (let i = 0; i < OWN_REPLY_MID.length; i++) if (data[32 + i] !== OWN_REPLY_MID[i]) return -1;
+  const id = data.readUInt32BE(24) * 0x100000000 + data.readUInt32BE(28);
+  decoding = true;
+  try {
+    src = data;
+    pos = OWN_REPLY_VALUE_AT;
+    end = n;
+    keyError = null;
+    const value = readValue(2);
+    if (pos !== end || keyError !== null) return -1;
+    ownReplyValue = value;
+    return id;
+  } catch {
+    return -1;
+  } finally {
+    decoding = false;
+    src = EMPTY_BUFFER;
+    keyError = null;
+  }
+}
+
+/** @internal The value {@link decodeOwnReply} decoded last (handed over once). */
+export function takeOwnReplyValue(): unknown {
+  const value = ownReplyValue;
+  ownReplyValue = undefined;
+  return value;
+}
+
 /**
  * Decodes and validates `rpcrep` data (prefix included). `exception_format`
  * may be absent or nil (read as `''`); extra keys are ignored.

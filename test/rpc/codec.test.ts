@@ -10,6 +10,7 @@ import {
   tryDecodeRequest,
   tryDecodeReply,
 } from '../../lib/rpc/index.js';
+import { decodeOwnReply, takeOwnReplyValue } from '../../lib/rpc/codec.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string): string => Buffer.from(s, 'ascii').toString('hex');
@@ -243,5 +244,58 @@ describe('rpc codec: encoding errors', () => {
 
   it('too large gives InvalidArgumentError', () => {
     expect(() => encodeReply({ reqId: REQ_ID, ok: true, value: 'x'.repeat(200) }, { maxPayload: 100 })).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('rpc codec: the fast path for replies to our own calls', () => {
+  const template = hex('a1a2a3a4a5a6a7a8 0000000000000000');
+  const idOf = (n: number): Buffer => {
+    const id = Buffer.from(template);
+    id.writeUInt32BE(Math.floor(n / 2 ** 32), 8);
+    id.writeUInt32BE(n >>> 0, 12);
+    return id;
+  };
+  const values: unknown[] = [0, -1, 2 ** 40, 1.5, 'text', '', null, true, [1, [2, { a: 3 }]], { k: Buffer.from([1, 2]) }, Buffer.alloc(100, 7), new Date(0)];
+
+  it('reads the id and the value of every successful reply our server writes, as decodeReply does', () => {
+    for (const [i, value] of values.entries()) {
+      const data = encodeReply({ reqId: idOf(1000 + i), ok: true, value });
+      expect(decodeOwnReply(data, template, 1 << 20)).toBe(1000 + i);
+      expect(takeOwnReplyValue()).toEqual((decodeReply(data) as { value: unknown }).value);
+      expect(takeOwnReplyValue()).toBeUndefined();
+    }
+  });
+
+  it('a __proto__ key in the value stays data', () => {
+    const data = Buffer.concat([encodeReply({ reqId: idOf(1), ok: true, value: null }).subarray(0, -1), hex(`81 ${fixstr('__proto__')} 81 ${fixstr('x')} 01`)]);
+    expect(decodeOwnReply(data, template, 1 << 20)).toBe(1);
+    const value = takeOwnReplyValue() as Record<string, unknown>;
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+    expect(Object.keys(value)).toEqual(['__proto__']);
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it('leaves anything else to the full decoder (-1): another client, an error reply, another layout, broken or trailing bytes, too large', () => {
+    const ok = encodeReply({ reqId: idOf(5), ok: true, value: [1, 2] });
+    const other = Buffer.from(ok);
+    other[16] ^= 0xff;
+    const cases: Buffer[] = [
+      other,
+      encodeReply({ reqId: idOf(5), ok: false, exception: { name: 'E', message: 'm' }, exceptionFormat: '' }),
+      encodeReply({ reqId: Buffer.from(idOf(5).subarray(0, 15)), ok: true, value: 1 }),
+      encodeReply({ reqId: 'string-id', ok: true, value: 1 }),
+      Buffer.concat([ok, hex('c0')]),
+      ok.subarray(0, ok.length - 1),
+      Buffer.concat([ok.subarray(0, -3), hex('c1 c1 c1')]),
+      Buffer.concat([encodeReply({ reqId: idOf(5), ok: true, value: null }).subarray(0, -1), hex('81 c4 01 00 01')]),
+    ];
+    for (const data of cases) {
+      expect(decodeOwnReply(data, template, 1 << 20)).toBe(-1);
+      expect(takeOwnReplyValue()).toBeUndefined();
+    }
+    expect(decodeOwnReply(ok, template, ok.length - 1)).toBe(-1);
+    // What fell back is still judged by the full decoder: these two are errors there too.
+    expect(tryDecodeReply(cases[4]!).ok).toBe(false);
+    expect(tryDecodeReply(cases[7]!).ok).toBe(false);
   });
 });
