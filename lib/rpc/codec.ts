@@ -1081,6 +1081,55 @@ export function tryDecodeRequest(data: Uint8Array, limits?: CodecLimits): Decode
   }
 }
 
+/** A call as snakemq-ts clients write it (encodeCall), up to the object name: prefix, map of 6, `command` `call`, `object`. */
+const OWN_CALL_HEAD = Buffer.concat([REQUEST_PREFIX, Buffer.from([0x86]), E_COMMAND, CALL, E_OBJECT]);
+/** Shared by calls read on the fast path, whose kwargs are empty (never handed to user code). */
+const NO_KWARGS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
+
+/** Whether the bytes at `pos` are `expected`; moves past them when they are. */
+function expectBytes(expected: Buffer): boolean {
+  const n = expected.length;
+  if (n > end - pos) return false;
+  for (let i = 0; i < n; i++) if (src[pos + i] !== expected[i]) return false;
+  pos += n;
+  return true;
+}
+
+/**
+ * @internal The fast path for a call laid out exactly as snakemq-ts clients
+ * write one (string object and method, an args array, empty kwargs, a
+ * 16-byte request id, in that order): the request, decoded as strictly as by
+ * {@link tryDecodeRequest}, with a shared frozen empty `kwargs`. `undefined`
+ * for anything else (another layout, broken bytes): decode that with
+ * {@link tryDecodeRequest}. Never throws.
+ */
+export function decodeOwnCall(data: Buffer, maxPayload: number): RpcRequest | undefined {
+  const n = data.length;
+  if (n > maxPayload || n < OWN_CALL_HEAD.length + CALL_TAIL.length + 16 || decoding) return undefined;
+  decoding = true;
+  try {
+    src = data;
+    pos = 0;
+    end = n;
+    keyError = null;
+    if (!expectBytes(OWN_CALL_HEAD)) return undefined;
+    const object = readValue(2);
+    if (typeof object !== 'string' || !expectBytes(E_METHOD)) return undefined;
+    const method = readValue(2);
+    if (typeof method !== 'string' || !expectBytes(E_ARGS)) return undefined;
+    const args = readValue(2);
+    if (!Array.isArray(args) || keyError !== null || end - pos !== CALL_TAIL.length + 16 || !expectBytes(CALL_TAIL)) return undefined;
+    const reqId = readBin(16);
+    return { command: 'call', object, method, args, kwargs: NO_KWARGS, reqId };
+  } catch {
+    return undefined;
+  } finally {
+    decoding = false;
+    src = EMPTY_BUFFER;
+    keyError = null;
+  }
+}
+
 function decodeRequestInner(data: Uint8Array, maxPayload: number): DecodeRequestResult {
   const count = openEnvelope('RPC request', data, REQUEST_PREFIX, maxPayload);
   let seen = 0;
@@ -1276,7 +1325,9 @@ export function decodeOwnReply(data: Buffer, idTemplate: Buffer, maxPayload: num
   for (let i = 0; i < 16; i++) if (data[i] !== OWN_REPLY_HEAD[i]) return -1;
   for (let i = 0; i < 8; i++) if (data[16 + i] !== idTemplate[i]) return -1;
   for (let i = 0; i < OWN_REPLY_MID.length; i++) if (data[32 + i] !== OWN_REPLY_MID[i]) return -1;
-  const id = data.readUInt32BE(24) * 0x100000000 + data.readUInt32BE(28);
+  const hi = data.readUInt32BE(24);
+  if (hi >= 0x200000) return -1; // not an exact number: not one of our ids
+  const id = hi * 0x100000000 + data.readUInt32BE(28);
   decoding = true;
   try {
     src = data;

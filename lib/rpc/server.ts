@@ -4,8 +4,8 @@ import { Message } from '../messaging/message.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
 import { CallRegistry, type Slots } from './call-registry.js';
-import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, encodeReply, tryDecodeRequest } from './codec.js';
-import type { RpcCallInfo, RpcReply, RpcRequestId, RpcServerEvents, RpcTransport } from './types.js';
+import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, decodeOwnCall, encodeReply, tryDecodeRequest } from './codec.js';
+import type { RpcCallInfo, RpcReply, RpcRequest, RpcRequestId, RpcServerEvents, RpcTransport } from './types.js';
 
 /** Options of {@link RpcServer}. */
 export interface RpcServerOptions {
@@ -337,18 +337,24 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     setImmediate(this.runBacklog);
   }
 
+  /** A request decoded in full; a bad one is answered (when it has a request id) and reported, and gives undefined. */
+  private decodeRequest(ident: string, message: Message): RpcRequest | undefined {
+    const decoded = tryDecodeRequest(message.data, this.limits);
+    if (decoded.ok) return decoded.request;
+    log(`bad request from ${ident}: ${decoded.error.message}`);
+    if (decoded.reqId !== undefined && decoded.command !== 'signal') {
+      this.replyError(ident, decoded.reqId, 'RpcBadRequestError', decoded.error.message, ErrorCode.RPC_BAD_REQUEST);
+    }
+    this.safeEmit('requestError', decoded.error, ident);
+    return undefined;
+  }
+
   private onRequest(ident: string, message: Message): void {
     if (this.closed) return;
-    const decoded = tryDecodeRequest(message.data, this.limits);
-    if (!decoded.ok) {
-      log(`bad request from ${ident}: ${decoded.error.message}`);
-      if (decoded.reqId !== undefined && decoded.command !== 'signal') {
-        this.replyError(ident, decoded.reqId, 'RpcBadRequestError', decoded.error.message, ErrorCode.RPC_BAD_REQUEST);
-      }
-      this.safeEmit('requestError', decoded.error, ident);
-      return;
-    }
-    const req = decoded.request;
+    // Calls from snakemq-ts clients are read on a fast path; anything else is fully decoded.
+    let req = decodeOwnCall(message.data, this.limits.maxPayload);
+    if (req === undefined) req = this.decodeRequest(ident, message);
+    if (req === undefined) return;
     let slots: Slots | undefined;
     let key: number | string = 0;
     if (req.command === 'call') {

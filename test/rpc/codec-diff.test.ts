@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../lib/errors.js';
 import { decodeReply, encodeReply, encodeRequest, tryDecodeReply, tryDecodeRequest } from '../../lib/rpc/index.js';
 import { referenceDecodeReply, referenceDecodeRequest } from './reference-decoder.js';
-import { packrOptions } from '../../lib/rpc/codec.js';
+import { decodeOwnCall, decodeOwnReply, encodeCall, encodeCallHead, packrOptions, takeOwnReplyValue } from '../../lib/rpc/codec.js';
 
 /** mulberry32 */
 function rng(seed: number): () => number {
@@ -214,6 +214,51 @@ describe('rpc codec: single-pass decoder = reference decoder', () => {
       compared++;
     }
     expect(compared).toBeGreaterThan(1000);
+  });
+
+  it('the fast paths for our own calls and replies agree with the full decoders, or step aside', () => {
+    const g = new Gen(rng(4));
+    const template = Buffer.from('c1c2c3c4c5c6c7c80000000000000000', 'hex');
+    const head = encodeCallHead('obj', 'meth');
+    let fastCalls = 0;
+    let fastReplies = 0;
+    for (let i = 0; i < 4000; i++) {
+      const args = Array.from({ length: g.int(4) }, () => g.value(1));
+      let call: Buffer;
+      let reply: Buffer;
+      try {
+        call = Buffer.from(encodeCall(head, args, template, i));
+        const id = Buffer.from(template);
+        id.writeUInt32BE(i, 12);
+        reply = Buffer.from(encodeReply({ reqId: id, ok: true, value: args }));
+      } catch {
+        continue; // a value our encoders refuse
+      }
+      if (i & 1) {
+        call = g.mutate(call);
+        reply = g.mutate(reply);
+      }
+      const full = tryDecodeRequest(call);
+      const fast = decodeOwnCall(call, 1 << 24);
+      if (fast !== undefined) {
+        fastCalls++;
+        expect(full.ok).toBe(true);
+        expect(sameShape({ ...fast, kwargs: {} }, full.ok ? full.request : null, true)).toBe(true);
+      }
+      const fullReply = tryDecodeReply(reply);
+      const fastId = decodeOwnReply(reply, template, 1 << 24);
+      const value = takeOwnReplyValue();
+      if (fastId >= 0) {
+        fastReplies++;
+        expect(fullReply.ok && fullReply.reply.ok).toBe(true);
+        const fullId = fullReply.ok ? (fullReply.reply.reqId as Buffer) : Buffer.alloc(16);
+        expect(fullId.subarray(0, 8).equals(template.subarray(0, 8))).toBe(true);
+        expect(fastId).toBe(fullId.readUInt32BE(8) * 2 ** 32 + fullId.readUInt32BE(12));
+        expect(sameShape(value, fullReply.ok && fullReply.reply.ok ? fullReply.reply.value : null, true)).toBe(true);
+      }
+    }
+    expect(fastCalls).toBeGreaterThan(1000);
+    expect(fastReplies).toBeGreaterThan(1000);
   });
 
   it('what our encoders produce', () => {

@@ -10,7 +10,7 @@ import {
   tryDecodeRequest,
   tryDecodeReply,
 } from '../../lib/rpc/index.js';
-import { decodeOwnReply, takeOwnReplyValue } from '../../lib/rpc/codec.js';
+import { decodeOwnCall, decodeOwnReply, encodeCall, encodeCallHead, takeOwnReplyValue } from '../../lib/rpc/codec.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string): string => Buffer.from(s, 'ascii').toString('hex');
@@ -297,5 +297,42 @@ describe('rpc codec: the fast path for replies to our own calls', () => {
     // What fell back is still judged by the full decoder: these two are errors there too.
     expect(tryDecodeReply(cases[4]!).ok).toBe(false);
     expect(tryDecodeReply(cases[7]!).ok).toBe(false);
+  });
+});
+
+describe('rpc codec: the fast path for calls from snakemq-ts clients', () => {
+  const template = hex('b1b2b3b4b5b6b7b8 0000000000000000');
+  const argsList: unknown[][] = [[], [1, 2], ['é', null, true, 1.5, -3], [[1, [2]], { a: Buffer.from([9]) }], [Buffer.alloc(300, 1)]];
+
+  it('reads every call encodeCall writes exactly as the full decoder does', () => {
+    for (const [i, args] of argsList.entries()) {
+      for (const [object, method] of [['calc', 'add'], ['o'.repeat(40), 'm'.repeat(300)]] as const) {
+        const data = encodeCall(encodeCallHead(object, method), args, template, 7 + i);
+        const fast = decodeOwnCall(data, 1 << 20);
+        const full = decodeRequest(data);
+        expect(fast).toEqual(full);
+        expect(Object.isFrozen(fast!.kwargs)).toBe(true);
+      }
+    }
+  });
+
+  it('leaves anything else to the full decoder: other layouts, kwargs, signals, broken or trailing bytes, too large', () => {
+    const call = encodeCall(encodeCallHead('calc', 'add'), [1, 2], template, 1);
+    const cases: Buffer[] = [
+      encodeRequest({ command: 'call', object: 'calc', method: 'add', args: [1], kwargs: { k: 1 }, reqId: REQ_ID }),
+      encodeRequest({ command: 'signal', object: 'calc', method: 'add', args: [1], kwargs: {} }),
+      encodeRequest({ command: 'call', object: 'calc', method: 'add', args: [1], kwargs: {}, reqId: 'str-id' }),
+      Buffer.concat([call, hex('c0')]),
+      call.subarray(0, call.length - 1),
+      // args not an array: a map where the array was.
+      Buffer.concat([encodeCallHead('calc', 'add'), hex('80'), call.subarray(call.length - 31)]),
+      // a bin key inside the args: an error for the full decoder too.
+      Buffer.concat([encodeCallHead('calc', 'add'), hex('91 81 c4 01 00 01'), call.subarray(call.length - 31)]),
+      // the object name not a string.
+      Buffer.concat([call.subarray(0, 27), hex('01'), call.subarray(27 + 5)]),
+    ];
+    for (const data of cases) expect(decodeOwnCall(data, 1 << 20)).toBeUndefined();
+    expect(decodeOwnCall(call, call.length - 1)).toBeUndefined();
+    for (const i of [3, 4, 5, 6, 7]) expect(tryDecodeRequest(cases[i]!).ok).toBe(false);
   });
 });
