@@ -43,6 +43,9 @@ import type { Delivery, MessagingEvents } from './types.js';
 
 const log = createLogger('snakemq:messaging');
 const VIEW_CACHE_LIMIT = 1024 * 1024;
+/** Fewer messages than this received in one go are acknowledged at once (after their handlers), more once per turn. */
+const ACK_NOW_BELOW = 64;
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Default per-identity queue limit in messages. */
 export const DEFAULT_MAX_QUEUE_MESSAGES = 4_194_304;
@@ -125,7 +128,11 @@ interface PeerConn {
   peerAcks: boolean;
   /** Messages received and handed over, not yet acknowledged. */
   toAck: number;
-  /** The pending ACK's turn (cancelled when the ACK rides along with data first: no idle loop pass). */
+  /** An ACK check is queued as a microtask (see onMessage). */
+  ackQueued: boolean;
+  /** Runs that check for this connection (made once: no closure per message). */
+  readonly ackCheck: () => void;
+  /** The pending ACK's turn, for a busy stream (cancelled when the ACK rides along with data first). */
   ackImmediate: NodeJS.Immediate | null;
   alive: boolean;
   keepaliveTimer: NodeJS.Timeout | null;
@@ -580,6 +587,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       mode: Mode.Pending,
       peerAcks: false,
       toAck: 0,
+      ackQueued: false,
+      ackCheck: () => this.ackSoon(conn),
       ackImmediate: null,
       alive: true,
       keepaliveTimer: null,
@@ -742,7 +751,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         if (resent) fresh = recent.checkResent(view, start + 1);
         else recent.record(view, start + 1);
       }
-      if (conn.toAck++ === 0 && conn.ackImmediate === null) conn.ackImmediate = setImmediate(this.ackLater, conn);
+      if (conn.toAck++ === 0 && !conn.ackQueued && conn.ackImmediate === null) {
+        conn.ackQueued = true;
+        RESOLVED.then(conn.ackCheck);
+      }
       if (!fresh) {
         log(`conn ${conn.id}: duplicate ${buf.toString('hex', start + 1, start + 17)} from ${ident} not delivered again`);
         return;
@@ -769,6 +781,19 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (this.streams.size > 0) for (const stream of this.streams) stream.push({ connId: conn.id, ident, message });
   }
 
+  /**
+   * Right after the code that handled the messages of a read (and its
+   * microtasks: a reply made there has taken the ACK along already): a few
+   * messages are acknowledged now, in the same write batch; a busy stream
+   * once per event-loop turn.
+   */
+  private ackSoon(conn: PeerConn): void {
+    conn.ackQueued = false;
+    if (conn.toAck === 0 || conn.closing) return;
+    if (conn.toAck < ACK_NOW_BELOW) this.sendAck(conn);
+    else if (conn.ackImmediate === null) conn.ackImmediate = setImmediate(this.ackLater, conn);
+  }
+
   private readonly ackLater = (conn: PeerConn): void => {
     conn.ackImmediate = null;
     this.sendAck(conn);
@@ -782,7 +807,12 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (conn.toAck === 0 || conn.closing || !this.conns.has(conn.id)) return;
     const count = conn.toAck;
     conn.toAck = 0;
-    this.packeter.sendPacket(conn.id, encodeAck(count));
+    try {
+      this.packeter.sendPacket(conn.id, encodeAck(count));
+    } catch (error) {
+      // The packeter already let the connection go (closed below Messaging): nothing to acknowledge to.
+      log(`conn ${conn.id}: ACK not sent: ${(error as Error).message}`);
+    }
   }
 
   private onAck(conn: PeerConn, count: number): void {
