@@ -161,7 +161,7 @@ class Peer {
     script: string,
     argv: string[],
   ) {
-    const execArgv = ['--import', 'tsx'];
+    const execArgv = ['--import', 'tsx', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
     if (PROF_DIR !== null) {
       // One folder per process: with tsx, the module-loader worker thread writes a profile too (the smaller file).
       const dir = join(PROF_DIR, label);

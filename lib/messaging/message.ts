@@ -80,33 +80,38 @@ function toBuffer(data: Buffer | Uint8Array | string): Buffer {
  * ```
  */
 export class Message {
+  // Fields are `declare`d: the constructor alone defines them, all in one
+  // order (no initializer pass per message, one object shape).
   /** The payload. */
-  readonly data: Buffer;
+  declare readonly data: Buffer;
   /** Seconds left to wait for a disconnected peer; `null` = no limit. */
-  ttl: number | null;
+  declare ttl: number | null;
   /** Flag bits (see {@link FLAG_PERSISTENT}). */
-  readonly flags: number;
+  declare readonly flags: number;
   // The uuid lives in a shared buffer (random pool, or the received packet),
   // read through a DataView (four 32-bit loads instead of sixteen byte loads),
   // and becomes a Buffer of its own only when asked for: most messages never are.
-  private uuidSource: DataView;
-  private uuidOffset: number;
-  private uuidBuffer: Buffer | null = null;
+  private declare uuidSource: DataView;
+  private declare uuidOffset: number;
+  private declare uuidBuffer: Buffer | null;
 
-  constructor(data: Buffer | Uint8Array | string, options?: MessageOptions) {
+  constructor(data: Buffer | Uint8Array | string, options?: MessageOptions);
+  /** @internal Decoded from a frame (see {@link fromFrame}): nothing to validate or copy. */
+  constructor(data: Buffer, options: MessageOptions, ttl: number | null, flags: number, uuidSource: DataView, uuidOffset: number);
+  constructor(data: Buffer | Uint8Array | string, options?: MessageOptions, wireTtl?: number | null, wireFlags?: number, wireView?: DataView, wireOffset?: number) {
     if (options === WIRE_OPTIONS) {
-      // Decoded from a frame (fromFrame): nothing to validate or copy.
       this.data = data as Buffer;
-      this.ttl = wire.ttl;
-      this.flags = wire.flags;
-      this.uuidSource = wire.view;
-      this.uuidOffset = wire.offset;
+      this.ttl = wireTtl!;
+      this.flags = wireFlags!;
+      this.uuidSource = wireView!;
+      this.uuidOffset = wireOffset!;
+      this.uuidBuffer = null;
       return;
     }
-    this.data = data instanceof Buffer ? data : toBuffer(data);
+    const buf = data instanceof Buffer ? data : toBuffer(data);
     let flags = 0;
     let ttl: number | null = DEFAULT_TTL;
-    let uuid: Buffer | undefined;
+    let uuid: Buffer | null = null;
     if (options !== undefined) {
       if (options.ttl !== undefined) {
         if (options.ttl !== null && !(typeof options.ttl === 'number' && options.ttl >= 0 && options.ttl <= MAX_TTL)) {
@@ -128,16 +133,18 @@ export class Message {
         uuid = toBuffer(options.uuid);
       }
     }
+    this.data = buf;
     this.ttl = ttl;
     this.flags = flags;
-    if (uuid !== undefined) {
+    if (uuid !== null) {
       this.uuidSource = viewOf(uuid);
       this.uuidOffset = 0;
-      this.uuidBuffer = uuid;
     } else {
-      this.uuidOffset = reserveUuid();
+      const off = reserveUuid();
       this.uuidSource = uuidPoolView;
+      this.uuidOffset = off;
     }
+    this.uuidBuffer = uuid;
   }
 
   /** 16-byte id chosen by the original sender and kept across re-sends. */
@@ -172,17 +179,9 @@ export class Message {
    * `start + 25`. No validation, no copy.
    */
   static fromFrame(buf: Buffer, view: DataView, start: number, end: number, ttl: number | null, flags: number): Message {
-    wire.view = view;
-    wire.offset = start + 1;
-    wire.ttl = ttl;
-    wire.flags = flags;
-    const m = new Message(buf.subarray(start + 25, end), WIRE_OPTIONS);
-    wire.view = noView;
-    return m;
+    return new Message(buf.subarray(start + 25, end), WIRE_OPTIONS, ttl, flags, view, start + 1);
   }
 }
 
+/** Marks the internal constructor call of {@link Message.fromFrame}. */
 const WIRE_OPTIONS: MessageOptions = {};
-const noView = viewOf(Buffer.alloc(0));
-/** Hands a decoded frame's fields to the constructor without an options object per message. */
-const wire = { view: noView, offset: 0, ttl: null as number | null, flags: 0 };

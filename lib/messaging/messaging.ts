@@ -13,6 +13,7 @@ import {
 } from '../errors.js';
 import type { ConnId, ConnectionInfo } from '../link/types.js';
 import type { Packeter } from '../packeter/packeter.js';
+import { HEADER_SIZE, type PacketDecoder } from '../packeter/decoder.js';
 import type { QueuesStorage, StoredMessage } from '../storage/types.js';
 import { createLogger } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
@@ -242,7 +243,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
 
     packeter.on('connect', (info) => this.onConnect(info));
     packeter.on('disconnect', (connId) => this.onDisconnect(connId));
-    packeter.setPacketSink((connId, buf, start, end) => this.onPacket(connId, buf, start, end));
+    packeter.setPacketSink(
+      (connId, buf, start, end) => this.onPacket(connId, buf, start, end),
+      (connId, chunk, off, decoder) => this.onRun(connId, chunk, off, decoder),
+    );
     packeter.on('sent', (connId, lastId) => this.onSent(connId, lastId));
     packeter.on('drain', (connId) => this.onDrain(connId));
     packeter.on('protocolError', (connId, error) => this.emit('protocolError', connId, error));
@@ -707,6 +711,59 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
   }
 
+  /**
+   * The common case of {@link onPacket} in one loop: consecutive whole MESSAGE
+   * packets of a chunk from an identified peer. Stops (for the general path) at
+   * anything else: another frame type, a short or re-sent message, a packet
+   * not wholly in the chunk or over the size limit.
+   */
+  private onRun(connId: ConnId, chunk: Buffer, off: number, decoder: PacketDecoder): number {
+    const conn = this.lastConn;
+    if (conn === null || conn.id !== connId) return off;
+    const ident = conn.ident;
+    if (ident === null || conn.closing || conn.mode === Mode.Pending) return off;
+    let view = this.inView;
+    if (chunk !== this.inBuf) {
+      view = viewOf(chunk);
+      if (chunk.length <= VIEW_CACHE_LIMIT) {
+        this.inView = view;
+        this.inBuf = chunk;
+      }
+    }
+    const len = chunk.length;
+    const max = this.packeter.options.maxPacketSize;
+    const acks = conn.peerAcks;
+    const recent = acks && this.options.dedupWindow > 0 ? (conn.recent ?? this.recentOf(conn, ident)) : null;
+    const from = off;
+    while (len - off >= HEADER_SIZE) {
+      const size = view.getUint32(off);
+      const start = off + HEADER_SIZE;
+      const end = start + size;
+      if (size < 25 || end > len || size > max || chunk[start] !== FrameType.MESSAGE) break;
+      const flags = view.getUint32(start + 21);
+      if (acks && (flags & FLAG_RESENT) !== 0) break;
+      off = end;
+      if (recent !== null) recent.record(view, start + 1);
+      if (acks && conn.toAck++ === 0 && !conn.ackQueued && conn.ackImmediate === null) {
+        conn.ackQueued = true;
+        RESOLVED.then(conn.ackCheck);
+      }
+      const ttl = view.getUint32(start + 17);
+      this.deliver(connId, ident, Message.fromFrame(chunk, view, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, flags));
+      if (conn.closing || decoder.stopped) break;
+    }
+    if (off !== from) conn.alive = true;
+    return off;
+  }
+
+  /** The identity's recent uuids, kept across its connections. */
+  private recentOf(conn: PeerConn, ident: string): RecentUuids {
+    let recent = this.dedup.get(ident);
+    if (recent === undefined) this.dedup.set(ident, (recent = new RecentUuids(this.options.dedupWindow)));
+    conn.recent = recent;
+    return recent;
+  }
+
   private onIdentification(conn: PeerConn, rawIdent: string): void {
     if (conn.ident !== null) return;
     const ident = truncateIdent(rawIdent);
@@ -742,12 +799,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       const resent = (flags & FLAG_RESENT) !== 0;
       if (resent) flags = (flags & ~FLAG_RESENT) >>> 0;
       if (this.options.dedupWindow > 0) {
-        let recent = conn.recent;
-        if (recent === null) {
-          recent = this.dedup.get(ident) ?? new RecentUuids(this.options.dedupWindow);
-          this.dedup.set(ident, recent);
-          conn.recent = recent;
-        }
+        const recent = conn.recent ?? this.recentOf(conn, ident);
         if (resent) fresh = recent.checkResent(view, start + 1);
         else recent.record(view, start + 1);
       }
@@ -760,14 +812,18 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         return;
       }
     }
-    const message = Message.fromFrame(buf, view, start, end, ttl, flags);
+    this.deliver(conn.id, ident, Message.fromFrame(buf, view, start, end, ttl, flags));
+  }
+
+  /** Hands a received message to its hook, or to `message` listeners and iterators. */
+  private deliver(connId: ConnId, ident: string, message: Message): void {
     const hooks = this.hooks;
     if (hooks.length > 0) {
       const data = message.data;
       for (let i = 0; i < hooks.length; i++) {
         const hook = hooks[i]!;
         if (hook.prefix !== null ? startsWith(data, hook.prefix) : hook.regexp!.test(data.toString('latin1'))) {
-          hook.handler(conn.id, ident, message);
+          hook.handler(connId, ident, message);
           return;
         }
       }
@@ -775,10 +831,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     // One plain listener (the common case) is called directly: eventemitter3's emit costs more than the call.
     const listener = (this as unknown as { _events: { message?: Listener } })._events.message;
     if (listener !== undefined) {
-      if (listener.fn !== undefined && !listener.once) listener.fn.call(listener.context, conn.id, ident, message);
-      else this.emit('message', conn.id, ident, message);
+      if (listener.fn !== undefined && !listener.once) listener.fn.call(listener.context, connId, ident, message);
+      else this.emit('message', connId, ident, message);
     }
-    if (this.streams.size > 0) for (const stream of this.streams) stream.push({ connId: conn.id, ident, message });
+    if (this.streams.size > 0) for (const stream of this.streams) stream.push({ connId, ident, message });
   }
 
   /**

@@ -3,6 +3,16 @@ import { PacketTooLargeError } from '../errors.js';
 /** Receives one packet payload as the range `[start, end)` of `buf` (no copy, no view made). */
 export type PacketSink = (buf: Buffer, start: number, end: number) => void;
 
+/**
+ * Optionally takes over a run of whole packets: called with a chunk and the
+ * offset of a packet header in it (the decoder holds nothing partial), handles
+ * any number of consecutive packets that lie wholly in the chunk and returns
+ * the offset after the last one it handled (`off` itself when none). The
+ * decoder handles the packet found there as usual, then offers the rest again.
+ * The handler must stop as soon as `decoder.stopped` turns true.
+ */
+export type PacketRun = (chunk: Buffer, off: number, decoder: PacketDecoder) => number;
+
 /** Length of the packet header: a 4-byte unsigned big-endian payload length. */
 export const HEADER_SIZE = 4;
 
@@ -26,7 +36,7 @@ export class PacketDecoder {
   private parts: Buffer[] = [];
   private partsBytes = 0;
   private failed = false;
-  private stopped = false;
+  private isStopped = false;
 
   constructor(maxPacketSize: number) {
     this.maxPacketSize = maxPacketSize;
@@ -42,12 +52,20 @@ export class PacketDecoder {
    * (call it from `onPacket` when the connection is being closed).
    */
   stop(): void {
-    this.stopped = true;
+    this.isStopped = true;
   }
 
-  /** Feeds one chunk; `onPacket` is called for every complete payload, in order. */
-  push(chunk: Buffer, onPacket: PacketSink): void {
-    if (this.failed || this.stopped) return;
+  /** Whether {@link stop} was called. */
+  get stopped(): boolean {
+    return this.isStopped;
+  }
+
+  /**
+   * Feeds one chunk; `onPacket` is called for every complete payload, in order
+   * (and `run`, when given, is offered the whole packets first; see {@link PacketRun}).
+   */
+  push(chunk: Buffer, onPacket: PacketSink, run: PacketRun | null = null): void {
+    if (this.failed || this.isStopped) return;
     const len = chunk.length;
     let off = 0;
 
@@ -65,19 +83,24 @@ export class PacketDecoder {
       this.expected = -1;
       off = need;
       onPacket(payload, 0, payload.length);
-      if (this.stopped) return;
+      if (this.isStopped) return;
     } else if (this.headerFilled > 0) {
       while (this.headerFilled < HEADER_SIZE && off < len) this.header[this.headerFilled++] = chunk[off++]!;
       if (this.headerFilled < HEADER_SIZE) return;
       this.headerFilled = 0;
       off = this.startPacket(this.header.readUInt32BE(0), chunk, off, onPacket);
-      if (off < 0 || this.stopped) return;
+      if (off < 0 || this.isStopped) return;
     }
 
     while (len - off >= HEADER_SIZE) {
+      if (run !== null) {
+        off = run(chunk, off, this);
+        if (this.isStopped || len - off < HEADER_SIZE) break;
+      }
       off = this.startPacket(chunk.readUInt32BE(off), chunk, off + HEADER_SIZE, onPacket);
-      if (off < 0 || this.stopped) return;
+      if (off < 0 || this.isStopped) return;
     }
+    if (this.isStopped) return;
     while (off < len) this.header[this.headerFilled++] = chunk[off++]!;
   }
 

@@ -3,7 +3,7 @@ import { InvalidArgumentError, PacketTooLargeError, UnknownConnectionError, type
 import type { ConnId, ConnectionInfo, DisconnectReason, Transport } from '../link/types.js';
 import { createLogger, preview } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
-import { HEADER_SIZE, PacketDecoder, type PacketSink } from './decoder.js';
+import { HEADER_SIZE, PacketDecoder, type PacketRun, type PacketSink } from './decoder.js';
 
 const log = createLogger('snakemq:packeter');
 
@@ -52,10 +52,14 @@ export interface PacketerEvents {
 /** Receives every packet of every connection as a range of a buffer. @internal */
 export type ConnPacketSink = (connId: ConnId, buf: Buffer, start: number, end: number) => void;
 
+/** Takes over runs of whole packets of a chunk (see {@link PacketRun}). @internal */
+export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder: PacketDecoder) => number;
+
 interface ConnState {
   readonly id: ConnId;
   readonly decoder: PacketDecoder;
   readonly sink: PacketSink;
+  readonly run: PacketRun;
   batch: Buffer | null;
   batchUsed: number;
   batchLastId: number;
@@ -85,6 +89,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private last: ConnState | null = null;
   private nextPacketId = 1;
   private packetSink: ConnPacketSink | null = null;
+  private packetRun: ConnPacketRun | null = null;
   private readonly flushAll = (): void => {
     this.flushTick = false;
     for (const [connId, state] of this.conns) if (state.flushScheduled) this.flush(connId, state);
@@ -228,11 +233,14 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   /**
    * @internal Routes every received packet to `sink` as a buffer range,
    * without making a view per packet (Messaging uses this; `packet` events are
-   * still emitted to listeners). One sink per Packeter.
+   * still emitted to listeners). One sink per Packeter. While nobody listens
+   * to `packet`, `run` (if given) is offered the runs of whole packets of each
+   * chunk first: one call handles many packets.
    */
-  setPacketSink(sink: ConnPacketSink): void {
+  setPacketSink(sink: ConnPacketSink, run?: ConnPacketRun): void {
     if (this.packetSink !== null) throw new InvalidArgumentError('this Packeter already feeds a Messaging');
     this.packetSink = sink;
+    this.packetRun = run ?? null;
   }
 
   /** Whether the connection takes more packets without buffering above the transport's high-water mark. */
@@ -310,6 +318,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
           this.emit('packet', connId, buf.subarray(start, end));
         }
       },
+      run: (chunk, off, decoder) => (this.packetRun !== null ? this.packetRun(connId, chunk, off, decoder) : off),
       batch: null,
       batchUsed: 0,
       batchLastId: 0,
@@ -332,7 +341,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     const state = this.conns.get(connId);
     if (state === undefined || state.closing) return;
     try {
-      state.decoder.push(chunk, state.sink);
+      const packetListeners = (this as unknown as { _events: Record<string, unknown> })._events.packet;
+      state.decoder.push(chunk, state.sink, this.packetRun !== null && packetListeners === undefined ? state.run : null);
     } catch (error) {
       if (!(error instanceof PacketTooLargeError)) throw error;
       log(`conn ${connId}: ${error.message}; closing`);

@@ -266,6 +266,68 @@ describe('Messaging over real sockets', () => {
     expect(msgs.map((m) => m.data)).toEqual(['x', 'y', 'z', 'x, deliberately sent again by the application']);
   });
 
+  it('one socket read carrying messages among other frames: order kept, re-sent duplicates dropped, all acknowledged', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const got = collect(bob.messaging, 6);
+    const peer = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(peer);
+    peer.sendFrame(16, Buffer.from([1, 0, 0, 0, 1]));
+    await waitEvent(bob.messaging, 'connect');
+    const frame = (type: number, body: Buffer): Buffer => {
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(body.length + 1);
+      head[4] = type;
+      return Buffer.concat([head, body]);
+    };
+    const message = (data: string, uuid: Buffer, flags = 0): Buffer => {
+      const fields = Buffer.alloc(8);
+      fields.writeUInt32BE(0xffffffff, 0);
+      fields.writeUInt32BE(flags, 4);
+      return frame(3, Buffer.concat([uuid, fields, Buffer.from(data)]));
+    };
+    const [a, b, c, d, e, f] = Array.from({ length: 6 }, () => randomBytes(16));
+    peer.sendRaw(
+      Buffer.concat([
+        message('a', a!),
+        message('b', b!),
+        frame(4, Buffer.alloc(0)), // PING, answered with a PONG
+        message('a re-sent', a!, 0x80000000), // a duplicate: acknowledged, not delivered
+        message('c', c!, 0x80000000), // re-sent but new: delivered
+        message('d', d!),
+        frame(99, Buffer.from('future')), // unknown type: ignored
+        message('e', e!),
+        message('f', f!),
+      ]),
+    );
+    const acked = () => peer.frames.filter((fr) => fr.type === 17).reduce((n, fr) => n + fr.body.readUInt32BE(0), 0);
+    await peer.until(() => acked() === 7);
+    expect((await got).map((m) => m.data)).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+    expect(peer.frames.some((fr) => fr.type === 5)).toBe(true);
+  });
+
+  it('a handler that closes the connection stops delivery of the rest of the socket read', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const peer = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(peer);
+    const [connId] = await waitEvent<[number, string]>(bob.messaging, 'connect');
+    const seen: string[] = [];
+    bob.messaging.on('message', (_c, _i, m) => {
+      seen.push(m.data.toString());
+      if (seen.length === 2) void bob.packeter.close(connId);
+    });
+    const frames = ['m1', 'm2', 'm3', 'm4', 'm5'].map((t) => {
+      const body = Buffer.concat([Buffer.from([3]), randomBytes(16), Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), Buffer.from(t)]);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      return Buffer.concat([head, body]);
+    });
+    peer.sendRaw(Buffer.concat(frames));
+    await waitEvent(bob.messaging, 'disconnect');
+    expect(seen).toEqual(['m1', 'm2']);
+  });
+
   it('re-sends unacknowledged messages after a reconnect, marked re-sent, with the same uuids', async () => {
     const bob = createPeer('bob');
     const url = await bob.link.addListener('tcp://127.0.0.1:0');

@@ -106,4 +106,75 @@ describe('PacketDecoder', () => {
     });
     expect(out).toEqual(['a']);
   });
+
+  describe('with a run handler', () => {
+    /**
+     * A run handler like Messaging's: takes whole packets of the chunk while
+     * `take(index)` says so (index = position in the stream), records them, and
+     * leaves the rest to the decoder.
+     */
+    function decodeWithRun(chunks: Buffer[], take: (index: number) => boolean, max = 1024): string[] {
+      const out: string[] = [];
+      const d = new PacketDecoder(max);
+      const run = (chunk: Buffer, off: number): number => {
+        while (chunk.length - off >= 4) {
+          const size = chunk.readUInt32BE(off);
+          if (off + 4 + size > chunk.length || size > max || !take(out.length)) break;
+          out.push(chunk.toString('hex', off + 4, off + 4 + size));
+          off += 4 + size;
+        }
+        return off;
+      };
+      for (const c of chunks) d.push(c, (b, s, e) => out.push(b.toString('hex', s, e)), run);
+      expect(d.bufferedBytes).toBe(0);
+      return out;
+    }
+    const policies: [string, (i: number) => boolean][] = [
+      ['takes every packet', () => true],
+      ['takes none', () => false],
+      ['takes every other packet', (i) => i % 2 === 0],
+      ['takes every third', (i) => i % 3 === 1],
+    ];
+
+    for (const [name, take] of policies) {
+      it(`${name}: the stream split at every offset decodes in order, each packet once`, () => {
+        for (let i = 0; i <= stream.length; i++) {
+          expect(decodeWithRun([stream.subarray(0, i), stream.subarray(i)], take), `split at ${i}`).toEqual(expected);
+        }
+      });
+    }
+
+    it('fed one byte at a time', () => {
+      expect(decodeWithRun([...stream].map((b) => Buffer.from([b])), () => true)).toEqual(expected);
+    });
+
+    it('an oversize packet the run leaves alone still fails the decoder', () => {
+      const big = Buffer.alloc(4);
+      big.writeUInt32BE(5000, 0);
+      const d = new PacketDecoder(100);
+      const out: string[] = [];
+      const chunk = Buffer.concat([encodePacket(Buffer.from('a')), big, Buffer.alloc(10)]);
+      const run = (c: Buffer, off: number): number => {
+        const size = c.readUInt32BE(off);
+        if (size > 100 || off + 4 + size > c.length) return off;
+        out.push(c.toString('utf8', off + 4, off + 4 + size));
+        return off + 4 + size;
+      };
+      expect(() => d.push(chunk, () => out.push('sink'), run)).toThrow(PacketTooLargeError);
+      expect(out).toEqual(['a']);
+    });
+
+    it('stop() inside the run ends the chunk', () => {
+      const d = new PacketDecoder(100);
+      const out: string[] = [];
+      const chunk = Buffer.concat(['a', 'b', 'c'].map((x) => encodePacket(Buffer.from(x))));
+      d.push(chunk, (b, s, e) => out.push(`sink:${b.toString('utf8', s, e)}`), (c, off) => {
+        out.push(`run:${c.toString('utf8', off + 4, off + 5)}`);
+        d.stop();
+        return off + 5;
+      });
+      expect(out).toEqual(['run:a']);
+    });
+  });
 });
+
