@@ -80,20 +80,18 @@ function toBuffer(data: Buffer | Uint8Array | string): Buffer {
  * ```
  */
 export class Message {
-  // Fields are `declare`d: the constructor alone defines them, all in one
-  // order (no initializer pass per message, one object shape).
   /** The payload. */
-  declare readonly data: Buffer;
+  readonly data: Buffer;
   /** Seconds left to wait for a disconnected peer; `null` = no limit. */
-  declare ttl: number | null;
+  ttl: number | null;
   /** Flag bits (see {@link FLAG_PERSISTENT}). */
-  declare readonly flags: number;
+  readonly flags: number;
   // The uuid lives in a shared buffer (random pool, or the received packet),
   // read through a DataView (four 32-bit loads instead of sixteen byte loads),
   // and becomes a Buffer of its own only when asked for: most messages never are.
-  private declare uuidSource: DataView;
-  private declare uuidOffset: number;
-  private declare uuidBuffer: Buffer | null;
+  private uuidSource: DataView;
+  private uuidOffset: number;
+  private uuidBuffer: Buffer | null;
 
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions);
   /** @internal Decoded from a frame (see {@link fromFrame}): nothing to validate or copy. */
