@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { Message } from '../messaging/index.js';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

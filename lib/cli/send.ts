@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ErrorCode, type SnakeMQError } from '../errors.js';
 import { Message } from '../messaging/index.js';
 import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/index.js';

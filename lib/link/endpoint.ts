@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidEndpointError } from '../errors.js';
 import type { Endpoint, ParsedEndpoint } from './types.js';

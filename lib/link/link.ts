@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';

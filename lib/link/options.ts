@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { PeerCertificate } from 'node:tls';
 import { InvalidOptionsError } from '../errors.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { NotIdentifiedError, ProtocolError } from '../errors.js';
 import { viewOf, type Message } from './message.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { PacketTooLargeError } from '../errors.js';
 
 /** Receives one packet payload as the range `[start, end)` of `buf` (no copy, no view made). */

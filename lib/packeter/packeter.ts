@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'eventemitter3';
 import { InvalidArgumentError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
 import type { ConnId, ConnectionInfo, DisconnectReason, Transport } from '../link/types.js';

@@ -20,6 +20,7 @@
  * transport's buffers.
  * @module
  */
+import { Buffer } from 'node:buffer';
 import { Packr, RESERVE_START_SPACE, type Options as MsgpackrOptions } from 'msgpackr';
 import { InvalidArgumentError, RpcBadRequestError } from '../errors.js';
 import type { RpcReply, RpcRequest, RpcRequestId } from './types.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ClosedError, InvalidArgumentError } from '../errors.js';
 import type { QueuesStorage, StoredMessage, StoredQueue } from './types.js';
 import { checkAwaySince, checkIdent, checkMessages, checkTtlEntries, checkUuids, wellFormed } from './validate.js';

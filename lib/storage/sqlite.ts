@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { promises as fsp } from 'node:fs';
 import sqlite3 from 'sqlite3';
 import type { Database, RunResult, Statement } from 'sqlite3';

@@ -4,6 +4,7 @@
  * rejected promise instead of throwing synchronously.
  * @module
  */
+import { Buffer } from 'node:buffer';
 import type { StoredMessage } from './types.js';
 
 /** Length of a message uuid in bytes. */

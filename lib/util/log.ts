@@ -9,6 +9,7 @@
  * Payloads are never logged whole: use {@link preview}.
  * @module
  */
+import { Buffer } from 'node:buffer';
 
 /** A function that receives one formatted debug line and its namespace. */
 export type LogSink = (namespace: string, message: string) => void;
