@@ -1,3 +1,4 @@
+import { nextTick } from 'node:process';
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'eventemitter3';
 import {
@@ -519,7 +520,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.dirty.add(queue);
     if (this.pumpTick) return;
     this.pumpTick = true;
-    process.nextTick(() => {
+    nextTick(() => {
       this.pumpTick = false;
       for (const q of this.dirty) {
         q.pumpScheduled = false;

@@ -1,3 +1,4 @@
+import { nextTick } from 'node:process';
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'eventemitter3';
 import { InvalidArgumentError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
@@ -225,7 +226,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       state.flushScheduled = true;
       if (!this.flushTick) {
         this.flushTick = true;
-        process.nextTick(this.flushAll);
+        nextTick(this.flushAll);
       }
     }
     return off + HEADER_SIZE;

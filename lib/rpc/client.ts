@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';

@@ -1,3 +1,4 @@
+import { nextTick } from 'node:process';
 import { EventEmitter } from 'eventemitter3';
 import { ErrorCode, InvalidArgumentError } from '../errors.js';
 import { Message } from '../messaging/message.js';
@@ -324,7 +325,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private receive(ident: string, message: Message): void {
     if (this.closed) return;
     if (this.backlog.length === 0 && this.burst < REQUESTS_PER_TURN) {
-      if (this.burst++ === 0) process.nextTick(this.endBurst);
+      if (this.burst++ === 0) nextTick(this.endBurst);
       this.onRequest(ident, message);
       return;
     }

@@ -1,3 +1,5 @@
+import { nextTick } from 'node:process';
+import { performance } from 'node:perf_hooks';
 import { ClosedError, ConnectionError, InvalidArgumentError, InvalidOptionsError, type SnakeMQError } from '../errors.js';
 import { TypedEventSource } from '../link/event-source.js';
 import type { Link } from '../link/link.js';
@@ -147,7 +149,7 @@ export class Throttle extends TypedEventSource implements Transport {
   send(connId: ConnId, data: Buffer, onWritten?: OnWritten): boolean {
     if (!(data instanceof Uint8Array)) throw new InvalidArgumentError('send: data must be a Buffer');
     if (this.#closed) {
-      if (onWritten) process.nextTick(onWritten, new ClosedError('throttle is closed'));
+      if (onWritten) nextTick(onWritten, new ClosedError('throttle is closed'));
       return false;
     }
     // Unknown connections: let the link report it.
@@ -299,6 +301,6 @@ export class Throttle extends TypedEventSource implements Transport {
     this.#disarm(b);
     this.#buckets.delete(id);
     if (b.queue.length > 0) log(`connection ${id}: dropping ${b.queue.length} throttled sends`);
-    for (const p of b.queue.splice(0)) if (p.onWritten) process.nextTick(p.onWritten, error);
+    for (const p of b.queue.splice(0)) if (p.onWritten) nextTick(p.onWritten, error);
   }
 }
