@@ -38,6 +38,7 @@
  *   --msgs-1MiB=1024        messages per round of 1 MiB
  *   --prof=DIR              run the peers with --cpu-prof into DIR
  *   --help                  this list
+ * Environment: BENCH_NODE_FLAGS="--trace-gc ..." adds node flags to every peer.
  * @module
  */
 import { fork, type ChildProcess } from 'node:child_process';
