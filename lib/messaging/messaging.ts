@@ -657,16 +657,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     conn.alive = true;
     if (end - start >= 25 && buf[start] === FrameType.MESSAGE && conn.ident !== null) {
       if (conn.mode === Mode.Pending) this.settleMode(conn, Mode.Legacy);
-      // Packets of one socket read share its buffer: one DataView serves them all
-      // (not kept for a big buffer, which holds one message and should not outlive it).
-      let view = this.inView;
-      if (buf !== this.inBuf) {
-        view = viewOf(buf);
-        if (buf.length <= VIEW_CACHE_LIMIT) {
-          this.inView = view;
-          this.inBuf = buf;
-        }
-      }
+      const view = this.viewFor(buf);
       const ttl = view.getUint32(start + 17);
       return this.onMessage(conn, conn.ident, buf, view, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, view.getUint32(start + 21));
     }
@@ -724,14 +715,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (conn === null || conn.id !== connId) return off;
     const ident = conn.ident;
     if (ident === null || conn.closing || conn.mode === Mode.Pending) return off;
-    let view = this.inView;
-    if (chunk !== this.inBuf) {
-      view = viewOf(chunk);
-      if (chunk.length <= VIEW_CACHE_LIMIT) {
-        this.inView = view;
-        this.inBuf = chunk;
-      }
-    }
+    const view = this.viewFor(chunk);
     const len = chunk.length;
     const max = this.packeter.options.maxPacketSize;
     const acks = conn.peerAcks;
@@ -756,6 +740,21 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     if (off !== from) conn.alive = true;
     return off;
+  }
+
+  /**
+   * A DataView over a received buffer. Packets of one socket read share its
+   * buffer: one view serves them all (not kept for a big buffer, which holds
+   * one message and should not outlive it).
+   */
+  private viewFor(buf: Buffer): DataView {
+    if (buf === this.inBuf) return this.inView;
+    const view = viewOf(buf);
+    if (buf.length <= VIEW_CACHE_LIMIT) {
+      this.inView = view;
+      this.inBuf = buf;
+    }
+    return view;
   }
 
   /** The identity's recent uuids, kept across its connections. */
