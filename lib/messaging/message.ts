@@ -41,16 +41,22 @@ let uuidPoolOffset = 0;
 
 /** Reserves 16 random bytes shaped as a UUID v4 in the pooled random buffer; returns their offset in {@link uuidPoolView}. */
 function reserveUuid(): number {
-  if (uuidPoolOffset + 16 > uuidPool.length) {
-    uuidPool = randomFillSync(Buffer.allocUnsafe(UUID_POOL_SIZE));
-    uuidPoolView = new DataView(uuidPool.buffer, uuidPool.byteOffset, uuidPool.byteLength);
-    uuidPoolOffset = 0;
-  }
+  if (uuidPoolOffset + 16 > uuidPool.length) refillUuidPool();
   const off = uuidPoolOffset;
   uuidPoolOffset += 16;
-  uuidPool[off + 6] = (uuidPool[off + 6]! & 0x0f) | 0x40;
-  uuidPool[off + 8] = (uuidPool[off + 8]! & 0x3f) | 0x80;
   return off;
+}
+
+/** A fresh pool of random bytes, every 16 of them shaped as a UUID v4 (version and variant bits) at once. */
+function refillUuidPool(): void {
+  const pool = randomFillSync(Buffer.allocUnsafe(UUID_POOL_SIZE));
+  for (let off = 0; off < UUID_POOL_SIZE; off += 16) {
+    pool[off + 6] = (pool[off + 6]! & 0x0f) | 0x40;
+    pool[off + 8] = (pool[off + 8]! & 0x3f) | 0x80;
+  }
+  uuidPool = pool;
+  uuidPoolView = new DataView(pool.buffer, pool.byteOffset, pool.byteLength);
+  uuidPoolOffset = 0;
 }
 
 /** 16 random bytes shaped as a UUID v4 (from a pooled random buffer: fast). */

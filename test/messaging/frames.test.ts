@@ -100,3 +100,21 @@ describe('frame validation', () => {
     expect(decodeFrame(Buffer.from([99, 1, 2]))).toEqual({ type: 'unknown', code: 99 });
   });
 });
+
+describe('Message uuids', () => {
+  it('are random UUID v4s (version and variant bits), all distinct, across several refills of the random pool', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 5000; i++) {
+      const uuid = new Message('x').uuid;
+      expect(uuid[6]! >> 4, `message ${i}`).toBe(4);
+      expect(uuid[8]! >> 6, `message ${i}`).toBe(2);
+      seen.add(uuid.toString('hex'));
+    }
+    expect(seen.size).toBe(5000);
+  });
+
+  it('a given uuid is kept as given', () => {
+    const uuid = Buffer.alloc(16, 0xab);
+    expect(new Message('x', { uuid }).uuid.equals(uuid)).toBe(true);
+  });
+});
