@@ -15,7 +15,7 @@ import {
 } from '../errors.js';
 import type { ConnId, ConnectionInfo } from '../link/types.js';
 import type { Packeter } from '../packeter/packeter.js';
-import { HEADER_SIZE, type PacketDecoder } from '../packeter/decoder.js';
+import { HEADER_SIZE, wholePacketEnd, type PacketDecoder } from '../packeter/decoder.js';
 import type { QueuesStorage, StoredMessage } from '../storage/types.js';
 import { createLogger } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
@@ -717,15 +717,14 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (ident === null || conn.closing || conn.mode === Mode.Pending) return off;
     const view = this.viewFor(chunk);
     const len = chunk.length;
-    const max = this.packeter.options.maxPacketSize;
+    const max = decoder.maxPacketSize;
     const acks = conn.peerAcks;
     const recent = acks && this.options.dedupWindow > 0 ? (conn.recent ?? this.recentOf(conn, ident)) : null;
     const from = off;
-    while (len - off >= HEADER_SIZE) {
-      const size = view.getUint32(off);
+    for (;;) {
+      const end = wholePacketEnd(view, len, off, max);
       const start = off + HEADER_SIZE;
-      const end = start + size;
-      if (size < 25 || end > len || size > max || chunk[start] !== FrameType.MESSAGE) break;
+      if (end < 0 || end - start < 25 || chunk[start] !== FrameType.MESSAGE) break;
       const flags = view.getUint32(start + 21);
       if (acks && (flags & FLAG_RESENT) !== 0) break;
       off = end;

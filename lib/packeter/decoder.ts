@@ -10,12 +10,27 @@ export type PacketSink = (buf: Buffer, start: number, end: number) => void;
  * any number of consecutive packets that lie wholly in the chunk and returns
  * the offset after the last one it handled (`off` itself when none). The
  * decoder handles the packet found there as usual, then offers the rest again.
- * The handler must stop as soon as `decoder.stopped` turns true.
+ * The handler must stop as soon as `decoder.stopped` turns true, and find
+ * its packets with {@link wholePacketEnd} (which leaves packets over
+ * `decoder.maxPacketSize` to the decoder, to fail).
  */
 export type PacketRun = (chunk: Buffer, off: number, decoder: PacketDecoder) => number;
 
 /** Length of the packet header: a 4-byte unsigned big-endian payload length. */
 export const HEADER_SIZE = 4;
+
+/**
+ * For a {@link PacketRun}: where the payload of the packet whose header
+ * starts at `off` ends, when that packet lies wholly within the first `len`
+ * bytes of `view` and is at most `maxPacketSize` long; otherwise -1 (the
+ * payload starts at `off + HEADER_SIZE`).
+ */
+export function wholePacketEnd(view: DataView, len: number, off: number, maxPacketSize: number): number {
+  if (len - off < HEADER_SIZE) return -1;
+  const size = view.getUint32(off);
+  const end = off + HEADER_SIZE + size;
+  return size <= maxPacketSize && end <= len ? end : -1;
+}
 
 /**
  * Receive side of the framing: a pure state machine turning a byte stream

@@ -199,8 +199,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     if (state === null || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
     const id = this.nextPacketId++;
     this.allocatedOffset = this.reserve(connId, state, size);
-    // Stored only when it changes: a young buffer stored into this long-lived object costs a write barrier.
-    if (this.allocated !== state.batch) this.allocated = state.batch!;
+    this.allocated = state.batch!;
     state.batchLastId = id;
     return id;
   }

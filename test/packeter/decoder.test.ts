@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PacketDecoder, encodePacket } from '../../lib/packeter/decoder.js';
+import { PacketDecoder, encodePacket, wholePacketEnd } from '../../lib/packeter/decoder.js';
 import { PacketTooLargeError } from '../../lib/errors.js';
 import vectors from '../fixtures/snakemq-v1.json' with { type: 'json' };
 
@@ -116,12 +116,13 @@ describe('PacketDecoder', () => {
     function decodeWithRun(chunks: Buffer[], take: (index: number) => boolean, max = 1024): string[] {
       const out: string[] = [];
       const d = new PacketDecoder(max);
-      const run = (chunk: Buffer, off: number): number => {
-        while (chunk.length - off >= 4) {
-          const size = chunk.readUInt32BE(off);
-          if (off + 4 + size > chunk.length || size > max || !take(out.length)) break;
-          out.push(chunk.toString('hex', off + 4, off + 4 + size));
-          off += 4 + size;
+      const run = (chunk: Buffer, off: number, decoder: PacketDecoder): number => {
+        const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        for (;;) {
+          const end = wholePacketEnd(view, chunk.length, off, decoder.maxPacketSize);
+          if (end < 0 || !take(out.length)) break;
+          out.push(chunk.toString('hex', off + 4, end));
+          off = end;
         }
         return off;
       };
@@ -154,11 +155,11 @@ describe('PacketDecoder', () => {
       const d = new PacketDecoder(100);
       const out: string[] = [];
       const chunk = Buffer.concat([encodePacket(Buffer.from('a')), big, Buffer.alloc(10)]);
-      const run = (c: Buffer, off: number): number => {
-        const size = c.readUInt32BE(off);
-        if (size > 100 || off + 4 + size > c.length) return off;
-        out.push(c.toString('utf8', off + 4, off + 4 + size));
-        return off + 4 + size;
+      const run = (c: Buffer, off: number, decoder: PacketDecoder): number => {
+        const end = wholePacketEnd(new DataView(c.buffer, c.byteOffset, c.byteLength), c.length, off, decoder.maxPacketSize);
+        if (end < 0) return off;
+        out.push(c.toString('utf8', off + 4, end));
+        return end;
       };
       expect(() => d.push(chunk, () => out.push('sink'), run)).toThrow(PacketTooLargeError);
       expect(out).toEqual(['a']);
@@ -176,5 +177,24 @@ describe('PacketDecoder', () => {
       expect(out).toEqual(['run:a']);
     });
   });
-});
 
+  describe('wholePacketEnd', () => {
+    const at = (b: Buffer, off: number, max: number) => wholePacketEnd(new DataView(b.buffer, b.byteOffset, b.byteLength), b.length, off, max);
+    const two = Buffer.concat([encodePacket(Buffer.from('abc')), encodePacket(Buffer.alloc(0))]);
+
+    it('gives the end of each whole packet, including an empty one', () => {
+      expect(at(two, 0, 100)).toBe(7);
+      expect(at(two, 7, 100)).toBe(11);
+    });
+
+    it('is -1 for a header or payload cut off by the end of the chunk, at every cut', () => {
+      for (let cut = 0; cut < 7; cut++) expect(at(two.subarray(0, cut), 0, 100), `cut at ${cut}`).toBe(-1);
+      expect(at(two, 11, 100)).toBe(-1);
+    });
+
+    it('is -1 for a packet over the size limit, even when it is all there', () => {
+      expect(at(two, 0, 2)).toBe(-1);
+      expect(at(two, 0, 3)).toBe(7);
+    });
+  });
+});
