@@ -48,6 +48,10 @@ const log = createLogger('snakemq:messaging');
 const VIEW_CACHE_LIMIT = 1024 * 1024;
 /** Fewer messages than this received in one go are acknowledged at once (after their handlers), more once per turn. */
 const ACK_NOW_BELOW = 64;
+/** A busy stream's ACK waits for more messages (one turn at a time, while they keep coming) up to this many. */
+const ACK_BATCH = 4096;
+/** ...but for at most this many turns. */
+const ACK_MAX_DEFERS = 16;
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Default per-identity queue limit in messages. */
@@ -137,6 +141,10 @@ interface PeerConn {
   readonly ackCheck: () => void;
   /** The pending ACK's turn, for a busy stream (cancelled when the ACK rides along with data first). */
   ackImmediate: NodeJS.Immediate | null;
+  /** `toAck` when the pending ACK's turn was set: more since means the stream still flows. */
+  ackSeen: number;
+  /** Turns the pending ACK has waited for more messages. */
+  ackDefers: number;
   alive: boolean;
   keepaliveTimer: NodeJS.Timeout | null;
   pinged: boolean;
@@ -596,6 +604,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       ackQueued: false,
       ackCheck: () => this.ackSoon(conn),
       ackImmediate: null,
+      ackSeen: 0,
+      ackDefers: 0,
       alive: true,
       keepaliveTimer: null,
       pinged: false,
@@ -847,11 +857,24 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     conn.ackQueued = false;
     if (conn.toAck === 0 || conn.closing) return;
     if (conn.toAck < ACK_NOW_BELOW) this.sendAck(conn);
-    else if (conn.ackImmediate === null) conn.ackImmediate = setImmediate(this.ackLater, conn);
+    else if (conn.ackImmediate === null) {
+      // The turn's check phase comes before the next read could tell whether the stream goes on: wait for one.
+      conn.ackSeen = -1;
+      conn.ackImmediate = setImmediate(this.ackLater, conn);
+    }
   }
 
   private readonly ackLater = (conn: PeerConn): void => {
     conn.ackImmediate = null;
+    // Messages still arriving: one ACK for several reads' worth saves writes on both sides.
+    // It goes out at the first turn that brought nothing new, so a sender waiting for it waits one turn at most.
+    const n = conn.toAck;
+    if (n > conn.ackSeen && n < ACK_BATCH && conn.ackDefers < ACK_MAX_DEFERS && !conn.closing) {
+      conn.ackSeen = n;
+      conn.ackDefers++;
+      conn.ackImmediate = setImmediate(this.ackLater, conn);
+      return;
+    }
     this.sendAck(conn);
   };
 
@@ -860,6 +883,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       clearImmediate(conn.ackImmediate);
       conn.ackImmediate = null;
     }
+    conn.ackDefers = 0;
     if (conn.toAck === 0 || conn.closing || !this.conns.has(conn.id)) return;
     const count = conn.toAck;
     conn.toAck = 0;

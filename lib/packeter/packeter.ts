@@ -57,12 +57,39 @@ export type ConnPacketSink = (connId: ConnId, buf: Buffer, start: number, end: n
 /** Takes over runs of whole packets of a chunk (see {@link PacketRun}). @internal */
 export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder: PacketDecoder) => number;
 
+/**
+ * A write-batch buffer. Connections fill it from the front, flushing parts of
+ * it; once none fills it any more and every write from it has completed, it
+ * goes back to the Packeter's pool: the same few buffers, warm in the caches,
+ * serve a stream, instead of a fresh allocation (and its page faults and
+ * garbage) per batch.
+ */
+interface Slab {
+  readonly buf: Buffer;
+  /** Writes from it not completed yet. */
+  pending: number;
+  /** A connection still fills it. */
+  open: boolean;
+  /** A write from it failed: it is left to the garbage collector, never reused. */
+  failed: boolean;
+}
+
+/** Batch buffers kept for reuse per Packeter (each `writeBatchSize` bytes). */
+const SLAB_POOL_SIZE = 8;
+/** A batch buffer with less room than this left is flushed for good (and a fresh one taken). */
+const MIN_BATCH_TAIL = 4096;
+
 interface ConnState {
   readonly id: ConnId;
   readonly decoder: PacketDecoder;
   readonly sink: PacketSink;
   readonly run: PacketRun;
+  /** The slab being filled, `slab.buf` (or null). */
+  slab: Slab | null;
   batch: Buffer | null;
+  /** Where the data not yet flushed starts in `batch`. */
+  batchStart: number;
+  /** Where it ends. */
   batchUsed: number;
   batchLastId: number;
   flushScheduled: boolean;
@@ -90,6 +117,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private readonly conns = new Map<ConnId, ConnState>();
   private last: ConnState | null = null;
   private nextPacketId = 1;
+  private readonly slabPool: Buffer[] = [];
   private packetSink: ConnPacketSink | null = null;
   private packetRun: ConnPacketRun | null = null;
   private readonly flushAll = (): void => {
@@ -209,13 +237,10 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     let batch = state.batch;
     if (batch !== null && state.batchUsed + HEADER_SIZE + size > batch.length) {
       this.flush(connId, state);
+      if (state.batch !== null && state.batchUsed + HEADER_SIZE + size > state.batch.length) this.closeSlab(state);
       batch = state.batch;
-      if (batch !== null && HEADER_SIZE + size > batch.length) batch = null;
     }
-    if (batch === null) {
-      batch = state.batch = Buffer.allocUnsafe(this.options.writeBatchSize);
-      state.batchUsed = 0;
-    }
+    if (batch === null) batch = this.openSlab(state);
     const off = state.batchUsed;
     batch[off] = size >>> 24;
     batch[off + 1] = size >>> 16;
@@ -292,14 +317,51 @@ export class Packeter extends EventEmitter<PacketerEvents> {
 
   private flush(connId: ConnId, state: ConnState): void {
     state.flushScheduled = false;
-    if (state.batch === null || state.batchUsed === 0) return;
-    const data = state.batch.subarray(0, state.batchUsed);
+    const slab = state.slab;
+    if (slab === null || state.batchUsed === state.batchStart) return;
+    const data = slab.buf.subarray(state.batchStart, state.batchUsed);
     const lastId = state.batchLastId;
-    // The unused tail of the batch buffer becomes the next batch: one allocation serves many ticks.
-    const rest = state.batch.length - state.batchUsed;
-    state.batch = rest >= 4096 ? state.batch.subarray(state.batchUsed) : null;
-    state.batchUsed = 0;
-    this.transport.send(connId, data, this.sentCallback(connId, lastId));
+    slab.pending++;
+    // The rest of the buffer takes the next batches: one buffer serves many ticks.
+    if (slab.buf.length - state.batchUsed >= MIN_BATCH_TAIL) state.batchStart = state.batchUsed;
+    else this.closeSlab(state);
+    this.transport.send(connId, data, this.slabWritten(connId, lastId, slab));
+  }
+
+  /** Gives the connection a batch buffer to fill, from the pool when it has one. */
+  private openSlab(state: ConnState): Buffer {
+    const buf = this.slabPool.pop() ?? Buffer.allocUnsafe(this.options.writeBatchSize);
+    state.slab = { buf, pending: 0, open: true, failed: false };
+    state.batchStart = state.batchUsed = 0;
+    return (state.batch = buf);
+  }
+
+  /** The connection stops filling its batch buffer (its unflushed part, if any, is discarded). */
+  private closeSlab(state: ConnState): void {
+    const slab = state.slab;
+    if (slab === null) return;
+    state.slab = state.batch = null;
+    state.batchStart = state.batchUsed = 0;
+    slab.open = false;
+    this.recycle(slab);
+  }
+
+  private recycle(slab: Slab): void {
+    // Only once no write uses it: the transport is done with a buffer when it reports the write complete.
+    if (slab.open || slab.pending > 0 || slab.failed) return;
+    if (this.slabPool.length < SLAB_POOL_SIZE && slab.buf.length === this.options.writeBatchSize) this.slabPool.push(slab.buf);
+  }
+
+  private slabWritten(connId: ConnId, lastId: number, slab: Slab): (error?: SnakeMQError) => void {
+    return (error) => {
+      slab.pending--;
+      if (error !== undefined) {
+        slab.failed = true;
+        return;
+      }
+      this.recycle(slab);
+      this.emit('sent', connId, lastId);
+    };
   }
 
   private sentCallback(connId: ConnId, lastId: number): (error?: SnakeMQError) => void {
@@ -321,7 +383,9 @@ export class Packeter extends EventEmitter<PacketerEvents> {
         }
       },
       run: (chunk, off, decoder) => (this.packetRun !== null ? this.packetRun(connId, chunk, off, decoder) : off),
+      slab: null,
       batch: null,
+      batchStart: 0,
       batchUsed: 0,
       batchLastId: 0,
       flushScheduled: false,
@@ -334,6 +398,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     const state = this.conns.get(connId);
     if (state === undefined) return;
     state.decoder.stop();
+    this.closeSlab(state);
     this.conns.delete(connId);
     if (this.last === state) this.last = null;
     this.emit('disconnect', connId, reason);

@@ -306,6 +306,36 @@ describe('Messaging over real sockets', () => {
     expect(peer.frames.some((fr) => fr.type === 5)).toBe(true);
   });
 
+  it('a busy stream is acknowledged every 4096 messages or so, not every turn; the rest at the first quiet turn', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const n = 30_000;
+    const got = collect(bob.messaging, n);
+    const peer = await PlainPeer.connect(portOf(url), 'alice');
+    plainPeers.push(peer);
+    peer.sendFrame(16, Buffer.from([1, 0, 0, 0, 1]));
+    await waitEvent(bob.messaging, 'connect');
+    const fields = Buffer.alloc(8);
+    fields.writeUInt32BE(0xffffffff, 0);
+    const frames: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      const body = Buffer.concat([Buffer.from([3]), randomBytes(16), fields, Buffer.alloc(100, i)]);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      frames.push(head, body);
+    }
+    // 500 messages per write, a write per turn: the receiver reads about one write per turn.
+    for (let i = 0; i < n; i += 500) {
+      peer.sendRaw(Buffer.concat(frames.slice(2 * i, 2 * (i + 500))));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const acks = () => peer.frames.filter((fr) => fr.type === 17).map((fr) => fr.body.readUInt32BE(0));
+    await peer.until(() => acks().reduce((a, b) => a + b, 0) === n);
+    expect((await got).length).toBe(n);
+    // One ACK per turn would be about one per write: 60.
+    expect(acks().length).toBeLessThanOrEqual(20);
+  });
+
   it('a handler that closes the connection stops delivery of the rest of the socket read', async () => {
     const bob = createPeer('bob');
     const url = await bob.link.addListener('tcp://127.0.0.1:0');

@@ -139,4 +139,68 @@ describe('Packeter', () => {
   it('rejects unknown options', () => {
     expect(() => new Packeter(new RecordingTransport() as never, { maxPacketSise: 1 } as never)).toThrow(InvalidOptionsError);
   });
+
+  describe('write batch buffers', () => {
+    /** Keeps what it was given by reference (no copy), with a snapshot to check it is left alone until completed. */
+    class HoldingTransport extends RecordingTransport {
+      readonly held: { data: Buffer; snapshot: Buffer; cb?: (e?: SnakeMQError) => void; done: boolean }[] = [];
+      override send(connId: number, data: Buffer, cb?: (e?: SnakeMQError) => void): boolean {
+        this.held.push({ data, snapshot: Buffer.from(data), cb, done: false });
+        return super.send(connId, data, cb);
+      }
+      complete(error?: SnakeMQError): void {
+        for (const h of this.held) {
+          if (h.done) continue;
+          h.done = true;
+          h.cb?.(error);
+        }
+      }
+      /** Every write not completed yet still holds the bytes it was given. */
+      untouched(): boolean {
+        return this.held.every((h) => h.done || h.data.equals(h.snapshot));
+      }
+    }
+
+    const fill = (p: Packeter, from: number, n: number) => {
+      for (let i = from; i < from + n; i++) p.sendPacket(1, Buffer.from(`packet ${i} `.padEnd(100, '.')));
+    };
+
+    it('are reused once their writes completed, never while one is under way', async () => {
+      const t = new HoldingTransport();
+      const p = new Packeter(t as never);
+      t.connect(1);
+      fill(p, 0, 2000); // about 3.3 batches
+      await tick();
+      fill(p, 2000, 2000); // nothing completed yet: fresh buffers only
+      await tick();
+      expect(t.untouched()).toBe(true);
+      const before = new Set(t.held.map((h) => h.data.buffer));
+      const heldBefore = t.held.length;
+      t.complete();
+      fill(p, 4000, 4000);
+      await tick();
+      const reused = t.held.slice(heldBefore).filter((h) => before.has(h.data.buffer));
+      expect(reused.length).toBeGreaterThan(0);
+      expect(t.untouched()).toBe(true);
+      // And the bytes on the wire are exactly the packets, in order.
+      expect(t.packets(1)).toEqual(Array.from({ length: 8000 }, (_, i) => `packet ${i} `.padEnd(100, '.')));
+    });
+
+    it('are never reused after a failed write', async () => {
+      const t = new HoldingTransport();
+      const p = new Packeter(t as never);
+      t.connect(1);
+      fill(p, 0, 2000);
+      await tick();
+      const failed = new Set(t.held.map((h) => h.data.buffer));
+      const heldBefore = t.held.length;
+      t.complete(new UnknownConnectionError('gone'));
+      t.emit('disconnect', 1, { by: 'error' });
+      t.connect(2);
+      for (let i = 0; i < 4000; i++) p.sendPacket(2, Buffer.alloc(100, 1));
+      await tick();
+      expect(t.held.length - heldBefore).toBeGreaterThan(4);
+      expect(t.held.slice(heldBefore).some((h) => failed.has(h.data.buffer))).toBe(false);
+    });
+  });
 });
