@@ -100,9 +100,16 @@ export function encodeMessage(message: Message, ttl: number | null = message.ttl
   return out;
 }
 
-/** Writes a whole MESSAGE frame (head and data) carrying `ttl` and extra flag bits at `offset`. */
-export function writeMessageFrame(out: Buffer, offset: number, message: Message, ttl: number | null, extraFlags: number): void {
-  writeHead(out, offset, message, ttl, extraFlags);
+/**
+ * Writes a whole MESSAGE frame (head and data) carrying `ttl` and extra flag
+ * bits at `offset` of `out` (`view`: a DataView over all of `out`). The send
+ * path's innermost step, written out in one function.
+ */
+export function writeMessageFrame(out: Buffer, view: DataView, offset: number, message: Message, ttl: number | null, extraFlags: number): void {
+  out[offset] = FrameType.MESSAGE;
+  message.writeUuid(view, offset + 1);
+  view.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));
+  view.setUint32(offset + 21, (message.flags | extraFlags) >>> 0);
   out.set(message.data, offset + 25);
 }
 

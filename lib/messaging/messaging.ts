@@ -19,7 +19,7 @@ import { HEADER_SIZE, wholePacketEnd, type PacketDecoder } from '../packeter/dec
 import type { QueuesStorage, StoredMessage } from '../storage/types.js';
 import { createLogger } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
-import { Deque, QueueEntry } from './delivery.js';
+import { Deque, QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
 import {
   FEATURE_ACK,
   FLAG_RESENT,
@@ -39,7 +39,7 @@ import {
   messageBeforeIdentification,
   truncateIdent,
 } from './frames.js';
-import { Message, viewOf } from './message.js';
+import { FLAG_PERSISTENT, Message, viewOf } from './message.js';
 import { MessageStream, type ReceivedMessage } from './stream.js';
 import { RecentUuids } from './uuid-window.js';
 import type { Delivery, MessagingEvents } from './types.js';
@@ -280,16 +280,18 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (this.closed) throw new ClosedError('messaging is closed');
     if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
     const msg = message instanceof Message ? message : new Message(message);
-    const queue = this.queue(ident);
-    const stored = msg.persistent && this.storage !== null;
+    let queue = this.lastQueue;
+    if (queue === null || queue.ident !== ident) queue = this.queue(ident);
+    const stored = (msg.flags & FLAG_PERSISTENT) !== 0 && this.storage !== null;
     const entry = new QueueEntry(ident, msg, msg.ttl, !stored);
     if (msg.ttl === 0 && queue.conn === null) {
       this.dropEntry(entry, new MessageExpiredError(`message ${msg.id} has TTL 0 and ${ident} is not connected`));
       return entry;
     }
-    this.makeRoom(queue, entry);
+    const cost = msg.data.length + QUEUE_ENTRY_OVERHEAD;
+    if (queue.count >= this.options.maxQueueMessages || queue.bytes + cost > this.options.maxQueueBytes) this.makeRoom(queue, entry);
     queue.count++;
-    queue.bytes += entry.cost;
+    queue.bytes += cost;
     if (stored) this.persist(queue, entry);
     // Nothing waiting ahead of it on a ready connection: straight into the write batch.
     if (queue.direct && queue.items.length === 0 && this.writeNow(queue, entry)) return entry;
@@ -578,15 +580,15 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     const message = entry.message;
     const size = message.data.length + 25;
     const extraFlags = entry.resent ? resentFlag : 0;
-    if (size + 4 > this.packeter.options.writeBatchSize) {
+    const packeter = this.packeter;
+    if (size + 4 > packeter.options.writeBatchSize) {
       // Big data goes to the socket by reference, behind its 25-byte head.
       const head = Buffer.allocUnsafe(25);
       writeMessageHead(head, message, entry.ttl, extraFlags);
-      entry.packetId = this.packeter.sendPacket(connId, head, message.data);
+      entry.packetId = packeter.sendPacket(connId, head, message.data);
     } else {
-      const packeter = this.packeter;
       entry.packetId = packeter.allocPacket(connId, size);
-      writeMessageFrame(packeter.allocated, packeter.allocatedOffset, message, entry.ttl, extraFlags);
+      writeMessageFrame(packeter.allocated, packeter.allocatedView, packeter.allocatedOffset, message, entry.ttl, extraFlags);
     }
     queue.inflight.push(entry);
     return size + 4;
@@ -903,9 +905,23 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     const emitAck = this.listenerCount('acknowledged') > 0;
     const emitSent = this.listenerCount('sent') > 0;
+    const inflight = queue.inflight;
+    if (!emitAck && !emitSent && this.storage === null) {
+      // The common case in one lean loop: nothing to tell, nothing to unstore.
+      let bytes = 0;
+      for (let i = 0; i < count; i++) {
+        const entry = inflight.shift()!;
+        bytes += entry.message.data.length;
+        entry.markDelivered();
+      }
+      queue.count -= count;
+      queue.bytes -= bytes + count * QUEUE_ENTRY_OVERHEAD;
+      queue.written = Math.max(0, queue.written - count);
+      return;
+    }
     const removed: Buffer[] = [];
     for (let i = 0; i < count; i++) {
-      const entry = queue.inflight.shift()!;
+      const entry = inflight.shift()!;
       if (queue.written > 0) queue.written--;
       else if (emitSent) this.emit('sent', conn.ident, entry.message);
       this.retire(queue, entry, removed);

@@ -66,6 +66,8 @@ export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder
  */
 interface Slab {
   readonly buf: Buffer;
+  /** A DataView over all of `buf`. */
+  readonly view: DataView;
   /** Writes from it not completed yet. */
   pending: number;
   /** A connection still fills it. */
@@ -209,6 +211,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   allocated: Buffer = emptyBuffer;
   /** @internal See {@link allocated}. */
   allocatedOffset = 0;
+  /** @internal A DataView over all of {@link allocated}. */
+  allocatedView: DataView = new DataView(emptyBuffer.buffer, emptyBuffer.byteOffset, 0);
 
   /**
    * @internal Reserves a packet of `size` payload bytes in the connection's
@@ -227,7 +231,11 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     if (state === null || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
     const id = this.nextPacketId++;
     this.allocatedOffset = this.reserve(connId, state, size);
-    this.allocated = state.batch!;
+    const slab = state.slab!;
+    if (this.allocated !== slab.buf) {
+      this.allocated = slab.buf;
+      this.allocatedView = slab.view;
+    }
     state.batchLastId = id;
     return id;
   }
@@ -331,7 +339,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   /** Gives the connection a batch buffer to fill, from the pool when it has one. */
   private openSlab(state: ConnState): Buffer {
     const buf = this.slabPool.pop() ?? Buffer.allocUnsafe(this.options.writeBatchSize);
-    state.slab = { buf, pending: 0, open: true, failed: false };
+    state.slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false };
     state.batchStart = state.batchUsed = 0;
     return (state.batch = buf);
   }
