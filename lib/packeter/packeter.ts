@@ -25,7 +25,9 @@ export interface PacketerOptions {
   maxPacketSize?: number;
   /**
    * Small packets sent in one tick are copied into write batches of up to
-   * this many bytes, so that many packets go out in few socket writes.
+   * this many bytes, so that many packets go out in few socket writes. A
+   * connection that fills a batch within one tick (a stream) gets batches
+   * four times as large, until a tick's traffic fits one of this size again.
    * Packets at least this large are written without a copy.
    * @default 65536
    */
@@ -76,8 +78,12 @@ interface Slab {
   failed: boolean;
 }
 
-/** Batch buffers kept for reuse per Packeter (each `writeBatchSize` bytes). */
+/** Batch buffers of `writeBatchSize` bytes kept for reuse per Packeter. */
 const SLAB_POOL_SIZE = 8;
+/** A stream's batch buffers are this many times `writeBatchSize` (fewer, bigger socket writes). */
+const STREAM_BATCH_FACTOR = 4;
+/** Stream batch buffers kept for reuse per Packeter. */
+const STREAM_SLAB_POOL_SIZE = 4;
 /** A batch buffer with less room than this left is flushed for good (and a fresh one taken). */
 const MIN_BATCH_TAIL = 4096;
 
@@ -94,6 +100,10 @@ interface ConnState {
   /** Where it ends. */
   batchUsed: number;
   batchLastId: number;
+  /** The connection streams: it filled a batch within a tick, so it gets stream-sized batch buffers. */
+  streaming: boolean;
+  /** A batch filled up during this tick. */
+  filledInTick: boolean;
   flushScheduled: boolean;
   closing: boolean;
 }
@@ -120,11 +130,12 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private last: ConnState | null = null;
   private nextPacketId = 1;
   private readonly slabPool: Buffer[] = [];
+  private readonly streamSlabPool: Buffer[] = [];
   private packetSink: ConnPacketSink | null = null;
   private packetRun: ConnPacketRun | null = null;
   private readonly flushAll = (): void => {
     this.flushTick = false;
-    for (const [connId, state] of this.conns) if (state.flushScheduled) this.flush(connId, state);
+    for (const [connId, state] of this.conns) if (state.flushScheduled) this.flushTickEnd(connId, state);
   };
   private flushTick = false;
 
@@ -244,6 +255,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private reserve(connId: ConnId, state: ConnState, size: number): number {
     let batch = state.batch;
     if (batch !== null && state.batchUsed + HEADER_SIZE + size > batch.length) {
+      state.filledInTick = state.streaming = true;
       this.flush(connId, state);
       if (state.batch !== null && state.batchUsed + HEADER_SIZE + size > state.batch.length) this.closeSlab(state);
       batch = state.batch;
@@ -336,9 +348,27 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     this.transport.send(connId, data, this.slabWritten(connId, lastId, slab));
   }
 
+  /**
+   * The end-of-tick flush. A connection that filled a batch during the tick
+   * streams: its next batch buffers are bigger (fewer socket writes, and fewer
+   * wakeups of the reader). Once a tick's traffic fits a small batch again, it
+   * gives the big buffer back, so that a quiet connection holds little memory.
+   */
+  private flushTickEnd(connId: ConnId, state: ConnState): void {
+    const light = state.batchUsed - state.batchStart < this.options.writeBatchSize;
+    const filled = state.filledInTick;
+    state.filledInTick = false;
+    this.flush(connId, state);
+    if (!filled && state.streaming && light) {
+      state.streaming = false;
+      this.closeSlab(state);
+    }
+  }
+
   /** Gives the connection a batch buffer to fill, from the pool when it has one. */
   private openSlab(state: ConnState): Buffer {
-    const buf = this.slabPool.pop() ?? Buffer.allocUnsafe(this.options.writeBatchSize);
+    const size = state.streaming ? STREAM_BATCH_FACTOR * this.options.writeBatchSize : this.options.writeBatchSize;
+    const buf = (state.streaming ? this.streamSlabPool : this.slabPool).pop() ?? Buffer.allocUnsafe(size);
     state.slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false };
     state.batchStart = state.batchUsed = 0;
     return (state.batch = buf);
@@ -357,7 +387,10 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private recycle(slab: Slab): void {
     // Only once no write uses it: the transport is done with a buffer when it reports the write complete.
     if (slab.open || slab.pending > 0 || slab.failed) return;
-    if (this.slabPool.length < SLAB_POOL_SIZE && slab.buf.length === this.options.writeBatchSize) this.slabPool.push(slab.buf);
+    const size = slab.buf.length;
+    if (size === this.options.writeBatchSize) {
+      if (this.slabPool.length < SLAB_POOL_SIZE) this.slabPool.push(slab.buf);
+    } else if (this.streamSlabPool.length < STREAM_SLAB_POOL_SIZE) this.streamSlabPool.push(slab.buf);
   }
 
   private slabWritten(connId: ConnId, lastId: number, slab: Slab): (error?: SnakeMQError) => void {
@@ -395,6 +428,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       batch: null,
       batchStart: 0,
       batchUsed: 0,
+      streaming: false,
+      filledInTick: false,
       batchLastId: 0,
       flushScheduled: false,
       closing: false,

@@ -186,6 +186,30 @@ describe('Packeter', () => {
       expect(t.packets(1)).toEqual(Array.from({ length: 8000 }, (_, i) => `packet ${i} `.padEnd(100, '.')));
     });
 
+    it('are four times as large for a connection that streams, and small again once it is quiet', async () => {
+      const t = new HoldingTransport();
+      const p = new Packeter(t as never);
+      t.connect(1);
+      const slabSizes = (from: number) => t.held.slice(from).map((h) => h.data.buffer.byteLength);
+      fill(p, 0, 10_000); // about 1 MB in one tick
+      await tick();
+      expect(slabSizes(0)[0]).toBe(65536);
+      expect(slabSizes(1).every((n) => n === 4 * 65536)).toBe(true);
+      expect(Math.max(...t.held.map((h) => h.data.length))).toBeGreaterThan(65536);
+      t.complete();
+      let seen = t.held.length;
+      fill(p, 10_000, 1); // a quiet tick: the stream buffer is given back
+      await tick();
+      fill(p, 10_001, 1);
+      await tick();
+      expect(slabSizes(seen)).toEqual([4 * 65536, 65536]);
+      seen = t.held.length;
+      fill(p, 10_002, 10);
+      await tick();
+      expect(slabSizes(seen)).toEqual([65536]); // the small buffer's rest serves the next ticks
+      expect(t.packets(1)).toEqual(Array.from({ length: 10_012 }, (_, i) => `packet ${i} `.padEnd(100, '.')));
+    });
+
     it('are never reused after a failed write', async () => {
       const t = new HoldingTransport();
       const p = new Packeter(t as never);
@@ -197,9 +221,9 @@ describe('Packeter', () => {
       t.complete(new UnknownConnectionError('gone'));
       t.emit('disconnect', 1, { by: 'error' });
       t.connect(2);
-      for (let i = 0; i < 4000; i++) p.sendPacket(2, Buffer.alloc(100, 1));
+      for (let i = 0; i < 8000; i++) p.sendPacket(2, Buffer.alloc(100, 1));
       await tick();
-      expect(t.held.length - heldBefore).toBeGreaterThan(4);
+      expect(t.held.length - heldBefore).toBeGreaterThan(2);
       expect(t.held.slice(heldBefore).some((h) => failed.has(h.data.buffer))).toBe(false);
     });
   });
