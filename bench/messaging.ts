@@ -7,7 +7,10 @@
  *
  * - `raw-net`: a plain `net` socket with the packeter's framing, batched
  *   writes and an incremental parser (bench/lib/raw-peer.ts): the baseline;
- * - `snakemq`: Link + Packeter + Messaging with acknowledgements (the default);
+ * - `snakemq`: Link + Packeter + Messaging with acknowledgements (the default),
+ *   a `new Message(payload)` per send;
+ * - `snakemq-bytes`: the same, sending the payload Buffer itself
+ *   (`send('alice', payload)`);
  * - `snakemq-noack`: the same with `acknowledgements: false`;
  * - `snakemq-all` (only with `--impl`): acknowledgements on, but every
  *   message of a round sent in one synchronous loop instead of in chunks.
@@ -29,12 +32,12 @@
  *
  * Options:
  *   --sizes=100B,1MiB       which sizes (default both)
- *   --impl=raw-net,snakemq  which implementations (default raw-net,snakemq,snakemq-noack;
+ *   --impl=raw-net,snakemq  which implementations (default raw-net,snakemq,snakemq-bytes,snakemq-noack;
  *                           also snakemq-all)
  *   --rounds=5              measured rounds per implementation (at most)
  *   --min-rounds=3          ... but after this many, stop once a size has
  *   --budget=30             ... taken this many seconds (keeps `npm run bench` short)
- *   --msgs-100B=1000000     messages per round of 100 bytes
+ *   --msgs-100B=5000000     messages per round of 100 bytes
  *   --msgs-1MiB=1024        messages per round of 1 MiB
  *   --prof=DIR              run the peers with --cpu-prof into DIR
  *   --help                  this list
@@ -81,7 +84,7 @@ interface Size {
   impls?: string[];
 }
 const ALL_SIZES: Size[] = [
-  { bench: 'messaging-100B', label: '100B', size: 100, n: Number(opt('msgs-100B', '1000000')), target: 0.5 },
+  { bench: 'messaging-100B', label: '100B', size: 100, n: Number(opt('msgs-100B', '5000000')), target: 0.5 },
   { bench: 'messaging-1MiB', label: '1MiB', size: 1024 * 1024, n: Number(opt('msgs-1MiB', '1024')), target: 0.9 },
   // Persistent messages with SQLite storage (durability 'process') and acknowledgements, end to end:
   // the round ends when the last message is both committed and acknowledged. The issue's target is absolute: >= 50,000 msgs/s.
@@ -115,6 +118,12 @@ const IMPLS: Record<string, Impl> = {
     receiverArgs: ['receiver', 'ack'],
     senderArgs: (url) => ['sender', url, 'ack', 'chunked'],
   },
+  'snakemq-bytes': {
+    name: 'snakemq-bytes',
+    script: 'snakemq-peer.ts',
+    receiverArgs: ['receiver', 'ack'],
+    senderArgs: (url) => ['sender', url, 'ack', 'bytes'],
+  },
   'snakemq-noack': {
     name: 'snakemq-noack',
     script: 'snakemq-peer.ts',
@@ -134,7 +143,7 @@ const IMPLS: Record<string, Impl> = {
     senderArgs: (url) => ['sender', url, 'ack', 'all'],
   },
 };
-const impls = opt('impl', 'raw-net,snakemq,snakemq-noack')
+const impls = opt('impl', 'raw-net,snakemq,snakemq-bytes,snakemq-noack')
   .split(',')
   .map((name) => {
     const impl = IMPLS[name];

@@ -4,7 +4,7 @@
  *
  * Usage (forked by bench/messaging.ts):
  *   snakemq-peer.ts receiver [ack|noack]
- *   snakemq-peer.ts sender <url> [ack|noack] [chunked|all]
+ *   snakemq-peer.ts sender <url> [ack|noack] [chunked|all|bytes]
  *
  * Sending modes (see docs/benchmarks.md):
  * - `chunked` (default): send CHUNK messages (5,000 of 100 bytes, 4 MiB of
@@ -13,6 +13,8 @@
  *   payload, or 16 messages when larger), wait for the oldest chunk's `delivered()` first. What an
  *   application streaming data would do.
  * - `all`: every message in one synchronous loop, then wait.
+ * - `bytes`: as `chunked`, but each message is the payload Buffer itself
+ *   (`send('alice', payload)`: no Message object unless asked for).
  * Either way the round ends when the last message is delivered
  * (acknowledged, or written to the socket without acknowledgements).
  * @module
@@ -42,7 +44,7 @@ const QUEUE_BOUND_BYTES = process.env.BENCH_QUEUE_BOUND_BYTES !== undefined ? Nu
 
 const role = process.argv[2];
 const acknowledgements = (role === 'receiver' ? process.argv[3] : process.argv[4]) !== 'noack';
-const mode = process.argv[5] === 'all' ? 'all' : 'chunked';
+const mode = process.argv[5] === 'all' ? 'all' : process.argv[5] === 'bytes' ? 'bytes' : 'chunked';
 const persistent = process.argv[6] === 'persistent';
 
 const link = new Link();
@@ -111,7 +113,8 @@ if (role === 'receiver') {
       while (left > 0) {
         while (messaging.queueLength('alice') >= bound && chunks.length > 0) await chunks.shift()!.delivered();
         const k = Math.min(chunk, left);
-        for (let i = 0; i < k; i++) last = messaging.send('alice', new Message(payload, sendOptions));
+        if (mode === 'bytes') for (let i = 0; i < k; i++) last = messaging.send('alice', payload);
+        else for (let i = 0; i < k; i++) last = messaging.send('alice', new Message(payload, sendOptions));
         chunks.push(last!);
         left -= k;
         if (left > 0) await turn();
@@ -130,5 +133,5 @@ if (role === 'receiver') {
     }
   });
 } else {
-  throw new Error('usage: snakemq-peer.ts receiver [ack|noack] | sender <url> [ack|noack] [chunked|all]');
+  throw new Error('usage: snakemq-peer.ts receiver [ack|noack] | sender <url> [ack|noack] [chunked|all|bytes]');
 }

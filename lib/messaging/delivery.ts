@@ -1,6 +1,6 @@
 import type { SnakeMQError } from '../errors.js';
 import type { Delivery, DeliveryState } from './types.js';
-import type { Message } from './message.js';
+import { DEFAULT_TTL, Message, currentUuidPool, reserveUuid, uuidAt } from './message.js';
 
 interface Deferred {
   promise: Promise<void>;
@@ -34,31 +34,68 @@ interface Extra {
 }
 
 /**
- * A queued message and its progress. Promises are made only when asked for,
- * so a send that nobody awaits costs one small object (a queue holds
- * millions of them: every field counts).
+ * A queued message and its progress. It carries what goes on the wire (data,
+ * flags, uuid) itself, so that a send of bytes makes this one object and no
+ * {@link Message} until someone asks for it (`message`, events). Promises are
+ * made only when asked for. A queue holds millions of these and the garbage
+ * collector copies the ones in flight: every field counts.
  * @internal
  */
 export class QueueEntry implements Delivery {
   readonly ident: string;
-  readonly message: Message;
+  readonly data: Buffer;
+  readonly flags: number;
+  /** Where the uuid lives (see Message's `uuidSource`). */
+  readonly uuidView: DataView;
+  readonly uuidOffset: number;
   /** Seconds of TTL left; counts down only while the peer is away. */
   ttl: number | null;
   /** Packet id of the last transmission, 0 before the first. */
   packetId = 0;
   private bits: number;
   private extra: Extra | null = null;
+  private msg: Message | null;
 
-  constructor(ident: string, message: Message, ttl: number | null, persisted = false) {
+  private constructor(ident: string, data: Buffer, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, msg: Message | null, persisted: boolean) {
     this.ident = ident;
-    this.message = message;
+    this.data = data;
+    this.flags = flags;
+    this.uuidView = uuidView;
+    this.uuidOffset = uuidOffset;
     this.ttl = ttl;
     this.bits = persisted ? STAGE_PERSISTED : 0;
+    this.msg = msg;
+  }
+
+  /** An entry for a caller's Message (which it keeps: `message` is that object). */
+  static of(ident: string, message: Message, ttl: number | null, persisted = false): QueueEntry {
+    return new QueueEntry(ident, message.data, message.flags, message.uuidSource, message.uuidOffset, ttl, message, persisted);
+  }
+
+  /** An entry for bare data: a fresh uuid, no flags, no TTL limit; the Message is made only if asked for. */
+  static ofData(ident: string, data: Buffer): QueueEntry {
+    const off = reserveUuid();
+    return new QueueEntry(ident, data, 0, currentUuidPool(), off, DEFAULT_TTL, null, true);
+  }
+
+  /** The message (made on first use for an entry of bare data, then always the same object). */
+  get message(): Message {
+    return (this.msg ??= Message.fromParts(this.data, DEFAULT_TTL, this.flags, this.uuidView, this.uuidOffset));
+  }
+
+  /** The 16-byte uuid. */
+  get uuid(): Buffer {
+    return this.msg !== null ? this.msg.uuid : uuidAt(this.uuidView, this.uuidOffset);
+  }
+
+  /** The uuid as 32 lowercase hex characters. */
+  get id(): string {
+    return this.uuid.toString('hex');
   }
 
   /** Bytes this entry counts against its queue's limit. */
   get cost(): number {
-    return this.message.data.length + QUEUE_ENTRY_OVERHEAD;
+    return this.data.length + QUEUE_ENTRY_OVERHEAD;
   }
 
   /** Whether it is (or is being) kept in durable storage. */

@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { NotIdentifiedError, ProtocolError } from '../errors.js';
-import { viewOf, type Message } from './message.js';
+import { copyUuid, viewOf, type Message } from './message.js';
 
 /**
  * Frame types (reference §2, plus this project's extension frames 16 and 17,
@@ -105,33 +105,48 @@ export function encodeMessage(message: Message, ttl: number | null = message.ttl
  * bits at `offset` of `out` (`view`: a DataView over all of `out`). The send
  * path's innermost step, written out in one function.
  */
-export function writeMessageFrame(out: Buffer, view: DataView, offset: number, message: Message, ttl: number | null, extraFlags: number): void {
+export function writeMessageFrame(
+  out: Buffer,
+  view: DataView,
+  offset: number,
+  data: Buffer,
+  flags: number,
+  uuidView: DataView,
+  uuidOffset: number,
+  ttl: number | null,
+  extraFlags: number,
+): void {
   out[offset] = FrameType.MESSAGE;
-  message.writeUuid(view, offset + 1);
+  copyUuid(view, offset + 1, uuidView, uuidOffset);
   view.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));
-  view.setUint32(offset + 21, (message.flags | extraFlags) >>> 0);
-  out.set(message.data, offset + 25);
+  view.setUint32(offset + 21, (flags | extraFlags) >>> 0);
+  out.set(data, offset + 25);
 }
 
 /** Writes a MESSAGE frame's first 25 bytes (type, uuid, TTL, flags) into `out`. */
 export function writeMessageHead(out: Buffer, message: Message, ttl: number | null, extraFlags = 0): void {
-  writeHead(out, 0, message, ttl, extraFlags);
+  writeHead(out, 0, message.flags, message.uuidSource, message.uuidOffset, ttl, extraFlags);
+}
+
+/** {@link writeMessageHead} from a message's parts. */
+export function writeMessageHeadOf(out: Buffer, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, extraFlags: number): void {
+  writeHead(out, 0, flags, uuidView, uuidOffset, ttl, extraFlags);
 }
 
 // Batches are written frame after frame: one DataView serves a whole batch.
 let lastOut: Buffer | null = null;
 let lastView: DataView = viewOf(Buffer.alloc(0));
 
-function writeHead(out: Buffer, offset: number, message: Message, ttl: number | null, extraFlags: number): void {
+function writeHead(out: Buffer, offset: number, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, extraFlags: number): void {
   let v = lastView;
   if (out !== lastOut) {
     v = lastView = viewOf(out);
     lastOut = out;
   }
   out[offset] = FrameType.MESSAGE;
-  message.writeUuid(v, offset + 1);
+  copyUuid(v, offset + 1, uuidView, uuidOffset);
   v.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));
-  v.setUint32(offset + 21, (message.flags | extraFlags) >>> 0);
+  v.setUint32(offset + 21, (flags | extraFlags) >>> 0);
 }
 
 export function encodePing(): Buffer {

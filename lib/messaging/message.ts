@@ -39,8 +39,11 @@ let uuidPool = Buffer.allocUnsafe(0);
 let uuidPoolView = new DataView(uuidPool.buffer, uuidPool.byteOffset, 0);
 let uuidPoolOffset = 0;
 
-/** Reserves 16 random bytes shaped as a UUID v4 in the pooled random buffer; returns their offset in {@link uuidPoolView}. */
-function reserveUuid(): number {
+/**
+ * @internal Reserves 16 random bytes shaped as a UUID v4 in the pooled random
+ * buffer; returns their offset in {@link currentUuidPool} (read it after this call).
+ */
+export function reserveUuid(): number {
   if (uuidPoolOffset + 16 > uuidPool.length) refillUuidPool();
   const off = uuidPoolOffset;
   uuidPoolOffset += 16;
@@ -59,6 +62,24 @@ function refillUuidPool(): void {
   uuidPoolOffset = 0;
 }
 
+/** @internal The DataView of the random pool that {@link reserveUuid} reserved from last. */
+export function currentUuidPool(): DataView {
+  return uuidPoolView;
+}
+
+/** @internal Copies a 16-byte uuid between DataViews (four 32-bit moves). */
+export function copyUuid(target: DataView, offset: number, src: DataView, from: number): void {
+  target.setUint32(offset, src.getUint32(from));
+  target.setUint32(offset + 4, src.getUint32(from + 4));
+  target.setUint32(offset + 8, src.getUint32(from + 8));
+  target.setUint32(offset + 12, src.getUint32(from + 12));
+}
+
+/** @internal The uuid at `view[offset..offset+16)` as a Buffer (sharing its memory). */
+export function uuidAt(view: DataView, offset: number): Buffer {
+  return Buffer.from(view.buffer, view.byteOffset + offset, 16);
+}
+
 /** 16 random bytes shaped as a UUID v4 (from a pooled random buffer: fast). */
 export function randomUuid(): Buffer {
   const off = reserveUuid();
@@ -70,7 +91,8 @@ export function viewOf(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-function toBuffer(data: Buffer | Uint8Array | string): Buffer {
+/** @internal Message data as a Buffer (no copy for a Buffer or Uint8Array). */
+export function toBuffer(data: Buffer | Uint8Array | string): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -96,15 +118,17 @@ export class Message {
   // The uuid lives in a shared buffer (random pool, or the received packet),
   // read through a DataView (four 32-bit loads instead of sixteen byte loads),
   // and becomes a Buffer of its own only when asked for: most messages never are.
-  private uuidSource: DataView;
-  private uuidOffset: number;
+  /** @internal Where the uuid lives: a DataView and the offset in it. */
+  readonly uuidSource: DataView;
+  /** @internal See {@link uuidSource}. */
+  readonly uuidOffset: number;
   private uuidBuffer: Buffer | null;
 
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions);
   /** @internal Decoded from a frame (see {@link fromFrame}): nothing to validate or copy. */
   constructor(data: Buffer, options: MessageOptions, ttl: number | null, flags: number, uuidSource: DataView, uuidOffset: number);
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions, wireTtl?: number | null, wireFlags?: number, wireView?: DataView, wireOffset?: number) {
-    if (options === WIRE_OPTIONS) {
+    if (options === PARTS) {
       this.data = data as Buffer;
       this.ttl = wireTtl!;
       this.flags = wireFlags!;
@@ -154,8 +178,7 @@ export class Message {
 
   /** 16-byte id chosen by the original sender and kept across re-sends. */
   get uuid(): Buffer {
-    const v = this.uuidSource;
-    return (this.uuidBuffer ??= Buffer.from(v.buffer, v.byteOffset + this.uuidOffset, 16));
+    return (this.uuidBuffer ??= uuidAt(this.uuidSource, this.uuidOffset));
   }
 
   /** Whether {@link FLAG_PERSISTENT} is set. */
@@ -168,15 +191,6 @@ export class Message {
     return this.uuid.toString('hex');
   }
 
-  /** @internal Copies the uuid into `target` at `offset`. */
-  writeUuid(target: DataView, offset: number): void {
-    const src = this.uuidSource;
-    const from = this.uuidOffset;
-    target.setUint32(offset, src.getUint32(from));
-    target.setUint32(offset + 4, src.getUint32(from + 4));
-    target.setUint32(offset + 8, src.getUint32(from + 8));
-    target.setUint32(offset + 12, src.getUint32(from + 12));
-  }
 
   /**
    * @internal A message decoded from the MESSAGE frame at `buf[start..end)`
@@ -184,9 +198,14 @@ export class Message {
    * `start + 25`. No validation, no copy.
    */
   static fromFrame(buf: Buffer, view: DataView, start: number, end: number, ttl: number | null, flags: number): Message {
-    return new Message(buf.subarray(start + 25, end), WIRE_OPTIONS, ttl, flags, view, start + 1);
+    return new Message(buf.subarray(start + 25, end), PARTS, ttl, flags, view, start + 1);
+  }
+
+  /** @internal A message of parts already checked (the uuid at `uuidView[uuidOffset..+16)`). */
+  static fromParts(data: Buffer, ttl: number | null, flags: number, uuidView: DataView, uuidOffset: number): Message {
+    return new Message(data, PARTS, ttl, flags, uuidView, uuidOffset);
   }
 }
 
-/** Marks the internal constructor call of {@link Message.fromFrame}. */
-const WIRE_OPTIONS: MessageOptions = {};
+/** Marks the internal constructor calls of {@link Message.fromFrame} and {@link Message.fromParts}. */
+const PARTS: MessageOptions = {};

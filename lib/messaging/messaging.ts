@@ -31,7 +31,7 @@ import {
   encodeIdentification,
   encodeIncompatibleProtocol,
   writeMessageFrame,
-  writeMessageHead,
+  writeMessageHeadOf,
   WIRE_TTL_INFINITE,
   encodePing,
   encodePong,
@@ -39,7 +39,7 @@ import {
   messageBeforeIdentification,
   truncateIdent,
 } from './frames.js';
-import { FLAG_PERSISTENT, Message, viewOf } from './message.js';
+import { FLAG_PERSISTENT, Message, toBuffer, viewOf } from './message.js';
 import { MessageStream, type ReceivedMessage } from './stream.js';
 import { RecentUuids } from './uuid-window.js';
 import type { Delivery, MessagingEvents } from './types.js';
@@ -279,16 +279,22 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   send(ident: string, message: Message | Uint8Array | string): Delivery {
     if (this.closed) throw new ClosedError('messaging is closed');
     if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
-    const msg = message instanceof Message ? message : new Message(message);
     let queue = this.lastQueue;
     if (queue === null || queue.ident !== ident) queue = this.queue(ident);
-    const stored = (msg.flags & FLAG_PERSISTENT) !== 0 && this.storage !== null;
-    const entry = new QueueEntry(ident, msg, msg.ttl, !stored);
-    if (msg.ttl === 0 && queue.conn === null) {
-      this.dropEntry(entry, new MessageExpiredError(`message ${msg.id} has TTL 0 and ${ident} is not connected`));
-      return entry;
+    let entry: QueueEntry;
+    let stored = false;
+    if (message instanceof Message) {
+      stored = (message.flags & FLAG_PERSISTENT) !== 0 && this.storage !== null;
+      entry = QueueEntry.of(ident, message, message.ttl, !stored);
+      if (message.ttl === 0 && queue.conn === null) {
+        this.dropEntry(entry, new MessageExpiredError(`message ${message.id} has TTL 0 and ${ident} is not connected`));
+        return entry;
+      }
+    } else {
+      // Bare data: one object per send, no Message unless someone asks for it.
+      entry = QueueEntry.ofData(ident, toBuffer(message));
     }
-    const cost = msg.data.length + QUEUE_ENTRY_OVERHEAD;
+    const cost = entry.data.length + QUEUE_ENTRY_OVERHEAD;
     if (queue.count >= this.options.maxQueueMessages || queue.bytes + cost > this.options.maxQueueBytes) this.makeRoom(queue, entry);
     queue.count++;
     queue.bytes += cost;
@@ -405,14 +411,13 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       }
       queue.items.shift();
       this.removeFromQueue(queue, victim);
-      this.dropEntry(victim, new QueueFullError(`message ${victim.message.id} dropped: queue for ${queue.ident} overflowed`));
+      this.dropEntry(victim, new QueueFullError(`message ${victim.id} dropped: queue for ${queue.ident} overflowed`));
     }
   }
 
   private persist(queue: PeerQueue, entry: QueueEntry): void {
     entry.stored = true;
-    const m = entry.message;
-    const stored: StoredMessage = { uuid: m.uuid, data: m.data, flags: m.flags, ttl: entry.ttl };
+    const stored: StoredMessage = { uuid: entry.uuid, data: entry.data, flags: entry.flags, ttl: entry.ttl };
     this.storage!.push(queue.ident, [stored]).then(
       () => entry.markPersisted(),
       (error: unknown) => {
@@ -434,7 +439,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.bytes -= entry.cost;
     if (entry.stored) {
       entry.stored = false;
-      this.unstore(queue.ident, [entry.message.uuid]);
+      this.unstore(queue.ident, [entry.uuid]);
     }
   }
 
@@ -444,7 +449,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.bytes -= entry.cost;
     if (entry.stored) {
       entry.stored = false;
-      removed.push(entry.message.uuid);
+      removed.push(entry.uuid);
     }
     entry.markDelivered();
   }
@@ -456,7 +461,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
 
   private dropEntry(entry: QueueEntry, reason: SnakeMQError): void {
     entry.drop(reason);
-    log(`dropped ${entry.message.id} for ${entry.ident}: ${reason.message}`);
+    log(`dropped ${entry.id} for ${entry.ident}: ${reason.message}`);
     this.emit('drop', entry.ident, entry.message, reason);
   }
 
@@ -475,11 +480,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       const front: QueueEntry[] = [];
       // Sends made while loading may already be in what was loaded.
       const early = new Set<string>();
-      for (const e of queue.items) early.add(e.message.uuid.toString('latin1'));
+      for (const e of queue.items) early.add(e.uuid.toString('latin1'));
       for (const sm of sq.messages) {
         if (early.has(sm.uuid.toString('latin1'))) continue;
         const msg = new Message(sm.data, { uuid: sm.uuid, flags: sm.flags, ttl: sm.ttl });
-        const entry = new QueueEntry(sq.ident, msg, sm.ttl);
+        const entry = QueueEntry.of(sq.ident, msg, sm.ttl);
         entry.stored = true;
         entry.resent = true;
         entry.markPersisted();
@@ -509,12 +514,12 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         expired.push(e);
         return false;
       }
-      if (e.stored) updates.push({ uuid: e.message.uuid, ttl: e.ttl });
+      if (e.stored) updates.push({ uuid: e.uuid, ttl: e.ttl });
       return true;
     });
     for (const e of expired) {
       this.removeFromQueue(queue, e);
-      this.dropEntry(e, new MessageExpiredError(`message ${e.message.id} for ${queue.ident} expired`));
+      this.dropEntry(e, new MessageExpiredError(`message ${e.id} for ${queue.ident} expired`));
     }
     if (this.storage !== null && !this.closed) {
       const s = this.storage;
@@ -577,18 +582,18 @@ export class Messaging extends EventEmitter<MessagingEvents> {
 
   /** Hands one entry's MESSAGE frame to the packeter and moves it in flight; returns the bytes written. */
   private write(queue: PeerQueue, connId: ConnId, entry: QueueEntry, resentFlag: number): number {
-    const message = entry.message;
-    const size = message.data.length + 25;
+    const data = entry.data;
+    const size = data.length + 25;
     const extraFlags = entry.resent ? resentFlag : 0;
     const packeter = this.packeter;
     if (size + 4 > packeter.options.writeBatchSize) {
       // Big data goes to the socket by reference, behind its 25-byte head.
       const head = Buffer.allocUnsafe(25);
-      writeMessageHead(head, message, entry.ttl, extraFlags);
-      entry.packetId = packeter.sendPacket(connId, head, message.data);
+      writeMessageHeadOf(head, entry.flags, entry.uuidView, entry.uuidOffset, entry.ttl, extraFlags);
+      entry.packetId = packeter.sendPacket(connId, head, data);
     } else {
       entry.packetId = packeter.allocPacket(connId, size);
-      writeMessageFrame(packeter.allocated, packeter.allocatedView, packeter.allocatedOffset, message, entry.ttl, extraFlags);
+      writeMessageFrame(packeter.allocated, packeter.allocatedView, packeter.allocatedOffset, data, entry.flags, entry.uuidView, entry.uuidOffset, entry.ttl, extraFlags);
     }
     queue.inflight.push(entry);
     return size + 4;
@@ -911,7 +916,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       let bytes = 0;
       for (let i = 0; i < count; i++) {
         const entry = inflight.shift()!;
-        bytes += entry.message.data.length;
+        bytes += entry.data.length;
         entry.markDelivered();
       }
       queue.count -= count;

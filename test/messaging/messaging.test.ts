@@ -7,6 +7,7 @@ import { Message, FLAG_PERSISTENT } from '../../lib/messaging/index.js';
 import {
   DuplicateIdentityError,
   IncompatibleProtocolError,
+  InvalidArgumentError,
   KeepaliveTimeoutError,
   MessageExpiredError,
   NotIdentifiedError,
@@ -384,6 +385,36 @@ describe('Messaging over real sockets', () => {
     second.sendFrame(17, Buffer.from([0, 0, 0, 2]));
     await Promise.all([ds[1]!.delivered(), ds[2]!.delivered()]);
     expect(bob.messaging.queueLength('alice')).toBe(0);
+  });
+
+  it('bare data (Buffer, Uint8Array, string) is sent as a message with a fresh uuid, made into a Message object only when asked for', async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(bob, alice);
+    const got = collect(alice.messaging, 3);
+    const acked: Message[] = [];
+    bob.messaging.on('acknowledged', (_ident, m) => acked.push(m));
+    const ds = [
+      bob.messaging.send('alice', Buffer.from('buf')),
+      bob.messaging.send('alice', new Uint8Array([0x75, 0x38])),
+      bob.messaging.send('alice', 'str'),
+    ];
+    await Promise.all(ds.map((d) => d.delivered()));
+    const received = await got;
+    expect(received.map((m) => m.data)).toEqual(['buf', 'u8', 'str']);
+    // The same object every time, and the one the events carry; its uuid is the one on the wire.
+    expect(acked).toEqual(ds.map((d) => d.message));
+    expect(acked[0]).toBe(ds[0]!.message);
+    expect(ds.map((d) => d.message.id)).toEqual(received.map((m) => m.uuid));
+    for (const d of ds) {
+      expect(d.message).toBeInstanceOf(Message);
+      expect(d.message.ttl).toBeNull();
+      expect(d.message.flags).toBe(0);
+      expect(d.message.id).toMatch(/^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/);
+      expect(d.state).toBe('acknowledged');
+    }
+    expect(new Set(ds.map((d) => d.message.id)).size).toBe(3);
+    expect(() => bob.messaging.send('alice', 42 as never)).toThrow(InvalidArgumentError);
   });
 
   it('an acknowledgement for more messages than are in flight is a protocol error', async () => {
