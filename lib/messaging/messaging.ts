@@ -49,7 +49,7 @@ const VIEW_CACHE_LIMIT = 1024 * 1024;
 /** Fewer messages than this received in one go are acknowledged at once (after their handlers), more once per turn. */
 const ACK_NOW_BELOW = 64;
 /** A busy stream's ACK waits for more messages (one turn at a time, while they keep coming) up to this many. */
-const ACK_BATCH = 4096;
+const ACK_BATCH = 8192;
 /** ...but for at most this many turns. */
 const ACK_MAX_DEFERS = 16;
 const RESOLVED: Promise<void> = Promise.resolve();

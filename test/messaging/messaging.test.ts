@@ -307,7 +307,7 @@ describe('Messaging over real sockets', () => {
     expect(peer.frames.some((fr) => fr.type === 5)).toBe(true);
   });
 
-  it('a busy stream is acknowledged every 4096 messages or so, not every turn; the rest at the first quiet turn', async () => {
+  it('a busy stream is acknowledged every 8192 messages or so, not every turn; the rest at the first quiet turn', async () => {
     const bob = createPeer('bob');
     const url = await bob.link.addListener('tcp://127.0.0.1:0');
     const n = 30_000;
