@@ -100,6 +100,33 @@ export function toBuffer(data: Buffer | Uint8Array | string): Buffer {
   throw new InvalidArgumentError('message data must be a Buffer, Uint8Array or string');
 }
 
+function ttlOption(options: MessageOptions): number | null {
+  const ttl = options.ttl;
+  if (ttl === undefined) return DEFAULT_TTL;
+  if (ttl !== null && !(typeof ttl === 'number' && ttl >= 0 && ttl <= MAX_TTL)) {
+    throw new InvalidArgumentError(`message ttl must be null or a number of seconds in [0, ${MAX_TTL}]`);
+  }
+  return ttl;
+}
+
+function flagsOption(options: MessageOptions): number {
+  let flags = 0;
+  if (options.flags !== undefined) {
+    if (!Number.isInteger(options.flags) || options.flags < 0 || options.flags > 0xffffffff) {
+      throw new InvalidArgumentError('message flags must be a 32-bit unsigned integer');
+    }
+    flags = options.flags;
+  }
+  return options.persistent ? (flags | FLAG_PERSISTENT) >>> 0 : flags;
+}
+
+function uuidOption(options: MessageOptions): Buffer | null {
+  const uuid = options.uuid;
+  if (uuid === undefined) return null;
+  if (!(uuid instanceof Uint8Array) || uuid.byteLength !== 16) throw new InvalidArgumentError('message uuid must be 16 bytes');
+  return toBuffer(uuid);
+}
+
 /**
  * One message: opaque data bytes plus a 16-byte uuid, a TTL and flags
  * (reference §4).
@@ -138,41 +165,18 @@ export class Message {
       this.uuidBuffer = null;
       return;
     }
-    const buf = data instanceof Buffer ? data : toBuffer(data);
-    let flags = 0;
-    let ttl: number | null = DEFAULT_TTL;
-    let uuid: Buffer | null = null;
-    if (options !== undefined) {
-      if (options.ttl !== undefined) {
-        if (options.ttl !== null && !(typeof options.ttl === 'number' && options.ttl >= 0 && options.ttl <= MAX_TTL)) {
-          throw new InvalidArgumentError(`message ttl must be null or a number of seconds in [0, ${MAX_TTL}]`);
-        }
-        ttl = options.ttl;
-      }
-      if (options.flags !== undefined) {
-        if (!Number.isInteger(options.flags) || options.flags < 0 || options.flags > 0xffffffff) {
-          throw new InvalidArgumentError('message flags must be a 32-bit unsigned integer');
-        }
-        flags = options.flags;
-      }
-      if (options.persistent) flags |= FLAG_PERSISTENT;
-      if (options.uuid !== undefined) {
-        if (!(options.uuid instanceof Uint8Array) || options.uuid.byteLength !== 16) {
-          throw new InvalidArgumentError('message uuid must be 16 bytes');
-        }
-        uuid = toBuffer(options.uuid);
-      }
-    }
-    this.data = buf;
-    this.ttl = ttl;
-    this.flags = flags;
-    if (uuid !== null) {
-      this.uuidSource = viewOf(uuid);
-      this.uuidOffset = 0;
-    } else {
+    // Kept small, with validation in helpers, so that the constructor inlines into the caller's loop.
+    this.data = data instanceof Buffer ? data : toBuffer(data);
+    this.ttl = options === undefined ? DEFAULT_TTL : ttlOption(options);
+    this.flags = options === undefined ? 0 : flagsOption(options);
+    const uuid = options === undefined ? null : uuidOption(options);
+    if (uuid === null) {
       const off = reserveUuid();
       this.uuidSource = uuidPoolView;
       this.uuidOffset = off;
+    } else {
+      this.uuidSource = viewOf(uuid);
+      this.uuidOffset = 0;
     }
     this.uuidBuffer = uuid;
   }

@@ -241,13 +241,24 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     if (state === null || state.id !== connId) state = this.last = this.conns.get(connId) ?? null;
     if (state === null || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
     const id = this.nextPacketId++;
-    this.allocatedOffset = this.reserve(connId, state, size);
+    const batch = state.batch;
+    const off = state.batchUsed;
+    if (batch !== null && state.flushScheduled && off + HEADER_SIZE + size <= batch.length) {
+      // The common case, inline: room in a batch already due to be flushed this tick.
+      batch[off] = size >>> 24;
+      batch[off + 1] = size >>> 16;
+      batch[off + 2] = size >>> 8;
+      batch[off + 3] = size;
+      state.batchUsed = off + HEADER_SIZE + size;
+      this.allocatedOffset = off + HEADER_SIZE;
+    } else this.allocatedOffset = this.reserve(connId, state, size);
+    // After reserve: a flush there reports the previous batch's last id.
+    state.batchLastId = id;
     const slab = state.slab!;
     if (this.allocated !== slab.buf) {
       this.allocated = slab.buf;
       this.allocatedView = slab.view;
     }
-    state.batchLastId = id;
     return id;
   }
 

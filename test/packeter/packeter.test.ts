@@ -66,6 +66,34 @@ describe('Packeter', () => {
     expect(sent).toEqual([ids[2]]);
   });
 
+  it("reports each write sent with the id of the last packet in it, also when batches fill up mid-tick", async () => {
+    const t = new RecordingTransport();
+    const p = new Packeter(t as never, { writeBatchSize: 1024 });
+    t.connect(1);
+    const ids: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      if (i % 2 === 0) ids.push(p.sendPacket(1, Buffer.alloc(40, i)));
+      else {
+        ids.push(p.allocPacket(1, 40));
+        p.allocated.fill(i, p.allocatedOffset, p.allocatedOffset + 40);
+      }
+    }
+    await tick();
+    expect(t.writes.length).toBeGreaterThan(3);
+    const sent: number[] = [];
+    p.on('sent', (_c, last) => sent.push(last));
+    let seen = 0;
+    const expected: number[] = [];
+    for (const w of t.writes) {
+      const d = new PacketDecoder(1 << 20);
+      d.push(w.data, () => seen++);
+      expected.push(ids[seen - 1]!);
+      w.cb?.();
+    }
+    expect(seen).toBe(300);
+    expect(sent).toEqual(expected);
+  });
+
   it('writes a large payload without copying it into a batch', async () => {
     const t = new RecordingTransport();
     const p = new Packeter(t as never, { writeBatchSize: 1024 });
