@@ -273,6 +273,14 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    *
    * A message with TTL 0 is dropped at once (event `drop`) when the peer is
    * not connected now.
+   *
+   * Bare data (`Uint8Array`/`Buffer`, or a string as UTF-8) is sent as a
+   * message with a fresh uuid, no flags and no TTL limit. It is the fastest
+   * form: Messaging then keeps one object per message, and makes the
+   * {@link Message} (`delivery.message`, events) only when asked for, the
+   * same object every time. Data is never copied (for a Message neither):
+   * keep it unchanged until the message is delivered, since a re-send after
+   * a reconnect reads it again.
    * @throws {@link QueueFullError} when the queue is full and the overflow policy is `reject`.
    * @throws {@link ClosedError} after `close()`.
    */
