@@ -12,7 +12,7 @@ import {
 } from '../../lib/messaging/frames.js';
 import { encodePacket } from '../../lib/packeter/decoder.js';
 import { Message } from '../../lib/messaging/message.js';
-import { ProtocolError } from '../../lib/errors.js';
+import { InvalidArgumentError, ProtocolError } from '../../lib/errors.js';
 import vectors from '../fixtures/snakemq-v1.json' with { type: 'json' };
 
 type Vector = (typeof vectors.vectors)[number] & { ident?: string; uuid?: string; ttl?: number | null; flags?: number; data?: string };
@@ -104,17 +104,40 @@ describe('frame validation', () => {
 describe('Message uuids', () => {
   it('are random UUID v4s (version and variant bits), all distinct, across several refills of the random pool', () => {
     const seen = new Set<string>();
-    for (let i = 0; i < 5000; i++) {
+    // 12,000: three refills of the 64 KiB pool (4,096 uuids each).
+    for (let i = 0; i < 12_000; i++) {
       const uuid = new Message('x').uuid;
       expect(uuid[6]! >> 4, `message ${i}`).toBe(4);
       expect(uuid[8]! >> 6, `message ${i}`).toBe(2);
       seen.add(uuid.toString('hex'));
     }
-    expect(seen.size).toBe(5000);
+    expect(seen.size).toBe(12_000);
   });
 
   it('a given uuid is kept as given', () => {
     const uuid = Buffer.alloc(16, 0xab);
     expect(new Message('x', { uuid }).uuid.equals(uuid)).toBe(true);
+  });
+});
+
+describe('Message options', () => {
+  it('keep flags unsigned, also with the top bit and persistent set', () => {
+    expect(new Message('x', { flags: 0x80000000, persistent: true }).flags).toBe(0x80000001);
+    expect(new Message('x', { flags: 0xffffffff }).flags).toBe(0xffffffff);
+    expect(new Message('x', { persistent: true }).persistent).toBe(true);
+    expect(new Message('x', { persistent: false }).flags).toBe(0);
+  });
+
+  it('take a TTL in seconds or null, and default to no limit', () => {
+    expect(new Message('x').ttl).toBeNull();
+    expect(new Message('x', { ttl: 600 }).ttl).toBe(600);
+    expect(new Message('x', { ttl: null }).ttl).toBeNull();
+  });
+
+  it('reject bad values with InvalidArgumentError', () => {
+    for (const bad of [{ ttl: -1 }, { ttl: 2 ** 32 }, { ttl: '5' }, { flags: 1.5 }, { flags: -1 }, { flags: 2 ** 32 }, { uuid: Buffer.alloc(15) }, { uuid: 'x'.repeat(16) }]) {
+      expect(() => new Message('x', bad as never), JSON.stringify(bad)).toThrow(InvalidArgumentError);
+    }
+    expect(() => new Message(42 as never)).toThrow(InvalidArgumentError);
   });
 });
