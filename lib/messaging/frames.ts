@@ -116,37 +116,25 @@ export function writeMessageFrame(
   ttl: number | null,
   extraFlags: number,
 ): void {
-  out[offset] = FrameType.MESSAGE;
-  copyUuid(view, offset + 1, uuidView, uuidOffset);
-  view.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));
-  view.setUint32(offset + 21, (flags | extraFlags) >>> 0);
+  writeHead(out, view, offset, flags, uuidView, uuidOffset, ttl, extraFlags);
   out.set(data, offset + 25);
 }
 
 /** Writes a MESSAGE frame's first 25 bytes (type, uuid, TTL, flags) into `out`. */
 export function writeMessageHead(out: Buffer, message: Message, ttl: number | null, extraFlags = 0): void {
-  writeHead(out, 0, message.flags, message.uuidSource, message.uuidOffset, ttl, extraFlags);
+  writeHead(out, viewOf(out), 0, message.flags, message.uuidSource, message.uuidOffset, ttl, extraFlags);
 }
 
 /** {@link writeMessageHead} from a message's parts. */
 export function writeMessageHeadOf(out: Buffer, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, extraFlags: number): void {
-  writeHead(out, 0, flags, uuidView, uuidOffset, ttl, extraFlags);
+  writeHead(out, viewOf(out), 0, flags, uuidView, uuidOffset, ttl, extraFlags);
 }
 
-// Batches are written frame after frame: one DataView serves a whole batch.
-let lastOut: Buffer | null = null;
-let lastView: DataView = viewOf(Buffer.alloc(0));
-
-function writeHead(out: Buffer, offset: number, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, extraFlags: number): void {
-  let v = lastView;
-  if (out !== lastOut) {
-    v = lastView = viewOf(out);
-    lastOut = out;
-  }
+function writeHead(out: Buffer, view: DataView, offset: number, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, extraFlags: number): void {
   out[offset] = FrameType.MESSAGE;
-  copyUuid(v, offset + 1, uuidView, uuidOffset);
-  v.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));
-  v.setUint32(offset + 21, (flags | extraFlags) >>> 0);
+  copyUuid(view, offset + 1, uuidView, uuidOffset);
+  view.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));
+  view.setUint32(offset + 21, (flags | extraFlags) >>> 0);
 }
 
 export function encodePing(): Buffer {

@@ -196,7 +196,6 @@ export class Message {
     return this.uuid.toString('hex');
   }
 
-
   /**
    * @internal A message decoded from the MESSAGE frame at `buf[start..end)`
    * (`view` is a DataView over all of `buf`): uuid at `start + 1`, data from

@@ -46,7 +46,7 @@ import type { Delivery, MessagingEvents } from './types.js';
 
 const log = createLogger('snakemq:messaging');
 const VIEW_CACHE_LIMIT = 1024 * 1024;
-/** Fewer messages than this received in one go are acknowledged at once (after their handlers), more once per turn. */
+/** Fewer messages than this received in one go are acknowledged at once (after their handlers); more wait (see ackLater). */
 const ACK_NOW_BELOW = 64;
 /** A busy stream's ACK waits for more messages (one turn at a time, while they keep coming) up to this many. */
 const ACK_BATCH = 8192;
@@ -302,7 +302,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       // Bare data: one object per send, no Message unless someone asks for it.
       entry = QueueEntry.ofData(ident, toBuffer(message));
     }
-    const cost = entry.data.length + QUEUE_ENTRY_OVERHEAD;
+    const cost = entry.cost;
     if (queue.count >= this.options.maxQueueMessages || queue.bytes + cost > this.options.maxQueueBytes) this.makeRoom(queue, entry);
     queue.count++;
     queue.bytes += cost;
@@ -918,23 +918,9 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     const emitAck = this.listenerCount('acknowledged') > 0;
     const emitSent = this.listenerCount('sent') > 0;
-    const inflight = queue.inflight;
-    if (!emitAck && !emitSent && this.storage === null) {
-      // The common case in one lean loop: nothing to tell, nothing to unstore.
-      let bytes = 0;
-      for (let i = 0; i < count; i++) {
-        const entry = inflight.shift()!;
-        bytes += entry.data.length;
-        entry.markDelivered();
-      }
-      queue.count -= count;
-      queue.bytes -= bytes + count * QUEUE_ENTRY_OVERHEAD;
-      queue.written = Math.max(0, queue.written - count);
-      return;
-    }
     const removed: Buffer[] = [];
     for (let i = 0; i < count; i++) {
-      const entry = inflight.shift()!;
+      const entry = queue.inflight.shift()!;
       if (queue.written > 0) queue.written--;
       else if (emitSent) this.emit('sent', conn.ident, entry.message);
       this.retire(queue, entry, removed);

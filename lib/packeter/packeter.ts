@@ -92,10 +92,9 @@ interface ConnState {
   readonly decoder: PacketDecoder;
   readonly sink: PacketSink;
   readonly run: PacketRun;
-  /** The slab being filled, `slab.buf` (or null). */
+  /** The batch buffer being filled (or null). */
   slab: Slab | null;
-  batch: Buffer | null;
-  /** Where the data not yet flushed starts in `batch`. */
+  /** Where the data not yet flushed starts in `slab.buf`. */
   batchStart: number;
   /** Where it ends. */
   batchUsed: number;
@@ -189,7 +188,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       return id;
     }
     const off = this.reserve(connId, state, size);
-    const batch = state.batch!;
+    const batch = state.slab!.buf;
     batch.set(payload, off);
     if (tail !== undefined) batch.set(tail, off + headSize);
     state.batchLastId = id;
@@ -241,17 +240,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     if (state === null || state.id !== connId) state = this.last = this.conns.get(connId) ?? null;
     if (state === null || state.closing) throw new UnknownConnectionError(`no connection ${connId}`);
     const id = this.nextPacketId++;
-    const batch = state.batch;
-    const off = state.batchUsed;
-    if (batch !== null && state.flushScheduled && off + HEADER_SIZE + size <= batch.length) {
-      // The common case, inline: room in a batch already due to be flushed this tick.
-      batch[off] = size >>> 24;
-      batch[off + 1] = size >>> 16;
-      batch[off + 2] = size >>> 8;
-      batch[off + 3] = size;
-      state.batchUsed = off + HEADER_SIZE + size;
-      this.allocatedOffset = off + HEADER_SIZE;
-    } else this.allocatedOffset = this.reserve(connId, state, size);
+    this.allocatedOffset = this.reserve(connId, state, size);
     // After reserve: a flush there reports the previous batch's last id.
     state.batchLastId = id;
     const slab = state.slab!;
@@ -264,14 +253,12 @@ export class Packeter extends EventEmitter<PacketerEvents> {
 
   /** Makes room for a packet of `size` in the connection's batch, writes its header; returns the payload offset. */
   private reserve(connId: ConnId, state: ConnState, size: number): number {
-    let batch = state.batch;
-    if (batch !== null && state.batchUsed + HEADER_SIZE + size > batch.length) {
+    if (state.slab !== null && state.batchUsed + HEADER_SIZE + size > state.slab.buf.length) {
       state.filledInTick = state.streaming = true;
       this.flush(connId, state);
-      if (state.batch !== null && state.batchUsed + HEADER_SIZE + size > state.batch.length) this.closeSlab(state);
-      batch = state.batch;
+      if (state.slab !== null && state.batchUsed + HEADER_SIZE + size > state.slab.buf.length) this.closeSlab(state);
     }
-    if (batch === null) batch = this.openSlab(state);
+    const batch = state.slab !== null ? state.slab.buf : this.openSlab(state);
     const off = state.batchUsed;
     batch[off] = size >>> 24;
     batch[off + 1] = size >>> 16;
@@ -382,14 +369,14 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     const buf = (state.streaming ? this.streamSlabPool : this.slabPool).pop() ?? Buffer.allocUnsafe(size);
     state.slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false };
     state.batchStart = state.batchUsed = 0;
-    return (state.batch = buf);
+    return buf;
   }
 
   /** The connection stops filling its batch buffer (its unflushed part, if any, is discarded). */
   private closeSlab(state: ConnState): void {
     const slab = state.slab;
     if (slab === null) return;
-    state.slab = state.batch = null;
+    state.slab = null;
     state.batchStart = state.batchUsed = 0;
     slab.open = false;
     this.recycle(slab);
@@ -436,7 +423,6 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       },
       run: (chunk, off, decoder) => (this.packetRun !== null ? this.packetRun(connId, chunk, off, decoder) : off),
       slab: null,
-      batch: null,
       batchStart: 0,
       batchUsed: 0,
       streaming: false,
