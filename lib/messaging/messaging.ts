@@ -918,9 +918,23 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     const emitAck = this.listenerCount('acknowledged') > 0;
     const emitSent = this.listenerCount('sent') > 0;
+    const inflight = queue.inflight;
+    if (!emitAck && !emitSent && this.storage === null) {
+      // The common case, in one lean loop (measurably cheaper than through retire()): nothing to tell, nothing to unstore.
+      let bytes = 0;
+      for (let i = 0; i < count; i++) {
+        const entry = inflight.shift()!;
+        bytes += entry.cost;
+        entry.markDelivered();
+      }
+      queue.count -= count;
+      queue.bytes -= bytes;
+      queue.written = Math.max(0, queue.written - count);
+      return;
+    }
     const removed: Buffer[] = [];
     for (let i = 0; i < count; i++) {
-      const entry = queue.inflight.shift()!;
+      const entry = inflight.shift()!;
       if (queue.written > 0) queue.written--;
       else if (emitSent) this.emit('sent', conn.ident, entry.message);
       this.retire(queue, entry, removed);
