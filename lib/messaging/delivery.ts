@@ -1,6 +1,7 @@
 import type { SnakeMQError } from '../errors.js';
 import type { Delivery, DeliveryState } from './types.js';
 import { DEFAULT_TTL, Message, currentUuidPool, reserveUuid, uuidAt } from './message.js';
+import { FLAG_RESENT, WIRE_TTL_INFINITE } from './frames.js';
 
 interface Deferred {
   promise: Promise<void>;
@@ -23,6 +24,8 @@ const STAGE_WRITTEN = 2;
 const STAGE_DELIVERED = 4;
 const STORED = 8;
 const RESENT = 16;
+/** Written and let go: its fate is kept by its queue's {@link DeliveryTracker}, by sequence number. */
+const DETACHED = 32;
 
 /** Bytes each queued message counts against `maxQueueBytes` on top of its data. */
 export const QUEUE_ENTRY_OVERHEAD = 128;
@@ -52,6 +55,10 @@ export class QueueEntry implements Delivery {
   ttl: number | null;
   /** Packet id of the last transmission, 0 before the first. */
   packetId = 0;
+  /** Sequence number in its queue once written detached (then kept by the entries re-made from its frame), else 0. */
+  seq = 0;
+  /** Where a detached entry (or one re-made from a detached frame) learns or tells its fate. */
+  tracker: DeliveryTracker | null = null;
   private bits: number;
   private extra: Extra | null = null;
   private msg: Message | null;
@@ -78,9 +85,55 @@ export class QueueEntry implements Delivery {
     return new QueueEntry(ident, data, 0, currentUuidPool(), off, DEFAULT_TTL, null, true);
   }
 
+  /**
+   * The entry of a detached message, made again from its MESSAGE frame (the
+   * payload `view[start..end)` of a buffer that is its own) to be re-sent:
+   * it carries the detached entry's sequence number and tracker, to tell it
+   * its fate.
+   */
+  static ofFrame(ident: string, buf: Buffer, view: DataView, start: number, end: number, seq: number, tracker: DeliveryTracker): QueueEntry {
+    const wire = view.getUint32(start + 17);
+    const flags = (view.getUint32(start + 21) & ~FLAG_RESENT) >>> 0;
+    const entry = new QueueEntry(ident, buf.subarray(start + 25, end), flags, view, start + 1, wire === WIRE_TTL_INFINITE ? null : wire, null, true);
+    entry.seq = seq;
+    entry.tracker = tracker;
+    entry.bits |= RESENT;
+    return entry;
+  }
+
+  /**
+   * Whether Messaging may let go of it once written (see {@link detach}): not
+   * stored, nobody waiting on it yet, no TTL to count down, no flag bit that
+   * the RESENT mark would hide.
+   */
+  get detachable(): boolean {
+    return (this.bits & STORED) === 0 && this.extra === null && this.ttl === null && (this.flags & FLAG_RESENT) === 0;
+  }
+
+  /**
+   * @internal Written and let go by Messaging, which keeps only its frame:
+   * from now on its state comes from `tracker` (acknowledged up to which
+   * sequence number, dropped which), asked when somebody looks.
+   */
+  detach(tracker: DeliveryTracker, seq: number): void {
+    this.tracker = tracker;
+    this.seq = seq;
+    this.bits |= DETACHED;
+  }
+
+  /** A detached entry catches up with what its tracker knows. */
+  private sync(): void {
+    if ((this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null) return;
+    const tracker = this.tracker!;
+    const reason = tracker.dropReasonOf(this.seq);
+    if (reason !== null) this.drop(reason);
+    else if (this.seq <= tracker.ackedSeq) this.markDelivered();
+    else if (tracker.isWritten(this.packetId)) this.markWritten();
+  }
+
   /** The message (made on first use for an entry of bare data, then always the same object). */
   get message(): Message {
-    return (this.msg ??= Message.fromParts(this.data, DEFAULT_TTL, this.flags, this.uuidView, this.uuidOffset));
+    return (this.msg ??= Message.fromParts(this.data, this.ttl, this.flags, this.uuidView, this.uuidOffset));
   }
 
   /** The 16-byte uuid. */
@@ -117,6 +170,7 @@ export class QueueEntry implements Delivery {
   }
 
   get state(): DeliveryState {
+    if (this.bits & DETACHED) this.sync();
     if (this.extra?.dropReason != null) return 'dropped';
     if (this.bits & STAGE_DELIVERED) return 'acknowledged';
     if (this.bits & STAGE_WRITTEN) return 'written';
@@ -126,10 +180,12 @@ export class QueueEntry implements Delivery {
 
   /** Whether the entry has left its queue (delivered or dropped). */
   get settled(): boolean {
+    if (this.bits & DETACHED) this.sync();
     return (this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null;
   }
 
   get isWritten(): boolean {
+    if (this.bits & DETACHED) this.sync();
     return (this.bits & STAGE_WRITTEN) !== 0;
   }
 
@@ -138,6 +194,7 @@ export class QueueEntry implements Delivery {
   }
 
   written(): Promise<void> {
+    if (this.bits & DETACHED) this.sync();
     if (!(this.bits & STAGE_WRITTEN) && this.extra?.waiters[1] == null && this.extra?.dropReason == null) QueueEntry.writtenWaiters++;
     return this.wait(1, STAGE_WRITTEN);
   }
@@ -165,17 +222,20 @@ export class QueueEntry implements Delivery {
 
   /** @internal */
   markDelivered(): void {
-    if (this.extra === null) {
+    if (this.extra === null && this.tracker === null) {
       this.bits |= STAGE_WRITTEN | STAGE_DELIVERED;
       return;
     }
     this.reach(1, STAGE_WRITTEN);
     this.reach(2, STAGE_DELIVERED);
+    // Made again from a detached frame: the detached entry learns it from the tracker.
+    if (this.tracker !== null && (this.bits & DETACHED) === 0) this.tracker.acked(this.seq);
   }
 
   /** @internal Ends the entry undelivered; pending promises of unreached stages reject. */
   drop(reason: SnakeMQError): void {
-    if (this.settled) return;
+    if ((this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null) return;
+    if (this.tracker !== null && (this.bits & DETACHED) === 0) this.tracker.dropped(this.seq, reason);
     const extra = (this.extra ??= { dropReason: null, waiters: [null, null, null] });
     extra.dropReason = reason;
     const w = extra.waiters;
@@ -194,10 +254,16 @@ export class QueueEntry implements Delivery {
   }
 
   private wait(slot: 0 | 1 | 2, stage: number): Promise<void> {
+    const detached = (this.bits & DETACHED) !== 0;
+    if (detached) this.sync();
     if (this.bits & stage) return Promise.resolve();
     const extra = (this.extra ??= { dropReason: null, waiters: [null, null, null] });
     if (extra.dropReason !== null) return Promise.reject(extra.dropReason);
-    const d = (extra.waiters[slot] ??= deferred());
+    let d = extra.waiters[slot];
+    if (d === null) {
+      d = extra.waiters[slot] = deferred();
+      if (detached) this.tracker!.watch(this, slot === 1);
+    }
     return d.promise;
   }
 
@@ -210,6 +276,99 @@ export class QueueEntry implements Delivery {
       if (slot === 1) QueueEntry.writtenWaiters--;
       d.resolve();
     }
+  }
+}
+
+interface DropRange {
+  from: number;
+  to: number;
+  reason: SnakeMQError;
+}
+
+/**
+ * What a queue tells the entries it let go of once written (detached
+ * entries: Messaging keeps only their frames, see `QueueEntry.detach`). They
+ * are numbered in write order, which is also the order in which they leave
+ * the queue, so that "acknowledged" is one number; drops are rare (only after
+ * a reconnect, or at close) and kept as ranges. Entries with pending promises
+ * are watched, in order. @internal
+ */
+export class DeliveryTracker {
+  /** Every detached message numbered up to this one was acknowledged (unless dropped). */
+  ackedSeq = 0;
+  /** Packets up to this id were written on the current connection... */
+  private sentId = 0;
+  /** ...of those from this id on (the first detached one written on it). */
+  private sentFloor = Infinity;
+  private drops: DropRange[] = [];
+  private deliverWatch: QueueEntry[] = [];
+  private writeWatch: QueueEntry[] = [];
+
+  /** A detached message was written in packet `packetId` on the current connection. */
+  wrote(packetId: number): void {
+    if (this.sentFloor === Infinity) this.sentFloor = packetId;
+  }
+
+  /** Whether the packet (of a detached message) is known written on the current connection. */
+  isWritten(packetId: number): boolean {
+    return packetId >= this.sentFloor && packetId <= this.sentId;
+  }
+
+  /** Packets up to `lastId` were written. */
+  sent(lastId: number): void {
+    this.sentId = lastId;
+    const watch = this.writeWatch;
+    let n = 0;
+    while (n < watch.length && this.isWritten(watch[n]!.packetId)) n++;
+    if (n > 0) for (const e of watch.splice(0, n)) e.markWritten();
+  }
+
+  /** The connection ended: what was written on it is not known written on the next. */
+  disconnected(): void {
+    this.sentId = 0;
+    this.sentFloor = Infinity;
+  }
+
+  /** Messages numbered up to `seq` were acknowledged. */
+  acked(seq: number): void {
+    if (seq <= this.ackedSeq) return;
+    this.ackedSeq = seq;
+    for (const watch of [this.deliverWatch, this.writeWatch]) {
+      let n = 0;
+      while (n < watch.length && watch[n]!.seq <= seq) n++;
+      if (n > 0) for (const e of watch.splice(0, n)) e.markDelivered();
+    }
+  }
+
+  /** The message numbered `seq` left its queue undelivered. */
+  dropped(seq: number, reason: SnakeMQError): void {
+    const last = this.drops[this.drops.length - 1];
+    // Drops come in runs (an overflowing queue, a close): one range for a run of one kind.
+    if (last !== undefined && last.to === seq - 1 && last.reason.constructor === reason.constructor) last.to = seq;
+    else this.drops.push({ from: seq, to: seq, reason });
+    for (const watch of [this.deliverWatch, this.writeWatch]) {
+      const i = watch.findIndex((e) => e.seq === seq);
+      if (i >= 0) watch.splice(i, 1)[0]!.drop(reason);
+    }
+  }
+
+  /** Why the message numbered `seq` was dropped, or null. */
+  dropReasonOf(seq: number): SnakeMQError | null {
+    for (let i = this.drops.length - 1; i >= 0; i--) {
+      const r = this.drops[i]!;
+      if (seq >= r.from && seq <= r.to) return r.reason;
+    }
+    return null;
+  }
+
+  /** A detached entry has a pending promise (of being written, when `written`; else of delivery). */
+  watch(entry: QueueEntry, written: boolean): void {
+    const watch = written ? this.writeWatch : this.deliverWatch;
+    if (watch.includes(entry)) return;
+    // Usually awaited in send order: appended; otherwise put in its place.
+    let i = watch.length;
+    while (i > 0 && watch[i - 1]!.seq > entry.seq) i--;
+    watch.splice(i, 0, entry);
   }
 }
 

@@ -14,12 +14,12 @@ import {
   StorageError,
 } from '../errors.js';
 import type { ConnId, ConnectionInfo } from '../link/types.js';
-import type { Packeter } from '../packeter/packeter.js';
+import type { Packeter, Slab } from '../packeter/packeter.js';
 import { HEADER_SIZE, wholePacketEnd, type PacketDecoder } from '../packeter/decoder.js';
 import type { QueuesStorage, StoredMessage } from '../storage/types.js';
 import { createLogger } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
-import { Deque, QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
+import { DeliveryTracker, Deque, QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
 import {
   FEATURE_ACK,
   FLAG_RESENT,
@@ -159,11 +159,42 @@ interface PeerConn {
   recent: RecentUuids | null;
 }
 
+/**
+ * Consecutive MESSAGE frames of detached entries (see `QueueEntry.detach`) in
+ * flight, as written in a retained write batch: what a re-send needs is these
+ * bytes, so no object per message stays alive until it is acknowledged.
+ */
+class FrameRun {
+  constructor(
+    readonly slab: Slab,
+    /** Where the first frame not acknowledged yet starts (at its 4-byte header). */
+    public start: number,
+    /** Where the last frame ends. */
+    public end: number,
+    /** Sequence number of the first frame. */
+    public firstSeq: number,
+    public count: number,
+    /** What the frames count against the queue's byte limit. */
+    public cost: number,
+    public lastPacketId: number,
+  ) {}
+}
+
+type InFlight = QueueEntry | FrameRun;
+
 class PeerQueue {
   readonly ident: string;
   readonly items = new Deque<QueueEntry>();
-  readonly inflight = new Deque<QueueEntry>();
-  /** How many inflight entries (from the front) are known written. */
+  readonly inflight = new Deque<InFlight>();
+  /** Messages in flight (a FrameRun holds several). */
+  inflightCount = 0;
+  /** The run new detached frames extend, when it is the last thing in flight. */
+  openRun: FrameRun | null = null;
+  /** Fates of the entries let go of once written. */
+  readonly tracker = new DeliveryTracker();
+  /** The next detached entry's sequence number. */
+  nextSeq = 1;
+  /** How many inflight items (from the front) are known written. */
   written = 0;
   count = 0;
   bytes = 0;
@@ -390,7 +421,14 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       await this.packeter.close();
       const reason = new ClosedError('messaging closed before delivery');
       for (const queue of this.queues.values()) {
-        for (const e of queue.inflight) e.drop(reason);
+        for (const item of queue.inflight.drain()) {
+          if (item instanceof FrameRun) {
+            for (let i = 0; i < item.count; i++) queue.tracker.dropped(item.firstSeq + i, reason);
+            this.packeter.release(item.slab);
+          } else item.drop(reason);
+        }
+        queue.openRun = null;
+        queue.inflightCount = 0;
         for (const e of queue.items) e.drop(reason);
       }
       for (const stream of this.streams) stream.end();
@@ -606,11 +644,95 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       writeMessageHeadOf(head, entry.flags, entry.uuidView, entry.uuidOffset, entry.ttl, extraFlags);
       entry.packetId = packeter.sendPacket(connId, head, data);
     } else {
-      entry.packetId = packeter.allocPacket(connId, size);
-      writeMessageFrame(packeter.allocated, packeter.allocatedView, packeter.allocatedOffset, data, entry.flags, entry.uuidView, entry.uuidOffset, entry.ttl, extraFlags);
+      const id = (entry.packetId = packeter.allocPacket(connId, size));
+      const offset = packeter.allocatedOffset;
+      writeMessageFrame(packeter.allocated, packeter.allocatedView, offset, data, entry.flags, entry.uuidView, entry.uuidOffset, entry.ttl, extraFlags);
+      // Acknowledged mode, and nothing needs the entry until the ACK: keep its frame only (no object alive per message in flight).
+      if (resentFlag !== 0 && entry.detachable && QueueEntry.writtenWaiters === 0 && this.noDeliveryListeners()) {
+        const seq = entry.seq > 0 ? entry.seq : queue.nextSeq++;
+        const run = queue.openRun;
+        const cost = data.length + QUEUE_ENTRY_OVERHEAD;
+        if (run !== null && run.end === offset - HEADER_SIZE && run.slab === packeter.allocatedSlab && run.firstSeq + run.count === seq) {
+          run.end = offset + size;
+          run.count++;
+          run.cost += cost;
+          run.lastPacketId = id;
+        } else {
+          const slab = packeter.allocatedSlab!;
+          packeter.retain(slab);
+          queue.inflight.push((queue.openRun = new FrameRun(slab, offset - HEADER_SIZE, offset + size, seq, 1, cost, id)));
+        }
+        queue.tracker.wrote(id);
+        entry.detach(queue.tracker, seq);
+        queue.inflightCount++;
+        return size + 4;
+      }
     }
     queue.inflight.push(entry);
+    queue.openRun = null;
+    queue.inflightCount++;
     return size + 4;
+  }
+
+  /** Whether nobody listens to `sent` or `acknowledged` (they need each message's object). */
+  private noDeliveryListeners(): boolean {
+    const events = (this as unknown as { _events: Record<string, unknown> })._events;
+    return events.sent === undefined && events.acknowledged === undefined;
+  }
+
+  /**
+   * Entries for the first `k` frames of a run, copied out of its write batch,
+   * with the sequence numbers of the detached entries (which learn their fate
+   * from them).
+   */
+  private runEntries(queue: PeerQueue, run: FrameRun, k: number): QueueEntry[] {
+    const slabView = run.slab.view;
+    let to = run.start;
+    for (let i = 0; i < k; i++) to += HEADER_SIZE + slabView.getUint32(to);
+    const buf = Buffer.from(run.slab.buf.subarray(run.start, to));
+    const view = viewOf(buf);
+    const out: QueueEntry[] = [];
+    let off = 0;
+    for (let i = 0; i < k; i++) {
+      const start = off + HEADER_SIZE;
+      const end = start + view.getUint32(off);
+      out.push(QueueEntry.ofFrame(queue.ident, buf, view, start, end, run.firstSeq + i, queue.tracker));
+      off = end;
+    }
+    return out;
+  }
+
+  /**
+   * Acknowledges the first `k` messages of the run at the front of the
+   * in-flight list; calls `each` (when given) with each one's message.
+   */
+  private ackRun(queue: PeerQueue, run: FrameRun, k: number, each: ((message: Message) => void) | null): void {
+    if (each !== null) for (const e of this.runEntries(queue, run, k)) each(e.message);
+    const lastSeq = run.firstSeq + k - 1;
+    if (k === run.count) {
+      queue.inflight.shift();
+      if (queue.openRun === run) queue.openRun = null;
+      if (queue.written > 0) queue.written--;
+      queue.bytes -= run.cost;
+      this.packeter.release(run.slab);
+    } else {
+      const view = run.slab.view;
+      let off = run.start;
+      let cost = 0;
+      for (let i = 0; i < k; i++) {
+        const size = view.getUint32(off);
+        cost += size - 25 + QUEUE_ENTRY_OVERHEAD;
+        off += HEADER_SIZE + size;
+      }
+      run.start = off;
+      run.cost -= cost;
+      queue.bytes -= cost;
+      run.firstSeq += k;
+      run.count -= k;
+    }
+    queue.count -= k;
+    queue.inflightCount -= k;
+    queue.tracker.acked(lastSeq);
   }
 
   // --- connections ----------------------------------------------------------
@@ -657,9 +779,21 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.budget = 0;
     queue.awaySince = Date.now();
     // Everything not known delivered goes back to the front, in order, for the next connection.
-    const back = queue.inflight.drain();
-    for (const e of back) e.resent = true;
+    const back: QueueEntry[] = [];
+    for (const item of queue.inflight.drain()) {
+      if (item instanceof FrameRun) {
+        // Detached messages: made again from their frames, which the write batch kept.
+        for (const e of this.runEntries(queue, item, item.count)) back.push(e);
+        this.packeter.release(item.slab);
+      } else {
+        item.resent = true;
+        back.push(item);
+      }
+    }
+    queue.openRun = null;
+    queue.inflightCount = 0;
     queue.written = 0;
+    queue.tracker.disconnected();
     queue.items.unshiftAll(back);
     // Also while closing: the storage closes after the connections, so a restart knows when the peer went away.
     if (this.storage !== null) {
@@ -927,8 +1061,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private onAck(conn: PeerConn, count: number): void {
     if (conn.ident === null || conn.mode !== Mode.Ack) return;
     const queue = this.queue(conn.ident);
-    if (count > queue.inflight.length) {
-      return this.fail(conn, new ProtocolError(`peer acknowledged ${count} messages, only ${queue.inflight.length} in flight`));
+    if (count > queue.inflightCount) {
+      return this.fail(conn, new ProtocolError(`peer acknowledged ${count} messages, only ${queue.inflightCount} in flight`));
     }
     const emitAck = this.listenerCount('acknowledged') > 0;
     const emitSent = this.listenerCount('sent') > 0;
@@ -936,25 +1070,47 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (!emitAck && !emitSent && this.storage === null) {
       // The common case, in one lean loop (measurably cheaper than through retire()): nothing to tell, nothing to unstore.
       let bytes = 0;
-      for (let i = 0; i < count; i++) {
-        const entry = inflight.shift()!;
-        bytes += entry.cost;
-        entry.markDelivered();
+      let entries = 0;
+      while (count > 0) {
+        const item = inflight.peek()!;
+        if (item instanceof FrameRun) {
+          const k = Math.min(count, item.count);
+          this.ackRun(queue, item, k, null);
+          count -= k;
+          continue;
+        }
+        inflight.shift();
+        bytes += item.cost;
+        item.markDelivered();
+        entries++;
+        count--;
       }
-      queue.count -= count;
+      queue.count -= entries;
       queue.bytes -= bytes;
-      queue.written = Math.max(0, queue.written - count);
+      queue.inflightCount -= entries;
+      queue.written = Math.max(0, queue.written - entries);
       return;
     }
+    const ident = conn.ident;
+    const each = emitAck ? (message: Message) => this.emit('acknowledged', ident, message) : null;
     const removed: Buffer[] = [];
-    for (let i = 0; i < count; i++) {
-      const entry = inflight.shift()!;
+    while (count > 0) {
+      const item = inflight.peek()!;
+      if (item instanceof FrameRun) {
+        const k = Math.min(count, item.count);
+        this.ackRun(queue, item, k, each);
+        count -= k;
+        continue;
+      }
+      inflight.shift();
+      queue.inflightCount--;
+      count--;
       if (queue.written > 0) queue.written--;
-      else if (emitSent) this.emit('sent', conn.ident, entry.message);
-      this.retire(queue, entry, removed);
-      if (emitAck) this.emit('acknowledged', conn.ident, entry.message);
+      else if (emitSent) this.emit('sent', ident, item.message);
+      this.retire(queue, item, removed);
+      if (emitAck) this.emit('acknowledged', ident, item.message);
     }
-    this.unstore(conn.ident, removed);
+    this.unstore(ident, removed);
   }
 
   private onSent(connId: ConnId, lastId: number): void {
@@ -967,21 +1123,30 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       // A plain protocol-1 peer cannot acknowledge: a message leaves the queue once its bytes were written.
       const removed: Buffer[] = [];
       let entry;
-      while ((entry = inflight.peek()) !== undefined && entry.packetId <= lastId) {
+      while ((entry = inflight.peek()) !== undefined && !(entry instanceof FrameRun) && entry.packetId <= lastId) {
         inflight.shift();
+        queue.inflightCount--;
         this.retire(queue, entry, removed);
         if (emitSent) this.emit('sent', conn.ident, entry.message);
       }
       this.unstore(conn.ident, removed);
       return;
     }
+    queue.tracker.sent(lastId);
     // Writes are tracked one by one only for someone who asked (acknowledgements settle the rest).
     if (!emitSent && QueueEntry.writtenWaiters === 0) return;
-    let entry;
-    while ((entry = inflight.at(queue.written)) !== undefined && entry.packetId <= lastId) {
+    let item;
+    while ((item = inflight.at(queue.written)) !== undefined) {
+      if (item instanceof FrameRun) {
+        // Detached frames: their entries learn it from the tracker.
+        if (item.lastPacketId > lastId) break;
+        queue.written++;
+        continue;
+      }
+      if (item.packetId > lastId) break;
       queue.written++;
-      entry.markWritten();
-      if (emitSent) this.emit('sent', conn.ident, entry.message);
+      item.markWritten();
+      if (emitSent) this.emit('sent', conn.ident, item.message);
     }
   }
 

@@ -66,7 +66,7 @@ export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder
  * serve a stream, instead of a fresh allocation (and its page faults and
  * garbage) per batch.
  */
-interface Slab {
+export interface Slab {
   readonly buf: Buffer;
   /** A DataView over all of `buf`. */
   readonly view: DataView;
@@ -76,6 +76,8 @@ interface Slab {
   open: boolean;
   /** A write from it failed: it is left to the garbage collector, never reused. */
   failed: boolean;
+  /** Holds of a caller that keeps packets of it (see `Packeter.retain`): not reused while any is left. */
+  retained: number;
 }
 
 /** Batch buffers of `writeBatchSize` bytes kept for reuse per Packeter. */
@@ -223,6 +225,23 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   allocatedOffset = 0;
   /** @internal A DataView over all of {@link allocated}. */
   allocatedView: DataView = new DataView(emptyBuffer.buffer, emptyBuffer.byteOffset, 0);
+  /** @internal The write batch {@link allocated} belongs to (to {@link retain} it). */
+  allocatedSlab: Slab | null = null;
+
+  /**
+   * @internal Keeps a write batch's bytes as they are after its writes: it is
+   * not reused until {@link release}d (once per retain). Messaging keeps the
+   * frames of messages in flight this way instead of their objects.
+   */
+  retain(slab: Slab): void {
+    slab.retained++;
+  }
+
+  /** @internal Ends one {@link retain}. */
+  release(slab: Slab): void {
+    slab.retained--;
+    this.recycle(slab);
+  }
 
   /**
    * @internal Reserves a packet of `size` payload bytes in the connection's
@@ -244,9 +263,10 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     // After reserve: a flush there reports the previous batch's last id.
     state.batchLastId = id;
     const slab = state.slab!;
-    if (this.allocated !== slab.buf) {
+    if (this.allocatedSlab !== slab) {
       this.allocated = slab.buf;
       this.allocatedView = slab.view;
+      this.allocatedSlab = slab;
     }
     return id;
   }
@@ -378,7 +398,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private openSlab(state: ConnState): Buffer {
     const size = state.streaming ? STREAM_BATCH_FACTOR * this.options.writeBatchSize : this.options.writeBatchSize;
     const buf = (state.streaming ? this.streamSlabPool : this.slabPool).pop() ?? Buffer.allocUnsafe(size);
-    state.slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false };
+    state.slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false, retained: 0 };
     state.batchStart = state.batchUsed = 0;
     return buf;
   }
@@ -395,7 +415,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
 
   private recycle(slab: Slab): void {
     // Only once no write uses it: the transport is done with a buffer when it reports the write complete.
-    if (slab.open || slab.pending > 0 || slab.failed) return;
+    if (slab.open || slab.pending > 0 || slab.failed || slab.retained > 0) return;
     const size = slab.buf.length;
     if (size === this.options.writeBatchSize) {
       if (this.slabPool.length < SLAB_POOL_SIZE) this.slabPool.push(slab.buf);
