@@ -13,11 +13,20 @@ export interface MessagingEvents {
   disconnect: (connId: ConnId, ident: string) => void;
   /** A message arrived (not taken by a receive hook). */
   message: (connId: ConnId, ident: string, message: Message) => void;
-  /** A message's bytes were handed to the kernel for `ident`. */
+  /**
+   * A message's bytes were handed to the kernel for `ident`. Only for
+   * messages written while someone listened (in acknowledged mode the others
+   * are kept as frames only; see docs/protocol.md).
+   */
   sent: (ident: string, message: Message) => void;
   /** The peer acknowledged a message (acknowledged-delivery extension). */
   acknowledged: (ident: string, message: Message) => void;
-  /** A message left its queue undelivered (TTL ran out, queue overflow, close). */
+  /**
+   * A message left its queue undelivered (TTL ran out, queue overflow, close).
+   * For a message kept as its frame while in flight and dropped after a
+   * reconnect, `message` is an equal Message (same uuid, data and flags), not
+   * the object given to `send()`.
+   */
   drop: (ident: string, message: Message, reason: SnakeMQError) => void;
   /** A peer sent something broken; the connection was closed. */
   protocolError: (connId: ConnId, error: SnakeMQError) => void;
@@ -38,7 +47,11 @@ export interface Delivery {
   readonly state: DeliveryState;
   /** Settles once the message is as durable as it will be (committed to storage for persistent messages with durable storage; at once otherwise). */
   persisted(): Promise<void>;
-  /** Settles once the bytes were handed to the kernel. */
+  /**
+   * Settles once the bytes were handed to the kernel. Asked only after a
+   * message's connection ended, it may settle only when the message is
+   * delivered on the next one.
+   */
   written(): Promise<void>;
   /** Settles once the message left its queue delivered: acknowledged by a peer that supports acknowledgements, written for one that does not. */
   delivered(): Promise<void>;
