@@ -48,12 +48,8 @@ const log = createLogger('snakemq:messaging');
 const VIEW_CACHE_LIMIT = 1024 * 1024;
 /** Fewer messages than this received in one go are acknowledged at once (after their handlers); more wait (see ackLater). */
 const ACK_NOW_BELOW = 64;
-/** ...and only when fewer bytes than this came in since the last ACK (big messages stream too). */
-const ACK_NOW_BYTES = 64 * 1024;
 /** A busy stream's ACK waits for more messages (one turn at a time, while they keep coming) up to this many. */
 const ACK_BATCH = 8192;
-/** ...or this many bytes received since the last ACK. */
-const ACK_BATCH_BYTES = 4 * 1024 * 1024;
 /** ...but for at most this many turns. */
 const ACK_MAX_DEFERS = 16;
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -145,10 +141,8 @@ interface PeerConn {
   readonly ackCheck: () => void;
   /** The pending ACK's turn, for a busy stream (cancelled when the ACK rides along with data first). */
   ackImmediate: NodeJS.Immediate | null;
-  /** Bytes received when the pending ACK's turn was set (-1: on arming): more since means the stream still flows. */
+  /** `toAck` when the pending ACK's turn was set: more since means the stream still flows. */
   ackSeen: number;
-  /** Bytes received when the last ACK went out. */
-  ackFrom: number;
   /** Turns the pending ACK has waited for more messages. */
   ackDefers: number;
   alive: boolean;
@@ -748,7 +742,6 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       ackCheck: () => this.ackSoon(conn),
       ackImmediate: null,
       ackSeen: 0,
-      ackFrom: 0,
       ackDefers: 0,
       alive: true,
       keepaliveTimer: null,
@@ -1012,7 +1005,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private ackSoon(conn: PeerConn): void {
     conn.ackQueued = false;
     if (conn.toAck === 0 || conn.closing) return;
-    if (conn.toAck < ACK_NOW_BELOW && this.packeter.bytesReceived(conn.id) - conn.ackFrom < ACK_NOW_BYTES) this.sendAck(conn);
+    if (conn.toAck < ACK_NOW_BELOW) this.sendAck(conn);
     else if (conn.ackImmediate === null) {
       // The turn's check phase comes before the next read could tell whether the stream goes on: wait for one.
       conn.ackSeen = -1;
@@ -1024,15 +1017,9 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     conn.ackImmediate = null;
     // Messages still arriving: one ACK for several reads' worth saves writes on both sides.
     // It goes out at the first turn that brought nothing new, so a sender waiting for it waits one turn at most.
-    const received = this.packeter.bytesReceived(conn.id);
-    if (
-      received > conn.ackSeen &&
-      conn.toAck < ACK_BATCH &&
-      received - conn.ackFrom < ACK_BATCH_BYTES &&
-      conn.ackDefers < ACK_MAX_DEFERS &&
-      !conn.closing
-    ) {
-      conn.ackSeen = received;
+    const n = conn.toAck;
+    if (n > conn.ackSeen && n < ACK_BATCH && conn.ackDefers < ACK_MAX_DEFERS && !conn.closing) {
+      conn.ackSeen = n;
       conn.ackDefers++;
       conn.ackImmediate = setImmediate(this.ackLater, conn);
       return;
@@ -1049,7 +1036,6 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (conn.toAck === 0 || conn.closing || !this.conns.has(conn.id)) return;
     const count = conn.toAck;
     conn.toAck = 0;
-    conn.ackFrom = this.packeter.bytesReceived(conn.id);
     try {
       this.packeter.sendPacket(conn.id, encodeAck(count));
     } catch (error) {

@@ -53,8 +53,6 @@ export class PacketDecoder {
   private partsBytes = 0;
   private failed = false;
   private isStopped = false;
-  /** Bytes pushed so far (every chunk counted whole, also a partial packet's). */
-  received = 0;
 
   constructor(maxPacketSize: number) {
     this.maxPacketSize = maxPacketSize;
@@ -85,7 +83,6 @@ export class PacketDecoder {
   push(chunk: Buffer, onPacket: PacketSink, run: PacketRun | null = null): void {
     if (this.failed || this.isStopped) return;
     const len = chunk.length;
-    this.received += len;
     let off = 0;
 
     if (this.expected >= 0) {

@@ -314,17 +314,6 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     return state !== undefined && !state.closing && this.transport.isWritable(connId);
   }
 
-  /**
-   * Bytes received on a connection so far (0 for an unknown one), counted as
-   * they arrive, also those of a packet not complete yet: a count that grows
-   * between two looks means the peer is still sending.
-   */
-  bytesReceived(connId: ConnId): number {
-    let state = this.last;
-    if (state === null || state.id !== connId) state = this.conns.get(connId) ?? null;
-    return state === null ? 0 : state.decoder.received;
-  }
-
   /** Writes out the packets queued for a connection now, instead of at the end of the tick. */
   flushConnection(connId: ConnId): void {
     const state = this.conns.get(connId);

@@ -95,21 +95,6 @@ describe('PacketDecoder', () => {
     for (let off = 0; off < packet.length; off += 7919) d.push(packet.subarray(off, off + 7919), (b, s, e) => out.push(b.subarray(s, e)));
     expect(out).toHaveLength(1);
     expect(out[0]!.equals(payload)).toBe(true);
-    // Every byte counted as it came, the partial packet's too.
-    expect(d.received).toBe(packet.length);
-  });
-
-  it('counts received bytes as they arrive, before a packet is complete', () => {
-    const d = new PacketDecoder(1024);
-    const packet = encodePacket(Buffer.alloc(100, 1));
-    d.push(packet.subarray(0, 2), () => undefined);
-    expect(d.received).toBe(2);
-    d.push(packet.subarray(2, 50), () => undefined);
-    expect(d.received).toBe(50);
-    let got = 0;
-    d.push(Buffer.concat([packet.subarray(50), packet]), () => got++);
-    expect(got).toBe(2);
-    expect(d.received).toBe(2 * packet.length);
   });
 
   it('stop() discards the rest of the chunk', () => {
