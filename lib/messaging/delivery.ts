@@ -178,6 +178,11 @@ export class QueueEntry implements Delivery {
     return 'queued';
   }
 
+  /** @internal Whether it is known delivered or dropped (without asking the tracker). */
+  get settledNow(): boolean {
+    return (this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null;
+  }
+
   /** Whether the entry has left its queue (delivered or dropped). */
   get settled(): boolean {
     if (this.bits & DETACHED) this.sync();
@@ -235,7 +240,7 @@ export class QueueEntry implements Delivery {
   /** @internal Ends the entry undelivered; pending promises of unreached stages reject. */
   drop(reason: SnakeMQError): void {
     if ((this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null) return;
-    if (this.tracker !== null && (this.bits & DETACHED) === 0) this.tracker.dropped(this.seq, reason);
+    if (this.tracker !== null && (this.bits & DETACHED) === 0) this.tracker.dropped(this.seq, this.seq, reason);
     const extra = (this.extra ??= { dropReason: null, waiters: [null, null, null] });
     extra.dropReason = reason;
     const w = extra.waiters;
@@ -286,6 +291,57 @@ interface DropRange {
 }
 
 /**
+ * Detached entries with a pending promise, in sequence order (they are
+ * usually asked in send order: appended). Settled ones stay until they reach
+ * the front, so that no removal is ever a search or a shift of the list.
+ */
+class WatchList {
+  private items: (QueueEntry | undefined)[] = [];
+  private head = 0;
+
+  add(entry: QueueEntry): void {
+    const items = this.items;
+    let i = items.length;
+    while (i > this.head && items[i - 1]!.seq > entry.seq) i--;
+    if (i === items.length) items.push(entry);
+    else items.splice(i, 0, entry);
+  }
+
+  /** The entry numbered `seq`, if watched (binary search). */
+  find(seq: number): QueueEntry | undefined {
+    const items = this.items;
+    let lo = this.head;
+    let hi = items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (items[mid]!.seq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    const e = items[lo];
+    return e !== undefined && e.seq === seq ? e : undefined;
+  }
+
+  /** Takes entries off the front while `done` holds for them (or they are settled), calling `settle` on the unsettled. */
+  popWhile(done: (e: QueueEntry) => boolean, settle: (e: QueueEntry) => void): void {
+    const items = this.items;
+    while (this.head < items.length) {
+      const e = items[this.head]!;
+      const settled = e.settledNow;
+      if (!settled && !done(e)) break;
+      items[this.head++] = undefined;
+      if (!settled) settle(e);
+    }
+    if (this.head === items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > items.length) {
+      this.items = items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+/**
  * What a queue tells the entries it let go of once written (detached
  * entries: Messaging keeps only their frames, see `QueueEntry.detach`). They
  * are numbered in write order, which is also the order in which they leave
@@ -300,9 +356,9 @@ export class DeliveryTracker {
   private sentId = 0;
   /** ...of those from this id on (the first detached one written on it). */
   private sentFloor = Infinity;
-  private drops: DropRange[] = [];
-  private deliverWatch: QueueEntry[] = [];
-  private writeWatch: QueueEntry[] = [];
+  private readonly drops: DropRange[] = [];
+  private readonly deliverWatch = new WatchList();
+  private readonly writeWatch = new WatchList();
 
   /** A detached message was written in packet `packetId` on the current connection. */
   wrote(packetId: number): void {
@@ -317,10 +373,10 @@ export class DeliveryTracker {
   /** Packets up to `lastId` were written. */
   sent(lastId: number): void {
     this.sentId = lastId;
-    const watch = this.writeWatch;
-    let n = 0;
-    while (n < watch.length && this.isWritten(watch[n]!.packetId)) n++;
-    if (n > 0) for (const e of watch.splice(0, n)) e.markWritten();
+    this.writeWatch.popWhile(
+      (e) => this.isWritten(e.packetId),
+      (e) => e.markWritten(),
+    );
   }
 
   /** The connection ended: what was written on it is not known written on the next. */
@@ -333,22 +389,21 @@ export class DeliveryTracker {
   acked(seq: number): void {
     if (seq <= this.ackedSeq) return;
     this.ackedSeq = seq;
-    for (const watch of [this.deliverWatch, this.writeWatch]) {
-      let n = 0;
-      while (n < watch.length && watch[n]!.seq <= seq) n++;
-      if (n > 0) for (const e of watch.splice(0, n)) e.markDelivered();
-    }
+    const done = (e: QueueEntry): boolean => e.seq <= seq;
+    const deliver = (e: QueueEntry): void => e.markDelivered();
+    this.deliverWatch.popWhile(done, deliver);
+    this.writeWatch.popWhile(done, deliver);
   }
 
-  /** The message numbered `seq` left its queue undelivered. */
-  dropped(seq: number, reason: SnakeMQError): void {
+  /** The messages numbered `from` to `to` left their queue undelivered. */
+  dropped(from: number, to: number, reason: SnakeMQError): void {
     const last = this.drops[this.drops.length - 1];
     // Drops come in runs (an overflowing queue, a close): one range for a run of one kind.
-    if (last !== undefined && last.to === seq - 1 && last.reason.constructor === reason.constructor) last.to = seq;
-    else this.drops.push({ from: seq, to: seq, reason });
-    for (const watch of [this.deliverWatch, this.writeWatch]) {
-      const i = watch.findIndex((e) => e.seq === seq);
-      if (i >= 0) watch.splice(i, 1)[0]!.drop(reason);
+    if (last !== undefined && last.to === from - 1 && last.reason.constructor === reason.constructor) last.to = to;
+    else this.drops.push({ from, to, reason });
+    for (let seq = from; seq <= to; seq++) {
+      this.deliverWatch.find(seq)?.drop(reason);
+      this.writeWatch.find(seq)?.drop(reason);
     }
   }
 
@@ -363,12 +418,7 @@ export class DeliveryTracker {
 
   /** A detached entry has a pending promise (of being written, when `written`; else of delivery). */
   watch(entry: QueueEntry, written: boolean): void {
-    const watch = written ? this.writeWatch : this.deliverWatch;
-    if (watch.includes(entry)) return;
-    // Usually awaited in send order: appended; otherwise put in its place.
-    let i = watch.length;
-    while (i > 0 && watch[i - 1]!.seq > entry.seq) i--;
-    watch.splice(i, 0, entry);
+    (written ? this.writeWatch : this.deliverWatch).add(entry);
   }
 }
 

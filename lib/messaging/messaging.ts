@@ -417,7 +417,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       for (const queue of this.queues.values()) {
         for (const item of queue.inflight.drain()) {
           if (item instanceof FrameRun) {
-            for (let i = 0; i < item.count; i++) queue.tracker.dropped(item.firstSeq + i, reason);
+            queue.tracker.dropped(item.firstSeq, item.firstSeq + item.count - 1, reason);
             this.packeter.release(item.slab);
           } else item.drop(reason);
         }
@@ -643,22 +643,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       writeMessageFrame(packeter.allocated, packeter.allocatedView, offset, data, entry.flags, entry.uuidView, entry.uuidOffset, entry.ttl, extraFlags);
       // Acknowledged mode, and nothing needs the entry until the ACK: keep its frame only (no object alive per message in flight).
       if (resentFlag !== 0 && entry.detachable && QueueEntry.writtenWaiters === 0 && this.noDeliveryListeners()) {
-        const seq = entry.seq > 0 ? entry.seq : queue.nextSeq++;
-        const run = queue.openRun;
-        const cost = data.length + QUEUE_ENTRY_OVERHEAD;
-        if (run !== null && run.end === offset - HEADER_SIZE && run.slab === packeter.allocatedSlab && run.firstSeq + run.count === seq) {
-          run.end = offset + size;
-          run.count++;
-          run.cost += cost;
-          run.lastPacketId = id;
-        } else {
-          const slab = packeter.allocatedSlab!;
-          packeter.retain(slab);
-          queue.inflight.push((queue.openRun = new FrameRun(slab, offset - HEADER_SIZE, offset + size, seq, 1, cost, id)));
-        }
-        queue.tracker.wrote(id);
-        entry.detach(queue.tracker, seq);
-        queue.inflightCount++;
+        this.keepFrame(queue, entry, id, offset - HEADER_SIZE, offset + size);
         return size + 4;
       }
     }
@@ -666,6 +651,26 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.openRun = null;
     queue.inflightCount++;
     return size + 4;
+  }
+
+  /** Keeps the frame just written at `[start, end)` of the packeter's batch as the entry's place in flight, and lets the entry go. */
+  private keepFrame(queue: PeerQueue, entry: QueueEntry, packetId: number, start: number, end: number): void {
+    const slab = this.packeter.allocatedSlab!;
+    const seq = entry.seq > 0 ? entry.seq : queue.nextSeq++;
+    const cost = entry.data.length + QUEUE_ENTRY_OVERHEAD;
+    const run = queue.openRun;
+    if (run !== null && run.end === start && run.slab === slab && run.firstSeq + run.count === seq) {
+      run.end = end;
+      run.count++;
+      run.cost += cost;
+      run.lastPacketId = packetId;
+    } else {
+      this.packeter.retain(slab);
+      queue.inflight.push((queue.openRun = new FrameRun(slab, start, end, seq, 1, cost, packetId)));
+    }
+    queue.inflightCount++;
+    queue.tracker.wrote(packetId);
+    entry.detach(queue.tracker, seq);
   }
 
   /** Whether nobody listens to `sent` or `acknowledged` (they need each message's object). */

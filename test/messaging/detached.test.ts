@@ -130,6 +130,38 @@ describe('Messaging: messages in flight kept as frames', () => {
     expect(ds[0]!.state).toBe('dropped');
   });
 
+  it('thousands of waiting Deliveries of kept messages settle in order: the dropped ones reject, the others resolve', async () => {
+    const bob = createPeer('bob', { maxQueueMessages: 3000, overflow: 'drop-oldest' });
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const first = await plainAlice(bob, url);
+    const ds = Array.from({ length: 2000 }, (_, i) => bob.messaging.send('alice', `old ${i}`));
+    await first.until(() => first.messages.length === 2000);
+    const outcomes: string[] = new Array(2000);
+    const settled = Promise.all(
+      ds.map((d, i) =>
+        d.delivered().then(
+          () => (outcomes[i] = 'delivered'),
+          (error: Error) => (outcomes[i] = error.name),
+        ),
+      ),
+    );
+    first.close();
+    await waitEvent(bob.messaging, 'disconnect');
+    // 1500 more overflow the queue of 3000: the 500 oldest (kept frames, made again into entries) are dropped.
+    const fresh = Array.from({ length: 1500 }, (_, i) => bob.messaging.send('alice', `new ${i}`));
+    const second = await plainAlice(bob, url);
+    await second.until(() => second.messages.length === 3000);
+    expect(second.messages[0]!.data.toString()).toBe('old 500');
+    expect(second.messages[2999]!.data.toString()).toBe('new 1499');
+    second.sendFrame(17, u32(3000));
+    await settled;
+    await fresh[1499]!.delivered();
+    expect(outcomes.slice(0, 500)).toEqual(Array(500).fill('QueueFullError'));
+    expect(outcomes.slice(500)).toEqual(Array(1500).fill('delivered'));
+    expect(ds.map((d) => d.state).filter((s) => s === 'dropped')).toHaveLength(500);
+    expect(bob.messaging.queueLength('alice')).toBe(0);
+  });
+
   it('close() rejects the Deliveries of kept messages not yet acknowledged', async () => {
     const bob = createPeer('bob');
     const url = await bob.link.addListener('tcp://127.0.0.1:0');
