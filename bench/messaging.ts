@@ -38,7 +38,7 @@
  *   --min-rounds=3          ... but after this many, stop once a size has
  *   --budget=30             ... taken this many seconds (keeps `npm run bench` short)
  *   --msgs-100B=5000000     messages per round of 100 bytes
- *   --msgs-1MiB=1024        messages per round of 1 MiB
+ *   --msgs-1MiB=2048        messages per round of 1 MiB
  *   --prof=DIR              run the peers with --cpu-prof into DIR
  *   --help                  this list
  * Environment: BENCH_NODE_FLAGS="--trace-gc ..." adds node flags to every peer.
@@ -85,7 +85,7 @@ interface Size {
 }
 const ALL_SIZES: Size[] = [
   { bench: 'messaging-100B', label: '100B', size: 100, n: Number(opt('msgs-100B', '5000000')), target: 0.5 },
-  { bench: 'messaging-1MiB', label: '1MiB', size: 1024 * 1024, n: Number(opt('msgs-1MiB', '1024')), target: 0.9 },
+  { bench: 'messaging-1MiB', label: '1MiB', size: 1024 * 1024, n: Number(opt('msgs-1MiB', '2048')), target: 0.9 },
   // Persistent messages with SQLite storage (durability 'process') and acknowledgements, end to end:
   // the round ends when the last message is both committed and acknowledged. The issue's target is absolute: >= 50,000 msgs/s.
   {
