@@ -306,12 +306,12 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    * not connected now.
    *
    * Bare data (`Uint8Array`/`Buffer`, or a string as UTF-8) is sent as a
-   * message with a fresh uuid, no flags and no TTL limit. It is the fastest
-   * form: Messaging then keeps one object per message, and makes the
-   * {@link Message} (`delivery.message`, events) only when asked for, the
-   * same object every time. Data is never copied (for a Message neither):
-   * keep it unchanged until the message is delivered, since a re-send after
-   * a reconnect reads it again.
+   * message with a fresh uuid, no flags and no TTL limit; the
+   * {@link Message} (`delivery.message`, events) is made only when asked
+   * for, the same object every time. Keep the data (of a Message too)
+   * unchanged until the message is delivered: it is read when the message
+   * is written, which may be later (while the peer is away), and data of a
+   * write batch or more is written by reference and read again by a re-send.
    * @throws {@link QueueFullError} when the queue is full and the overflow policy is `reject`.
    * @throws {@link ClosedError} after `close()`.
    */
