@@ -292,23 +292,30 @@ interface DropRange {
 
 /**
  * Detached entries with a pending promise, in sequence order (they are
- * usually asked in send order: appended). Settled ones stay until they reach
- * the front, so that no removal is ever a search or a shift of the list.
+ * usually asked in send order: appended; otherwise sorted once, when next
+ * looked at). Settled ones stay until they reach the front, so that no
+ * removal is ever a search or a shift of the list.
  */
 class WatchList {
   private items: (QueueEntry | undefined)[] = [];
   private head = 0;
+  private sorted = true;
 
   add(entry: QueueEntry): void {
     const items = this.items;
-    let i = items.length;
-    while (i > this.head && items[i - 1]!.seq > entry.seq) i--;
-    if (i === items.length) items.push(entry);
-    else items.splice(i, 0, entry);
+    if (items.length > this.head && items[items.length - 1]!.seq > entry.seq) this.sorted = false;
+    items.push(entry);
+  }
+
+  private sort(): void {
+    this.items = (this.items.slice(this.head) as QueueEntry[]).sort((a, b) => a.seq - b.seq);
+    this.head = 0;
+    this.sorted = true;
   }
 
   /** The entry numbered `seq`, if watched (binary search). */
   find(seq: number): QueueEntry | undefined {
+    if (!this.sorted) this.sort();
     const items = this.items;
     let lo = this.head;
     let hi = items.length;
@@ -323,6 +330,7 @@ class WatchList {
 
   /** Takes entries off the front while `done` holds for them (or they are settled), calling `settle` on the unsettled. */
   popWhile(done: (e: QueueEntry) => boolean, settle: (e: QueueEntry) => void): void {
+    if (!this.sorted) this.sort();
     const items = this.items;
     while (this.head < items.length) {
       const e = items[this.head]!;

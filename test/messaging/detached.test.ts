@@ -162,6 +162,27 @@ describe('Messaging: messages in flight kept as frames', () => {
     expect(bob.messaging.queueLength('alice')).toBe(0);
   });
 
+  it('Deliveries waited for in reverse order each settle with their own ACK', async () => {
+    const bob = createPeer('bob');
+    const url = await bob.link.addListener('tcp://127.0.0.1:0');
+    const alice = await plainAlice(bob, url);
+    const n = 3000;
+    const ds = Array.from({ length: n }, (_, i) => bob.messaging.send('alice', `m${i}`));
+    await alice.until(() => alice.messages.length === n);
+    const done: boolean[] = new Array(n).fill(false);
+    for (let i = n - 1; i >= 0; i--) void ds[i]!.delivered().then(() => (done[i] = true));
+    alice.sendFrame(17, u32(1000));
+    await ds[999]!.delivered();
+    await settle();
+    expect(done.indexOf(false)).toBe(1000);
+    expect(done.lastIndexOf(true)).toBe(999);
+    alice.sendFrame(17, u32(n - 1000));
+    await ds[0]!.delivered();
+    await ds[n - 1]!.delivered();
+    await settle();
+    expect(done.every(Boolean)).toBe(true);
+  });
+
   it('close() rejects the Deliveries of kept messages not yet acknowledged', async () => {
     const bob = createPeer('bob');
     const url = await bob.link.addListener('tcp://127.0.0.1:0');
