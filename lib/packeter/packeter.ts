@@ -64,7 +64,8 @@ export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder
  * it; once none fills it any more and every write from it has completed, it
  * goes back to the Packeter's pool: the same few buffers, warm in the caches,
  * serve a stream, instead of a fresh allocation (and its page faults and
- * garbage) per batch.
+ * garbage) per batch (and not before a caller that {@link Packeter.retain}ed
+ * it released it). @internal
  */
 export interface Slab {
   readonly buf: Buffer;
