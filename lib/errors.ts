@@ -36,6 +36,9 @@ export const ErrorCode = {
   RPC_UNKNOWN_OBJECT: 'SMQ_ERR_RPC_UNKNOWN_OBJECT',
   RPC_UNKNOWN_METHOD: 'SMQ_ERR_RPC_UNKNOWN_METHOD',
   RPC_BAD_REQUEST: 'SMQ_ERR_RPC_BAD_REQUEST',
+  IDENTIFICATION_TIMEOUT: 'SMQ_ERR_IDENTIFICATION_TIMEOUT',
+  NOT_SNAKEMQ_PEER: 'SMQ_ERR_NOT_SNAKEMQ_PEER',
+  HANDLER: 'SMQ_ERR_HANDLER',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -237,5 +240,34 @@ export class RpcUnknownMethodError extends SnakeMQError {
 export class RpcBadRequestError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.RPC_BAD_REQUEST, message, options);
+  }
+}
+
+/** A connection did not identify itself (PROTOCOL_VERSION and IDENTIFICATION) within `identifyTimeout`; it was closed. */
+export class IdentificationTimeoutError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.IDENTIFICATION_TIMEOUT, message, options);
+  }
+}
+
+/**
+ * The other end of a connection is not a snakeMQ peer: it closed, or sent
+ * something that is not snakeMQ framing, before identifying itself. `cause`
+ * holds what was seen (e.g. a {@link PacketTooLargeError} for an HTTP reply).
+ */
+export class NotSnakeMQPeerError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.NOT_SNAKEMQ_PEER, message, options);
+  }
+}
+
+/**
+ * An application handler (a `message` listener, a receive hook, a listener of
+ * another Messaging event) threw; reported on Messaging's `handlerError`
+ * event with the thrown value as `cause`. The connection goes on.
+ */
+export class HandlerError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.HANDLER, message, options);
   }
 }
