@@ -18,6 +18,7 @@ export const ErrorCode = {
   CLOSED: 'SMQ_ERR_CLOSED',
   CONNECTION: 'SMQ_ERR_CONNECTION',
   TLS: 'SMQ_ERR_TLS',
+  CONNECTION_LIMIT: 'SMQ_ERR_CONNECTION_LIMIT',
   UNKNOWN_CONNECTION: 'SMQ_ERR_UNKNOWN_CONNECTION',
   PACKET_TOO_LARGE: 'SMQ_ERR_PACKET_TOO_LARGE',
   PROTOCOL: 'SMQ_ERR_PROTOCOL',
@@ -95,6 +96,20 @@ export class ConnectionError extends SnakeMQError {
 export class TlsError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.TLS, message, options);
+  }
+}
+
+/**
+ * An accepted connection was refused because the Link already holds
+ * `maxConnections` accepted connections (TLS handshakes in progress included);
+ * reported by `acceptFailed`. `limit` is the configured maximum.
+ */
+export class ConnectionLimitError extends SnakeMQError {
+  /** The configured `maxConnections`. */
+  readonly limit: number;
+  constructor(limit: number, message = `connection refused: ${limit} accepted connections already open (maxConnections)`, options?: { cause?: unknown }) {
+    super(ErrorCode.CONNECTION_LIMIT, message, options);
+    this.limit = limit;
   }
 }
 
