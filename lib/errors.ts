@@ -21,6 +21,7 @@ export const ErrorCode = {
   CONNECTION_LIMIT: 'SMQ_ERR_CONNECTION_LIMIT',
   UNKNOWN_CONNECTION: 'SMQ_ERR_UNKNOWN_CONNECTION',
   PACKET_TOO_LARGE: 'SMQ_ERR_PACKET_TOO_LARGE',
+  BUFFER_LIMIT: 'SMQ_ERR_BUFFER_LIMIT',
   PROTOCOL: 'SMQ_ERR_PROTOCOL',
   INCOMPATIBLE_PROTOCOL: 'SMQ_ERR_INCOMPATIBLE_PROTOCOL',
   DUPLICATE_IDENTITY: 'SMQ_ERR_DUPLICATE_IDENTITY',
@@ -129,6 +130,20 @@ export class PacketTooLargeError extends SnakeMQError {
   constructor(size: number, limit: number, options?: { cause?: unknown }) {
     super(ErrorCode.PACKET_TOO_LARGE, `packet of ${size} bytes exceeds the limit of ${limit} bytes`, options);
     this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * A restricted connection (see `Packeter.restrict`) would take the bytes of
+ * partial packets held for all restricted connections above the Packeter's
+ * `restrictedBudget`; it was closed. `limit` is the budget in bytes.
+ */
+export class BufferLimitError extends SnakeMQError {
+  /** The configured `restrictedBudget` in bytes. */
+  readonly limit: number;
+  constructor(limit: number, message = `partial packets of restricted connections would exceed ${limit} bytes (restrictedBudget)`, options?: { cause?: unknown }) {
+    super(ErrorCode.BUFFER_LIMIT, message, options);
     this.limit = limit;
   }
 }
