@@ -41,6 +41,7 @@ export const ErrorCode = {
   IDENTIFICATION_TIMEOUT: 'SMQ_ERR_IDENTIFICATION_TIMEOUT',
   NOT_SNAKEMQ_PEER: 'SMQ_ERR_NOT_SNAKEMQ_PEER',
   HANDLER: 'SMQ_ERR_HANDLER',
+  UNAUTHORIZED: 'SMQ_ERR_UNAUTHORIZED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -299,5 +300,16 @@ export class NotSnakeMQPeerError extends SnakeMQError {
 export class HandlerError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.HANDLER, message, options);
+  }
+}
+
+/**
+ * A peer's identity was refused by Messaging's `authorize` policy (it
+ * returned anything but `true`, or threw: the thrown value is the `cause`);
+ * the connection was closed before the identity was bound.
+ */
+export class UnauthorizedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.UNAUTHORIZED, message, options);
   }
 }

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, InvalidOptionsError } from '../errors.js';
+import { validateOptions } from '../util/options.js';
 
 /** Message flag bit 0: the sender keeps the message in durable storage until it leaves the queue. */
 export const FLAG_PERSISTENT = 0x1;
@@ -18,7 +19,11 @@ export const MAX_TTL = 0xfffffffe;
  */
 export const DEFAULT_TTL: number | null = null;
 
-/** Options of a new {@link Message}. */
+/**
+ * Options of a new {@link Message}. Checked like every options object: an
+ * unknown key (a misspelt `persistant`) or a bad value throws
+ * `InvalidOptionsError`.
+ */
 export interface MessageOptions {
   /**
    * Seconds the message may wait for a disconnected peer; `null` = no limit.
@@ -100,30 +105,60 @@ export function toBuffer(data: Buffer | Uint8Array | string): Buffer {
   throw new InvalidArgumentError('message data must be a Buffer, Uint8Array or string');
 }
 
+const MAX_FLAGS = 0xffffffff;
+
+/** The checks of {@link MessageOptions}: used to word the error once the cheap checks below found a problem. */
+const OPTION_CHECKS = {
+  ttl: (v: unknown) =>
+    v === null || (typeof v === 'number' && v >= 0 && v <= MAX_TTL) ? undefined : `must be null or a number of seconds in [0, ${MAX_TTL}]`,
+  flags: (v: unknown) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_FLAGS ? undefined : 'must be a 32-bit unsigned integer'),
+  persistent: (v: unknown) => (typeof v === 'boolean' ? undefined : 'must be a boolean'),
+  uuid: (v: unknown) => (v instanceof Uint8Array && v.byteLength === 16 ? undefined : 'must be 16 bytes (a Uint8Array)'),
+};
+const OPTION_DEFAULTS: MessageOptions = {};
+
+/** Throws the {@link InvalidOptionsError} describing what is wrong with `options` (known to be wrong). */
+function invalidOptions(options: unknown): never {
+  validateOptions('Message', options, OPTION_CHECKS, OPTION_DEFAULTS);
+  // Only an inherited enumerable key gets here (validateOptions looks at own keys).
+  throw new InvalidOptionsError('Message: options must be a plain object of ttl, flags, persistent, uuid');
+}
+
+/**
+ * Cheap check of the keys (no allocation): an unknown key, say a misspelt
+ * `persistant`, is an {@link InvalidOptionsError} rather than a silently
+ * transient message. Values are checked by the helpers below.
+ */
+function checkOptionKeys(options: MessageOptions): void {
+  if (typeof options !== 'object' || options === null) invalidOptions(options);
+  for (const key in options) {
+    if (key !== 'ttl' && key !== 'flags' && key !== 'persistent' && key !== 'uuid') invalidOptions(options);
+  }
+}
+
 function ttlOption(options: MessageOptions): number | null {
   const ttl = options.ttl;
   if (ttl === undefined) return DEFAULT_TTL;
-  if (ttl !== null && !(typeof ttl === 'number' && ttl >= 0 && ttl <= MAX_TTL)) {
-    throw new InvalidArgumentError(`message ttl must be null or a number of seconds in [0, ${MAX_TTL}]`);
-  }
+  if (ttl !== null && !(typeof ttl === 'number' && ttl >= 0 && ttl <= MAX_TTL)) invalidOptions(options);
   return ttl;
 }
 
 function flagsOption(options: MessageOptions): number {
   let flags = 0;
   if (options.flags !== undefined) {
-    if (!Number.isInteger(options.flags) || options.flags < 0 || options.flags > 0xffffffff) {
-      throw new InvalidArgumentError('message flags must be a 32-bit unsigned integer');
-    }
+    if (!Number.isInteger(options.flags) || options.flags < 0 || options.flags > MAX_FLAGS) invalidOptions(options);
     flags = options.flags;
   }
-  return options.persistent ? (flags | FLAG_PERSISTENT) >>> 0 : flags;
+  const persistent = options.persistent;
+  if (persistent === undefined || persistent === false) return flags;
+  if (persistent !== true) invalidOptions(options);
+  return (flags | FLAG_PERSISTENT) >>> 0;
 }
 
 function uuidOption(options: MessageOptions): Buffer | null {
   const uuid = options.uuid;
   if (uuid === undefined) return null;
-  if (!(uuid instanceof Uint8Array) || uuid.byteLength !== 16) throw new InvalidArgumentError('message uuid must be 16 bytes');
+  if (!(uuid instanceof Uint8Array) || uuid.byteLength !== 16) invalidOptions(options);
   return toBuffer(uuid);
 }
 
@@ -135,6 +170,9 @@ function uuidOption(options: MessageOptions): Buffer | null {
  * new Message('hello');                              // no TTL limit, transient
  * new Message(buf, { ttl: 600, persistent: true });  // waits up to 10 min, stored durably
  * ```
+ *
+ * @throws `InvalidOptionsError` for an unknown option or a bad value;
+ *   `InvalidArgumentError` for data that is not a Buffer, Uint8Array or string.
  */
 export class Message {
   /** The payload. */
@@ -167,6 +205,7 @@ export class Message {
     }
     // Kept small, with validation in helpers, so that the constructor inlines into the caller's loop.
     this.data = data instanceof Buffer ? data : toBuffer(data);
+    if (options !== undefined) checkOptionKeys(options);
     this.ttl = options === undefined ? DEFAULT_TTL : ttlOption(options);
     this.flags = options === undefined ? 0 : flagsOption(options);
     const uuid = options === undefined ? null : uuidOption(options);
