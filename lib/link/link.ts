@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import {
   ClosedError,
   ConnectionError,
+  ConnectionLimitError,
   InvalidArgumentError,
   InvalidEndpointError,
   InvalidOptionsError,
@@ -16,6 +17,7 @@ import { createLogger } from '../util/log.js';
 import { parseEndpoint } from './endpoint.js';
 import { TypedEventSource } from './event-source.js';
 import {
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT,
   resolveConnectorOptions,
   resolveLinkOptions,
   resolveListenerOptions,
@@ -53,6 +55,10 @@ interface Conn {
   error: SnakeMQError | undefined;
   graceTimer: NodeJS.Timeout | undefined;
   gone: boolean;
+  /** performance.now() when it was established. */
+  readonly since: number;
+  /** Confirmed good by {@link Link.markEstablished}: its end restarts the backoff whatever its age. */
+  confirmed: boolean;
   readonly closed: Promise<void>;
   readonly resolveClosed: () => void;
 }
@@ -76,7 +82,7 @@ interface ConnectorEntry {
   readonly parsed: ParsedEndpoint;
   readonly opts: ResolvedConnectorOptions;
   readonly secureContext: tls.SecureContext | undefined;
-  /** Consecutive failures since the last successful connection. */
+  /** Consecutive failures (short-lived connections included) since the last stable connection. */
   failures: number;
   timer: NodeJS.Timeout | undefined;
   attempt: { socket: net.Socket; closed: Promise<void> } | undefined;
@@ -108,6 +114,8 @@ export class Link extends TypedEventSource implements Transport {
   readonly #connectors = new Map<string, ConnectorEntry>();
   /** addListener calls still in progress; close() waits for them. */
   readonly #starting = new Set<Promise<unknown>>();
+  /** Accepted sockets (all listeners, TLS handshakes included) not yet closed: what maxConnections bounds. */
+  #accepted = 0;
   #nextId: ConnId = 1;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -144,6 +152,7 @@ export class Link extends TypedEventSource implements Transport {
       try {
         server = tls.createServer({
           ...contextOptions(t),
+          handshakeTimeout: t.handshakeTimeout ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT,
           ...definedOnly({ requestCert: t.requestCert ?? false, rejectUnauthorized: t.rejectUnauthorized }),
         } as tls.TlsOptions);
       } catch (err) {
@@ -350,6 +359,20 @@ export class Link extends TypedEventSource implements Transport {
   }
 
   /**
+   * Tell the Link that a connection it made is known to be good (say the peer
+   * identified itself), before it lived `stableAfter` ms: its connector's
+   * reconnect backoff restarts now, and when this connection ends the next
+   * attempt is attempt 1. No-op for unknown ids and for accepted
+   * (listener-side) connections.
+   */
+  markEstablished(connId: ConnId): void {
+    const c = this.#conns.get(connId);
+    if (!c || c.owner.kind !== 'connector' || c.owner.conn !== c) return;
+    c.confirmed = true;
+    c.owner.failures = 0;
+  }
+
+  /**
    * With an id: close that connection (`disconnect` with `by: 'local'` and
    * `reason` as `error`), after trying for `closeTimeout` ms to flush what was
    * sent; resolves when its socket is closed (at once for unknown or closed ids).
@@ -393,17 +416,30 @@ export class Link extends TypedEventSource implements Transport {
       if (server.listening) log(`listener ${entry.url}: ${messageOf(err)}`);
     });
     if (!entry.tls) {
-      server.on('connection', (socket: net.Socket) => this.#accept(entry, socket));
+      server.on('connection', (socket: net.Socket) => {
+        if (this.#admit(entry, socket)) this.#accept(entry, socket);
+      });
       return;
     }
+    // Raw sockets refused by #admit: their TLSSocket (made by Node before our
+    // 'connection' listener runs) then reports a reset we must not pass on.
+    const refused = new WeakSet<net.Socket>();
     server.on('connection', (raw: net.Socket) => {
       raw.on('error', () => undefined);
+      if (!this.#admit(entry, raw)) {
+        refused.add(raw);
+        return;
+      }
       entry.handshaking.add(raw);
       raw.once('close', () => entry.handshaking.delete(raw));
     });
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       const raw = rawSocketOf(socket);
       if (raw) entry.handshaking.delete(raw);
+      if (raw && refused.has(raw)) {
+        socket.destroy();
+        return;
+      }
       if (mustAuthorize && !socket.authorized) {
         // Node already refuses these; kept as a guard so no unauthorized peer ever reaches `connect`.
         socket.destroy();
@@ -412,7 +448,34 @@ export class Link extends TypedEventSource implements Transport {
       }
       this.#accept(entry, socket);
     });
-    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => this.#acceptFailed(entry, socket, err));
+    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      // Node leaves the socket open after some of these (a handshake timeout
+      // among them): it would hold its descriptor until the client goes away.
+      const raw = rawSocketOf(socket);
+      socket.destroy();
+      raw?.destroy();
+      if (raw && refused.has(raw)) return;
+      this.#acceptFailed(entry, socket, err);
+    });
+  }
+
+  /**
+   * Counts an accepted socket against maxConnections, or destroys it at once
+   * (`acceptFailed` with ConnectionLimitError) when the Link holds that many.
+   */
+  #admit(entry: ListenerEntry, socket: net.Socket): boolean {
+    const limit = this.#opts.maxConnections;
+    if (this.#accepted >= limit && !entry.stopped && !this.closed) {
+      socket.on('error', () => undefined);
+      socket.destroy();
+      const error = new ConnectionLimitError(limit, `${entry.url}: connection refused: ${limit} accepted connections already open (maxConnections)`);
+      log(error.message);
+      this.emit('acceptFailed', entry.url, error);
+      return false;
+    }
+    this.#accepted++;
+    socket.once('close', () => this.#accepted--);
+    return true;
   }
 
   #acceptFailed(entry: ListenerEntry, socket: tls.TLSSocket, err: Error): void {
@@ -467,6 +530,8 @@ export class Link extends TypedEventSource implements Transport {
       error: undefined,
       graceTimer: undefined,
       gone: false,
+      since: performance.now(),
+      confirmed: false,
       closed: new Promise<void>((r) => (resolveClosed = r)),
       resolveClosed: () => resolveClosed(),
     };
@@ -475,6 +540,9 @@ export class Link extends TypedEventSource implements Transport {
     });
     socket.on('error', (err) => {
       conn.error ??= wrapSocketError(err, `connection ${id} (${info.endpoint})`);
+      // Node keeps some sockets open after an error (a TLS renegotiation
+      // attack, ERR_TLS_SESSION_ATTACK, among them): a failed connection ends here.
+      socket.destroy();
     });
     socket.on('close', () => this.#onConnClose(conn));
     this.#conns.set(id, conn);
@@ -527,7 +595,10 @@ export class Link extends TypedEventSource implements Transport {
     this.emit('disconnect', c.id, reason);
     c.resolveClosed();
     if (owner.kind === 'connector' && !owner.removed && !this.closed) {
-      owner.failures = 1;
+      // Timestamps rather than a timer per connection: a connection that did
+      // not live stableAfter ms counts as one more failed attempt.
+      const stable = c.confirmed || performance.now() - c.since >= owner.opts.stableAfter;
+      owner.failures = stable ? 1 : owner.failures + 1;
       this.#scheduleReconnect(owner);
     }
   }
@@ -597,7 +668,6 @@ export class Link extends TypedEventSource implements Transport {
       socket.off('session', onSession);
       socket.off('data', onEarlyData);
       c.attempt = undefined;
-      c.failures = 0;
       conn = this.#adopt(socket, 'connector', c);
       return conn;
     };

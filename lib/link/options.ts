@@ -16,6 +16,12 @@ export const DEFAULT_CONNECT_TIMEOUT = 10_000;
 export const DEFAULT_BACKLOG = 511;
 /** @see TlsOptions.minVersion */
 export const DEFAULT_TLS_MIN_VERSION = 'TLSv1.2';
+/** @see LinkOptions.maxConnections */
+export const DEFAULT_MAX_CONNECTIONS = 4096;
+/** @see TlsOptions.handshakeTimeout */
+export const DEFAULT_TLS_HANDSHAKE_TIMEOUT = 10_000;
+/** @see ConnectorOptions.stableAfter */
+export const DEFAULT_CONNECTION_STABLE_AFTER = 5_000;
 
 /** Options of a {@link Link}. */
 export interface LinkOptions {
@@ -37,6 +43,16 @@ export interface LinkOptions {
    * @default 2000
    */
   closeTimeout?: number;
+  /**
+   * Most accepted connections this Link holds at once, over all its listeners,
+   * counting TLS sockets still in their handshake (they hold descriptors too)
+   * and connections still closing. An accepted socket over the limit is
+   * destroyed at once, before any `connect`, and reported with `acceptFailed`
+   * carrying a {@link ConnectionLimitError}. Connections made by this Link's
+   * connectors do not count. `Infinity` disables the limit.
+   * @default 4096 (DEFAULT_MAX_CONNECTIONS)
+   */
+  maxConnections?: number;
 }
 
 /** TLS protocol versions accepted for `minVersion` / `maxVersion` (older ones are refused). */
@@ -79,6 +95,14 @@ export interface TlsOptions {
   ciphers?: string;
   /** Connector only: custom server identity check; return an Error to refuse. @default tls.checkServerIdentity */
   checkServerIdentity?: (hostname: string, cert: PeerCertificate) => Error | undefined;
+  /**
+   * Listener only: ms a client may take to complete its TLS handshake; after
+   * that its socket is destroyed and `acceptFailed` reports a {@link TlsError}
+   * (cause code `ERR_TLS_HANDSHAKE_TIMEOUT`). Connectors bound their handshake
+   * with `connectTimeout` instead.
+   * @default 10000 (DEFAULT_TLS_HANDSHAKE_TIMEOUT)
+   */
+  handshakeTimeout?: number;
 }
 
 /** Options of {@link Link.addListener}. */
@@ -95,8 +119,8 @@ export interface ConnectorOptions {
   tls?: TlsOptions;
   /**
    * Delay in ms before reconnect attempt number `attempt` (1-based; counts
-   * consecutive failures since the last successful connection). Exclusive
-   * with `reconnectInterval`.
+   * consecutive failures since the last stable connection, see
+   * `stableAfter`). Exclusive with `reconnectInterval`.
    * @default DEFAULT_RECONNECT_DELAY (exponential backoff 100 ms … 10 s with jitter)
    */
   reconnectDelay?: (attempt: number) => number;
@@ -104,6 +128,17 @@ export interface ConnectorOptions {
   reconnectInterval?: number;
   /** Time in ms for the TCP connect plus the TLS handshake, after which the attempt fails. @default 10000 */
   connectTimeout?: number;
+  /**
+   * How long, in ms, a connection must live before the reconnect backoff
+   * starts again at attempt 1. A connection that closes sooner counts as a
+   * failed attempt for the backoff: a peer that accepts and drops at once (a
+   * TLS port dialled with `tcp://`, a service that is not snakeMQ, a peer
+   * refusing our identity) is retried with growing delays, not at attempt 1
+   * every time. An upper layer that knows sooner that a connection is good
+   * calls {@link Link.markEstablished}. `0`: every connection resets the backoff.
+   * @default 5000 (DEFAULT_CONNECTION_STABLE_AFTER)
+   */
+  stableAfter?: number;
 }
 
 /** Options of {@link exponentialBackoff}. */
@@ -150,6 +185,7 @@ export const DEFAULT_LINK_OPTIONS: Readonly<Required<LinkOptions>> = Object.free
   keepAlive: true,
   keepAliveInitialDelay: DEFAULT_KEEP_ALIVE_INITIAL_DELAY,
   closeTimeout: DEFAULT_CLOSE_TIMEOUT,
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
 });
 
 /** @internal Validates {@link LinkOptions} and fills in defaults. */
@@ -163,6 +199,7 @@ export function resolveLinkOptions(options: unknown): Required<LinkOptions> {
       keepAlive: is.boolean(),
       keepAliveInitialDelay: is.integer(0),
       closeTimeout: is.integer(0, 2 ** 31 - 1),
+      maxConnections: (v) => (v === Infinity ? undefined : is.integer(1)(v)),
     },
     { ...DEFAULT_LINK_OPTIONS },
   );
@@ -198,6 +235,7 @@ const TLS_CHECKS: { [K in keyof TlsOptions]-?: OptionCheck } = {
   maxVersion: tlsVersion,
   ciphers: is.string(),
   checkServerIdentity: is.function(),
+  handshakeTimeout: is.integer(1, 2 ** 31 - 1),
 };
 
 /** @internal Validates {@link TlsOptions} and fills in `minVersion` and `rejectUnauthorized`. */
@@ -254,6 +292,7 @@ export interface ResolvedConnectorOptions {
   tls: ReturnType<typeof resolveTlsOptions> | undefined;
   reconnectDelay: (attempt: number) => number;
   connectTimeout: number;
+  stableAfter: number;
 }
 
 /** @internal Validates {@link ConnectorOptions} against the endpoint. */
@@ -267,8 +306,9 @@ export function resolveConnectorOptions(endpoint: ParsedEndpoint, options: unkno
       reconnectDelay: is.function(),
       reconnectInterval: is.integer(0, 2 ** 31 - 1),
       connectTimeout: is.integer(1, 2 ** 31 - 1),
+      stableAfter: is.integer(0, 2 ** 31 - 1),
     },
-    { connectTimeout: DEFAULT_CONNECT_TIMEOUT },
+    { connectTimeout: DEFAULT_CONNECT_TIMEOUT, stableAfter: DEFAULT_CONNECTION_STABLE_AFTER },
   );
   if (opts.reconnectDelay !== undefined && opts.reconnectInterval !== undefined) {
     throw new InvalidOptionsError("connector options: 'reconnectDelay' and 'reconnectInterval' are mutually exclusive");
@@ -277,5 +317,10 @@ export function resolveConnectorOptions(endpoint: ParsedEndpoint, options: unkno
   const tls = opts.tls === undefined ? undefined : resolveTlsOptions(what, opts.tls);
   const interval = opts.reconnectInterval;
   const reconnectDelay = interval !== undefined ? () => interval : (opts.reconnectDelay ?? DEFAULT_RECONNECT_DELAY);
-  return { tls, reconnectDelay, connectTimeout: opts.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT };
+  return {
+    tls,
+    reconnectDelay,
+    connectTimeout: opts.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
+    stableAfter: opts.stableAfter ?? DEFAULT_CONNECTION_STABLE_AFTER,
+  };
 }

@@ -73,7 +73,12 @@ export interface DisconnectReason {
 export interface LinkEvents {
   /** A connection is established (TCP connected, or TLS handshake finished). */
   connect: (info: ConnectionInfo) => void;
-  /** A connection ended. Emitted exactly once per `connect`. */
+  /**
+   * A connection ended. Emitted exactly once per `connect`. Any socket error
+   * ends the connection (`by: 'error'`), including TLS errors on an established
+   * one, e.g. a client forcing TLS 1.2 renegotiations (a {@link TlsError} with
+   * cause code `ERR_TLS_SESSION_ATTACK`).
+   */
   disconnect: (connId: ConnId, reason: DisconnectReason) => void;
   /** Bytes arrived on a connection. */
   data: (connId: ConnId, chunk: Buffer) => void;
@@ -81,9 +86,18 @@ export interface LinkEvents {
   drain: (connId: ConnId) => void;
   /** A connect attempt failed (refused, TLS handshake failed…). A reconnect follows unless removed. */
   connectFailed: (endpoint: string, error: SnakeMQError) => void;
-  /** A reconnect is scheduled for a connector: attempt number (1-based) and delay in ms. */
+  /**
+   * A reconnect is scheduled for a connector: attempt number (1-based; counts
+   * failed attempts and connections that lived less than `stableAfter` since the
+   * last stable one) and delay in ms.
+   */
   reconnect: (endpoint: string, attempt: number, delayMs: number) => void;
-  /** An incoming connection failed before it was established (e.g. a TLS handshake from a bad client). */
+  /**
+   * An incoming connection failed before it was established, and its socket was
+   * destroyed: a TLS handshake from a bad client or one that did not finish
+   * within `handshakeTimeout` ({@link TlsError}), or a socket over
+   * `maxConnections` ({@link ConnectionLimitError}; it never reaches `connect`).
+   */
   acceptFailed: (endpoint: string, error: SnakeMQError) => void;
 }
 
@@ -122,6 +136,13 @@ export interface Transport extends TransportEventSource {
   resume(connId: ConnId): void;
   /** Info of a live connection. */
   connection(connId: ConnId): ConnectionInfo | undefined;
+  /**
+   * Optional: the connection is known to be good (e.g. the peer identified
+   * itself), so the connector that made it restarts its reconnect backoff now
+   * instead of once the connection lived `stableAfter` ms. No-op for unknown
+   * ids and accepted connections. A wrapping transport (Throttle) forwards it.
+   */
+  markEstablished?(connId: ConnId): void;
   /**
    * Close one connection (`disconnect` follows with `by: 'local'` and the
    * given reason), or with no id close everything: resolves once every socket

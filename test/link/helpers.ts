@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { vi } from 'vitest';
 import type { LinkEvents, TransportEventSource } from '../../lib/link/types.js';
 
 /** Reads a TLS fixture (see test/fixtures/tls/make-certs.sh). */
@@ -50,16 +51,23 @@ export class Recorder {
   }
 }
 
-/** Polls `cond` until true; rejects after `timeoutMs`. */
+/** Waits (vi.waitFor) until `cond` is true; rejects after `timeoutMs`. */
 export async function waitUntil(cond: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
+  await vi.waitFor(
+    () => {
+      if (!cond()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout: timeoutMs, interval: 5 },
+  );
 }
 
+/** A fixed wait. Not used by test/link (events or vi.waitFor there); kept for other suites importing it. */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The next 'close' of a socket (at once when it is already closed). */
+export function closed(socket: { closed: boolean; once(event: 'close', fn: () => void): unknown }): Promise<void> {
+  return socket.closed ? Promise.resolve() : new Promise((r) => socket.once('close', () => r()));
+}
 
 const WATCHED = ['TCPServerWrap', 'TCPSocketWrap', 'PipeServerWrap', 'PipeWrap', 'TLSWrap', 'Timeout'];
 

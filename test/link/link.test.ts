@@ -4,10 +4,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   ClosedError,
   ConnectionError,
+  ConnectionLimitError,
   InvalidArgumentError,
   InvalidEndpointError,
   InvalidOptionsError,
@@ -20,7 +21,7 @@ import { Link } from '../../lib/link/index.js';
 import type { ConnectorOptions, LinkOptions, ListenerOptions } from '../../lib/link/index.js';
 import type { ConnectionInfo, Endpoint } from '../../lib/link/types.js';
 import { setLogger } from '../../lib/util/log.js';
-import { Recorder, Sink, certs, nextEvent, resourceCounts, sleep, waitUntil } from './helpers.js';
+import { Recorder, Sink, certs, closed, nextEvent, resourceCounts, waitUntil } from './helpers.js';
 
 let links: Link[] = [];
 let extra: (() => Promise<void> | void)[] = [];
@@ -53,6 +54,27 @@ async function freePort(): Promise<number> {
   const { port } = srv.address() as net.AddressInfo;
   await new Promise<void>((r) => srv.close(() => r()));
   return port;
+}
+
+/**
+ * Lets a link's pending short timers run out without a fixed sleep: a sentinel
+ * connector to a dead port with a fixed 10 ms interval must fail `rounds`
+ * times. Timers of the same or shorter delay set before it fire before its
+ * own, so anything `link` scheduled 10 ms or less ahead has happened by then.
+ */
+async function quietPeriod(link: Link, rounds = 3): Promise<void> {
+  const key = link.addConnector(`tcp://127.0.0.1:${await freePort()}`, { reconnectInterval: 10 });
+  let failed = 0;
+  const count = (endpoint: string) => {
+    if (endpoint === key) failed++;
+  };
+  link.on('connectFailed', count);
+  try {
+    await waitUntil(() => failed >= rounds, 10_000, 'sentinel failures');
+  } finally {
+    link.off('connectFailed', count);
+    await link.removeConnector(key);
+  }
 }
 
 interface Pair {
@@ -213,7 +235,7 @@ describe('Link reconnects', () => {
       const rec = new Recorder(client);
       const url = await server.addListener(kind === 'tcp' ? 'tcp://127.0.0.1:0' : `unix://${join(tmp, 'r.sock')}`);
       const first = nextEvent(client, 'connect');
-      client.addConnector(url, { reconnectDelay: () => 25 });
+      client.addConnector(url, { reconnectDelay: () => 25, stableAfter: 0 });
       await first;
 
       const dropped = nextEvent(client, 'disconnect');
@@ -236,7 +258,7 @@ describe('Link reconnects', () => {
         expect(['ECONNREFUSED', 'ENOENT']).toContain((error.cause as NodeJS.ErrnoException).code);
       }
 
-      // After a successful connection the count starts again at 1.
+      // After a stable connection (stableAfter 0: any) the count starts again at 1.
       const n = rec.of('reconnect').length;
       await waitUntil(() => server.connectionIds().length === 1);
       await server.close(server.connectionIds()[0]);
@@ -274,11 +296,11 @@ describe('Link reconnects', () => {
     const key = client.addConnector(`tcp://127.0.0.1:${port}`, { reconnectInterval: 10 });
     await waitUntil(() => rec.of('connectFailed').length >= 2);
     await client.removeConnector(key);
-    const failures = rec.of('connectFailed').length;
-    const reconnects = rec.of('reconnect').length;
-    await sleep(200);
-    expect(rec.of('connectFailed').length).toBe(failures);
-    expect(rec.of('reconnect').length).toBe(reconnects);
+    const failures = rec.of('connectFailed').filter(([k]) => k === key).length;
+    const reconnects = rec.of('reconnect').filter(([k]) => k === key).length;
+    await quietPeriod(client);
+    expect(rec.of('connectFailed').filter(([k]) => k === key).length).toBe(failures);
+    expect(rec.of('reconnect').filter(([k]) => k === key).length).toBe(reconnects);
     await expect(client.removeConnector(key)).rejects.toBeInstanceOf(InvalidArgumentError);
     // The same endpoint can be added again.
     client.addConnector(key, { reconnectInterval: 10 });
@@ -292,8 +314,8 @@ describe('Link reconnects', () => {
     await p.client.removeConnector(p.key);
     expect(rec.of('disconnect')).toEqual([[p.cInfo.id, { by: 'local' }]]);
     expect((await remoteGone)[1].by).toBe('remote');
-    await sleep(100);
-    expect(rec.of('reconnect')).toEqual([]);
+    await quietPeriod(p.client);
+    expect(rec.of('reconnect').filter(([k]) => k === p.key)).toEqual([]);
     expect(rec.of('connect')).toEqual([]);
   });
 
@@ -327,13 +349,15 @@ describe('Link TLS failures', () => {
     const srec = new Recorder(server);
     const url = await server.addListener('tls://127.0.0.1:0', { tls: { ...certs.bob(), requestCert: true } });
     const failed = nextEvent(client, 'connectFailed');
+    // The listener's side of the attempt ends too (the client's alert), and nothing connects after that.
+    const rejected = nextEvent(server, 'acceptFailed');
     client.addConnector(url, { tls: certs.eve(), reconnectInterval: 10_000 });
     const [key, error] = await failed;
     expect(key).toBe(url);
     expect(error).toBeInstanceOf(TlsError);
     expect(error.code).toBe('SMQ_ERR_TLS');
     expect(error.cause).toBeInstanceOf(Error);
-    await sleep(100);
+    await rejected;
     expect(srec.of('connect')).toEqual([]);
     for (const [endpoint, err] of srec.of('acceptFailed')) {
       expect(endpoint).toBe(url);
@@ -361,7 +385,6 @@ describe('Link TLS failures', () => {
     const [, clientError] = await failed;
     expect(clientError).toBeInstanceOf(TlsError);
     expect(clientError.cause).toBeInstanceOf(Error);
-    await sleep(100);
     expect(srec.of('connect')).toEqual([]);
     expect(crec.of('connect')).toEqual([]);
   });
@@ -372,9 +395,10 @@ describe('Link TLS failures', () => {
     const srec = new Recorder(server);
     const url = await server.addListener('tls://127.0.0.1:0', { tls: { ...certs.bob(), requestCert: true } });
     const failed = nextEvent(client, 'connectFailed');
+    const rejected = nextEvent(server, 'acceptFailed');
     client.addConnector(url, { tls: { ca: certs.bob().ca }, reconnectInterval: 10_000 });
     expect((await failed)[1]).toBeInstanceOf(TlsError);
-    await sleep(100);
+    expect((await rejected)[1]).toBeInstanceOf(TlsError);
     expect(srec.of('connect')).toEqual([]);
   });
 
@@ -427,7 +451,7 @@ describe('Link flow control', () => {
     client.send(info.id, Buffer.from(':after'));
     expect(await written).toBeUndefined();
     const total = 5 + big.length + 6;
-    for (let i = 0; i < 200 && chunks.reduce((n, c) => n + c.length, 0) < total; i++) await sleep(10);
+    await waitUntil(() => chunks.reduce((n, c) => n + c.length, 0) >= total, 10_000, 'all bytes');
     const got = Buffer.concat(chunks);
     expect(got.length).toBe(total);
     expect(got.subarray(0, 5).toString()).toBe('head:');
@@ -452,47 +476,46 @@ describe('Link flow control', () => {
     const drains: number[] = [];
     client.on('drain', (id) => drains.push(id));
 
+    // The same 64 KiB buffer queued 2,048 times: 128 MiB on the wire, far more
+    // than the kernel buffers of a paused reader take (tcp_wmem + tcp_rmem
+    // maxima, 4 + 32 MiB here), so no drain can come before resume().
     const chunk = Buffer.alloc(64 * 1024, 7);
-    let sent = 0;
+    const total = 2048;
     let written = 0;
-    let falses = 0;
     const onWritten = (err?: SnakeMQError) => {
       expect(err).toBeUndefined();
       written++;
     };
-    // Fill until the kernel buffers are full too: a `false` whose drain does not come.
-    let stalled = false;
-    while (!stalled && sent < 2048) {
-      let ok = true;
-      while (ok) {
-        ok = client.send(info.id, chunk, onWritten);
-        sent++;
-      }
-      falses++;
-      expect(client.isWritable(info.id)).toBe(false);
-      const before = drains.length;
-      await Promise.race([nextEvent(client, 'drain').catch(() => undefined), sleep(300)]);
-      stalled = drains.length === before;
+    let firstFalse = -1;
+    for (let sent = 0; sent < total; sent++) {
+      if (!client.send(info.id, chunk, onWritten) && firstFalse < 0) firstFalse = sent;
     }
-    expect(falses).toBeGreaterThan(0);
-    expect(stalled).toBe(true);
-    expect(written).toBeLessThan(sent);
+    expect(firstFalse).toBeGreaterThanOrEqual(0);
+    expect(firstFalse).toBeLessThan(total - 1);
+    expect(client.isWritable(info.id)).toBe(false);
+    await waitUntil(() => written > 0, 10_000, 'the kernel taking some data');
+    expect(written).toBeLessThan(total);
+    expect(drains).toEqual([]);
+    expect(client.isWritable(info.id)).toBe(false);
 
     const drained = nextEvent(client, 'drain');
     const [sid] = server.connectionIds();
     server.resume(sid!);
     expect((await drained)[0]).toBe(info.id);
     expect(client.isWritable(info.id)).toBe(true);
-    await waitUntil(() => written === sent && received === sent * chunk.length, 20_000, 'all bytes');
+    await waitUntil(() => written === total && received === total * chunk.length, 20_000, 'all bytes');
   });
 
   it('onWritten reports unknown connections and never runs synchronously', async () => {
     const link = newLink();
-    let called: SnakeMQError | undefined | 'no' = 'no';
-    expect(link.send(42, Buffer.from('x'), (err) => (called = err))).toBe(false);
-    expect(called).toBe('no');
-    await sleep(0);
-    expect(called).toBeInstanceOf(UnknownConnectionError);
+    let sync = true;
+    const called = new Promise<{ err: SnakeMQError | undefined; sync: boolean }>((resolve) => {
+      expect(link.send(42, Buffer.from('x'), (err) => resolve({ err, sync }))).toBe(false);
+    });
+    sync = false;
+    const { err, sync: wasSync } = await called;
+    expect(wasSync).toBe(false);
+    expect(err).toBeInstanceOf(UnknownConnectionError);
     expect(link.isWritable(42)).toBe(false);
     expect(link.connection(42)).toBeUndefined();
     expect(() => link.send(1, 'text' as unknown as Buffer)).toThrow(InvalidArgumentError);
@@ -535,7 +558,7 @@ describe('Link close', () => {
     const srec = new Recorder(p.server);
     const crec = new Recorder(p.client);
     await Promise.all([p.server.close(p.sInfo.id), p.client.close(p.cInfo.id), p.server.close(p.sInfo.id)]);
-    await sleep(50);
+    await Promise.all([quietPeriod(p.server), quietPeriod(p.client)]);
     expect(srec.of('disconnect').length).toBe(1);
     expect(crec.of('disconnect').length).toBe(1);
   });

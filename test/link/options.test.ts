@@ -3,9 +3,12 @@ import { InvalidOptionsError } from '../../lib/errors.js';
 import { parseEndpoint } from '../../lib/link/endpoint.js';
 import {
   DEFAULT_CONNECT_TIMEOUT,
+  DEFAULT_CONNECTION_STABLE_AFTER,
   DEFAULT_HIGH_WATER_MARK,
   DEFAULT_LINK_OPTIONS,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_RECONNECT_DELAY,
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT,
   exponentialBackoff,
   resolveConnectorOptions,
   resolveLinkOptions,
@@ -39,7 +42,9 @@ describe('LinkOptions', () => {
       keepAlive: true,
       keepAliveInitialDelay: 30_000,
       closeTimeout: 2000,
+      maxConnections: 4096,
     });
+    expect(DEFAULT_MAX_CONNECTIONS).toBe(4096);
     expect(DEFAULT_HIGH_WATER_MARK).toBe(1048576);
     expect(DEFAULT_LINK_OPTIONS.highWaterMark).toBe(DEFAULT_HIGH_WATER_MARK);
     expect(Object.isFrozen(DEFAULT_LINK_OPTIONS)).toBe(true);
@@ -61,6 +66,11 @@ describe('LinkOptions', () => {
     invalid(() => resolveLinkOptions({ highWaterMark: 1.5 }), /highWaterMark/);
     invalid(() => resolveLinkOptions({ keepAliveInitialDelay: -1 }), /keepAliveInitialDelay/);
     invalid(() => resolveLinkOptions('fast'), /must be an object/);
+    invalid(() => resolveLinkOptions({ maxConnections: 0 }), /maxConnections/);
+    invalid(() => resolveLinkOptions({ maxConnections: 2.5 }), /maxConnections/);
+    invalid(() => resolveLinkOptions({ maxConnections: -Infinity }), /maxConnections/);
+    expect(resolveLinkOptions({ maxConnections: Infinity }).maxConnections).toBe(Infinity);
+    expect(resolveLinkOptions({ maxConnections: 1 }).maxConnections).toBe(1);
   });
 });
 
@@ -115,6 +125,13 @@ describe('ListenerOptions', () => {
     invalid(() => resolveListenerOptions(tcp, { reconnectInterval: 5 }), /unknown option/);
     invalid(() => resolveListenerOptions(tls, { tls: { key: pem, cert: pem, rejectUnauthorised: false } }), /rejectUnauthorised/);
   });
+
+  it('validates the TLS handshakeTimeout (default applied when the server is made)', () => {
+    expect(DEFAULT_TLS_HANDSHAKE_TIMEOUT).toBe(10_000);
+    expect(resolveListenerOptions(tls, { tls: { key: pem, cert: pem, handshakeTimeout: 200 } }).tls?.handshakeTimeout).toBe(200);
+    invalid(() => resolveListenerOptions(tls, { tls: { key: pem, cert: pem, handshakeTimeout: 0 } }), /handshakeTimeout/);
+    invalid(() => resolveListenerOptions(tls, { tls: { key: pem, cert: pem, handshakeTimeout: '1s' } }), /handshakeTimeout/);
+  });
 });
 
 describe('ConnectorOptions', () => {
@@ -124,6 +141,9 @@ describe('ConnectorOptions', () => {
     expect(opts.connectTimeout).toBe(10_000);
     expect(opts.reconnectDelay).toBe(DEFAULT_RECONNECT_DELAY);
     expect(opts.tls).toBeUndefined();
+    expect(opts.stableAfter).toBe(DEFAULT_CONNECTION_STABLE_AFTER);
+    expect(DEFAULT_CONNECTION_STABLE_AFTER).toBe(5000);
+    expect(resolveConnectorOptions(tcp, { stableAfter: 0 }).stableAfter).toBe(0);
   });
 
   it('turns reconnectInterval into a fixed delay', () => {
@@ -141,6 +161,8 @@ describe('ConnectorOptions', () => {
     invalid(() => resolveConnectorOptions(tcp, { reconnectDelay: 100 }), /reconnectDelay/);
     invalid(() => resolveConnectorOptions(tcp, { reconnectInterval: -5 }), /reconnectInterval/);
     invalid(() => resolveConnectorOptions(tcp, { connectTimeout: 0 }), /connectTimeout/);
+    invalid(() => resolveConnectorOptions(tcp, { stableAfter: -1 }), /stableAfter/);
+    invalid(() => resolveConnectorOptions(tcp, { stableAfter: 1.5 }), /stableAfter/);
     invalid(() => resolveConnectorOptions(tcp, { connectTimout: 10 }), /unknown option 'connectTimout'/);
     invalid(() => resolveConnectorOptions(tcp, { backlog: 10 }), /unknown option 'backlog'/);
     invalid(() => resolveConnectorOptions(tls, {}), /needs the 'tls' option/);
