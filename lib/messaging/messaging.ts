@@ -4,14 +4,21 @@ import { EventEmitter } from 'eventemitter3';
 import {
   ClosedError,
   DuplicateIdentityError,
+  ErrorCode,
+  HandlerError,
+  IdentificationTimeoutError,
   IncompatibleProtocolError,
   InvalidArgumentError,
   KeepaliveTimeoutError,
   MessageExpiredError,
+  NotSnakeMQPeerError,
+  PacketTooLargeError,
   ProtocolError,
   QueueFullError,
   SnakeMQError,
   StorageError,
+  TlsError,
+  UnauthorizedError,
 } from '../errors.js';
 import type { ConnId, ConnectionInfo } from '../link/types.js';
 import type { Packeter, Slab } from '../packeter/packeter.js';
@@ -37,8 +44,10 @@ import {
   encodePong,
   encodeProtocolVersion,
   messageBeforeIdentification,
+  MAX_IDENT_LENGTH,
   truncateIdent,
 } from './frames.js';
+import { FRAME_REFUSED, decodeRefused, encodeRefused } from './refusal.js';
 import { FLAG_PERSISTENT, Message, toBuffer, viewOf } from './message.js';
 import { MessageStream, type ReceivedMessage } from './stream.js';
 import { RecentUuids } from './uuid-window.js';
@@ -64,6 +73,22 @@ export const DEFAULT_DEDUP_WINDOW = 65_536;
 export const DEFAULT_KEEPALIVE_WAIT = 500;
 /** Default number of received messages an async iterator buffers before reading pauses. */
 export const DEFAULT_STREAM_HIGH_WATER_MARK = 16_384;
+
+/** Default time a new connection has to identify itself (PROTOCOL_VERSION and IDENTIFICATION): 10 s. */
+export const DEFAULT_IDENTIFY_TIMEOUT = 10_000;
+/** Default largest packet accepted from a connection before it identified itself: 4 KiB. */
+export const DEFAULT_MAX_HANDSHAKE_PACKET_SIZE = 4096;
+/** Default time the state of a disconnected identity with nothing queued is kept (for de-duplication after a reconnect): 5 minutes. */
+export const DEFAULT_IDLE_IDENTITY_GRACE = 5 * 60_000;
+/** Default number of disconnected identities with nothing queued whose state is kept (the least recently seen go first). */
+export const DEFAULT_MAX_IDLE_IDENTITIES = 10_000;
+
+/**
+ * Decides whether a peer may take the identity it claims on a connection
+ * (see {@link MessagingOptions.authorize}); `certificateIdentity()` is a
+ * ready policy binding identities to TLS certificates.
+ */
+export type AuthorizePolicy = (identity: string, connection: ConnectionInfo) => boolean;
 
 /** What to do when a send would exceed a queue's limits. */
 export type OverflowPolicy = 'reject' | 'drop-oldest';
@@ -99,8 +124,53 @@ export interface MessagingOptions {
   maxQueueBytes?: number;
   /** `reject`: `send` throws {@link QueueFullError}; `drop-oldest`: the oldest unsent message is dropped (`drop` event). @default 'reject' */
   overflow?: OverflowPolicy;
-  /** Messages an async iterator may buffer before reading from peers pauses. @default 16384 */
+  /**
+   * Messages an async iterator may buffer: when a message takes an iterator
+   * to this mark, reading pauses on the connection that delivered it (and on
+   * every other connection that delivers to a full iterator) until no
+   * iterator is full. Other peers keep flowing.
+   * @default 16384
+   */
   streamHighWaterMark?: number;
+  /**
+   * A connection that has not sent PROTOCOL_VERSION and IDENTIFICATION
+   * within this time is closed ({@link IdentificationTimeoutError}).
+   * @default 10000
+   */
+  identifyTimeout?: number;
+  /**
+   * Largest packet accepted from a connection until it identified itself:
+   * the handshake frames are a few bytes, so a peer cannot make us buffer
+   * big packets before we know who it is. Partial packets of all such
+   * connections together are also bounded by the Packeter's `restrictedBudget`.
+   * @default 4096
+   */
+  maxHandshakePacketSize?: number;
+  /**
+   * An identity that disconnected with nothing queued keeps its state (queue,
+   * de-duplication window, storage row) this long, so that a quick reconnect
+   * still recognises re-sent messages; then it is freed.
+   * @default 300000 (5 minutes)
+   */
+  idleIdentityGrace?: number;
+  /**
+   * At most this many such idle identities are kept; past it the least
+   * recently disconnected one is freed at once, grace period or not.
+   * @default 10000
+   */
+  maxIdleIdentities?: number;
+  /**
+   * Called at IDENTIFICATION, before the identity is bound and before any
+   * later frame of the connection is decoded or acknowledged: returning
+   * anything but `true` (or throwing) refuses the connection, which is
+   * closed with an {@link UnauthorizedError} (`protocolError` here, and a
+   * REFUSED frame tells the peer). Synchronous on purpose: frames read in the
+   * same chunk are decided on before the next one is looked at.
+   * `certificateIdentity()` requires the identity to be the verified TLS
+   * peer certificate's CN or a DNS subject alternative name.
+   * @default null (every identity is accepted)
+   */
+  authorize?: AuthorizePolicy | null;
 }
 
 /** {@link MessagingOptions} with every default filled in. */
@@ -151,6 +221,23 @@ interface PeerConn {
   closing: boolean;
   /** The identity's recent uuids (kept across its connections in `dedup`), once known. */
   recent: RecentUuids | null;
+  /** The listener or connector URL the connection belongs to. */
+  readonly endpoint: string;
+  /** Closes the connection when it does not identify in time; null once identified. */
+  identifyTimer: NodeJS.Timeout | null;
+  /** Why this side closed or failed the connection (reported as `handshakeFailed` when it ends unbound). */
+  failure: SnakeMQError | null;
+  /** This connection claims the identity of `claim` (probed with a PING); its packets wait in `stash`. */
+  claim: PeerConn | null;
+  claimIdent: string | null;
+  stash: Buffer[] | null;
+  /** A claimant waits for this (bound) connection to answer a PING. */
+  probedBy: PeerConn | null;
+  probeTimer: NodeJS.Timeout | null;
+  /** Reading is paused because this connection's messages filled an iterator. */
+  streamPaused: boolean;
+  /** The peer sent REFUSED: why it is closing the connection. */
+  refusal: SnakeMQError | null;
 }
 
 /**
@@ -241,11 +328,16 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private readonly dirty = new Set<PeerQueue>();
   private pumpTick = false;
   private loaded: boolean;
-  private closed = false;
+  private isClosed = false;
+  /** Disconnected identities with nothing queued, oldest first, with when they became idle. */
+  private readonly idle = new Map<string, number>();
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** Connections paused because their messages filled an iterator. */
+  private readonly streamPaused = new Set<PeerConn>();
   private closing: Promise<void> | null = null;
-  private readingPaused = false;
   private readonly storage: QueuesStorage | null;
   private readonly handshake: Buffer[];
+  private handlerWarned = false;
 
   constructor(identity: string, packeter: Packeter, options?: MessagingOptions) {
     super();
@@ -265,6 +357,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         maxQueueBytes: is.integer(1),
         overflow: is.oneOf('reject', 'drop-oldest'),
         streamHighWaterMark: is.integer(1),
+        identifyTimeout: is.integer(1, 2 ** 31 - 1),
+        maxHandshakePacketSize: is.integer(64),
+        idleIdentityGrace: is.integer(0, 2 ** 31 - 1),
+        maxIdleIdentities: is.integer(0),
+        authorize: (v) => (v === null || typeof v === 'function' ? undefined : 'must be a function or null'),
       },
       {
         storage: null,
@@ -276,6 +373,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         maxQueueBytes: DEFAULT_MAX_QUEUE_BYTES,
         overflow: 'reject',
         streamHighWaterMark: DEFAULT_STREAM_HIGH_WATER_MARK,
+        identifyTimeout: DEFAULT_IDENTIFY_TIMEOUT,
+        maxHandshakePacketSize: DEFAULT_MAX_HANDSHAKE_PACKET_SIZE,
+        idleIdentityGrace: DEFAULT_IDLE_IDENTITY_GRACE,
+        maxIdleIdentities: DEFAULT_MAX_IDLE_IDENTITIES,
+        authorize: null,
       },
     );
     this.storage = this.options.storage;
@@ -290,7 +392,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     );
     packeter.on('sent', (connId, lastId) => this.onSent(connId, lastId));
     packeter.on('drain', (connId) => this.onDrain(connId));
-    packeter.on('protocolError', (connId, error) => this.emit('protocolError', connId, error));
+    packeter.on('protocolError', (connId, error) => this.onFramingError(connId, error));
 
     this.loaded = this.storage === null;
     this.ready = this.storage === null ? Promise.resolve() : this.load(this.storage);
@@ -312,20 +414,25 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    * unchanged until the message is delivered: it is read when the message
    * is written, which may be later (while the peer is away), and data of a
    * write batch or more is written by reference and read again by a re-send.
+   * Nothing about the peer's state makes `send` throw: a message for a
+   * peer that is away, misbehaving or being disconnected is queued.
    * @throws {@link QueueFullError} when the queue is full and the overflow policy is `reject`.
+   * @throws {@link InvalidArgumentError} when `ident` is not a string, is
+   *   longer than the 50 characters an identity has on the wire (no peer
+   *   could ever have it), or is this peer's own identity.
    * @throws {@link ClosedError} after `close()`.
    */
   send(ident: string, message: Message | Uint8Array | string): Delivery {
-    if (this.closed) throw new ClosedError('messaging is closed');
-    if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
+    if (this.isClosed) throw new ClosedError('messaging is closed');
     let queue = this.lastQueue;
-    if (queue === null || queue.ident !== ident) queue = this.queue(ident);
+    if (queue === null || queue.ident !== ident) queue = this.destination(ident);
     let entry: QueueEntry;
     let stored = false;
     if (message instanceof Message) {
       stored = (message.flags & FLAG_PERSISTENT) !== 0 && this.storage !== null;
       entry = QueueEntry.of(ident, message, message.ttl, !stored);
       if (message.ttl === 0 && queue.conn === null) {
+        if (queue.count === 0) this.markIdle(queue);
         this.dropEntry(entry, new MessageExpiredError(`message ${message.id} has TTL 0 and ${ident} is not connected`));
         return entry;
       }
@@ -343,6 +450,19 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.items.push(entry);
     this.schedulePump(queue);
     return entry;
+  }
+
+  /** Whether {@link close} was called. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /**
+   * Identities whose state is kept: connected, with messages queued, or
+   * idle within their grace period (see `idleIdentityGrace`).
+   */
+  get identityCount(): number {
+    return this.queues.size;
   }
 
   /** Whether a peer with this identity is connected now. */
@@ -387,13 +507,14 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    */
   messages(): AsyncIterableIterator<ReceivedMessage> {
     const stream = new MessageStream(
+      this.options.streamHighWaterMark,
       () => this.updateReadPause(),
       () => {
         this.streams.delete(stream);
         this.updateReadPause();
       },
     );
-    if (this.closed) stream.end();
+    if (this.isClosed) stream.end();
     else this.streams.add(stream);
     return stream;
   }
@@ -405,7 +526,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    */
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
-    this.closed = true;
+    this.isClosed = true;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.safeEmit('close');
     for (const queue of this.queues.values()) queue.direct = false;
     this.closing = (async () => {
       for (const conn of this.conns.values()) {
@@ -434,6 +558,16 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   }
 
   // --- queues -------------------------------------------------------------
+
+  /** The queue for a destination given to `send`, after checking it could ever be reached. */
+  private destination(ident: string): PeerQueue {
+    if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
+    if (ident.length > MAX_IDENT_LENGTH && truncateIdent(ident) !== ident) {
+      throw new InvalidArgumentError(`identity '${ident.slice(0, 60)}…' is longer than ${MAX_IDENT_LENGTH} characters: no peer can have it`);
+    }
+    if (ident === this.identity) throw new InvalidArgumentError(`'${ident}' is this peer's own identity`);
+    return this.queue(ident);
+  }
 
   private queue(ident: string): PeerQueue {
     let queue = this.lastQueue;
@@ -475,6 +609,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         if (unsent) {
           this.removeFromQueue(queue, entry);
           this.dropEntry(entry, reason);
+          if (queue.count === 0 && queue.conn === null) this.markIdle(queue);
         } else entry.failPersist(reason);
       },
     );
@@ -486,6 +621,60 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (entry.stored) {
       entry.stored = false;
       this.unstore(queue.ident, [entry.uuid]);
+    }
+  }
+
+  // --- idle identities ------------------------------------------------------
+
+  /**
+   * A disconnected identity with nothing queued: its state is freed after
+   * `idleIdentityGrace`, or at once when more than `maxIdleIdentities` are
+   * idle (least recently idle first). One timer for all, set for the oldest.
+   */
+  private markIdle(queue: PeerQueue): void {
+    const ident = queue.ident;
+    this.idle.delete(ident);
+    this.idle.set(ident, Date.now());
+    while (this.idle.size > this.options.maxIdleIdentities) {
+      const oldest = this.idle.keys().next().value!;
+      this.idle.delete(oldest);
+      this.freeIdentity(oldest);
+    }
+    if (this.idleTimer === null && this.idle.size > 0 && !this.isClosed) this.armIdleTimer();
+  }
+
+  private armIdleTimer(): void {
+    const first = this.idle.values().next();
+    if (first.done) return;
+    const wait = Math.max(0, first.value + this.options.idleIdentityGrace - Date.now());
+    this.idleTimer = setTimeout(this.sweepIdle, wait);
+    this.idleTimer.unref();
+  }
+
+  private readonly sweepIdle = (): void => {
+    this.idleTimer = null;
+    const limit = Date.now() - this.options.idleIdentityGrace;
+    for (const [ident, since] of this.idle) {
+      if (since > limit) break;
+      this.idle.delete(ident);
+      this.freeIdentity(ident);
+    }
+    if (!this.isClosed) this.armIdleTimer();
+  };
+
+  /** Forgets an identity's queue, de-duplication window and storage row, if it is still idle. */
+  private freeIdentity(ident: string): void {
+    const queue = this.queues.get(ident);
+    if (queue !== undefined) {
+      if (queue.conn !== null || queue.count > 0 || queue.items.length > 0 || queue.inflight.length > 0) return;
+      this.queues.delete(ident);
+      this.dirty.delete(queue);
+      if (this.lastQueue === queue) this.lastQueue = null;
+    }
+    this.dedup.delete(ident);
+    log(`${ident}: idle, state freed`);
+    if (this.storage !== null && !this.isClosed) {
+      this.storage.forget(ident).catch((error: unknown) => log(`storage forget failed: ${String(error)}`));
     }
   }
 
@@ -536,6 +725,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         entry.markPersisted();
         front.push(entry);
       }
+      this.fitLoaded(queue, front);
       queue.items.unshiftAll(front);
       queue.count += front.length;
       for (const e of front) queue.bytes += e.cost;
@@ -544,6 +734,32 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       if (queue.conn !== null) this.stopCountdown(queue, sq.awaySince ?? now);
     }
     for (const queue of this.queues.values()) this.schedulePump(queue);
+  }
+
+  /**
+   * Stored messages beyond the queue limits (the limits were lowered, or
+   * sends were made while loading) are dropped like an overflow: the oldest
+   * with `drop-oldest`, the newest with `reject` (what a sender would have
+   * been refused); `drop` events tell, storage forgets them.
+   */
+  private fitLoaded(queue: PeerQueue, front: QueueEntry[]): void {
+    const { maxQueueMessages, maxQueueBytes, overflow } = this.options;
+    let count = queue.count + front.length;
+    let bytes = queue.bytes;
+    for (const e of front) bytes += e.cost;
+    if (count <= maxQueueMessages && bytes <= maxQueueBytes) return;
+    const dropped: QueueEntry[] = [];
+    while (front.length > 0 && (count > maxQueueMessages || bytes > maxQueueBytes)) {
+      const victim = overflow === 'drop-oldest' ? front.shift()! : front.pop()!;
+      count--;
+      bytes -= victim.cost;
+      dropped.push(victim);
+    }
+    this.unstore(queue.ident, dropped.map((e) => e.uuid));
+    for (const e of dropped) {
+      e.stored = false;
+      this.dropEntry(e, new QueueFullError(`stored message ${e.id} for ${queue.ident} dropped at load: over the queue limits`));
+    }
   }
 
   /** Subtracts the away time from every TTL and drops what expired (reference §4). */
@@ -567,7 +783,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       this.removeFromQueue(queue, e);
       this.dropEntry(e, new MessageExpiredError(`message ${e.id} for ${queue.ident} expired`));
     }
-    if (this.storage !== null && !this.closed) {
+    if (this.storage !== null && !this.isClosed) {
       const s = this.storage;
       const fail = (error: unknown) => log(`storage update failed: ${String(error)}`);
       if (updates.length > 0) s.updateTtl(queue.ident, updates).catch(fail);
@@ -594,7 +810,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   private pump(queue: PeerQueue): void {
     queue.direct = false;
     const conn = queue.conn;
-    if (conn === null || conn.mode === Mode.Pending || conn.closing || !this.loaded || this.closed) return;
+    if (conn === null || conn.mode === Mode.Pending || conn.closing || !this.loaded || this.isClosed) return;
     const items = queue.items;
     // Piggyback a pending acknowledgement on the data going out anyway: one write instead of two.
     if (conn.toAck > 0 && items.length > 0) this.sendAck(conn);
@@ -617,6 +833,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   /** Writes `entry` at once if the connection still takes data without buffering more. */
   private writeNow(queue: PeerQueue, entry: QueueEntry): boolean {
     const conn = queue.conn!;
+    if (conn.closing) return (queue.direct = false);
     if (queue.budget <= 0) {
       if (!this.packeter.isWritable(conn.id)) return false;
       queue.budget = this.packeter.options.writeBatchSize;
@@ -753,12 +970,30 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       pinged: false,
       closing: false,
       recent: null,
+      endpoint: info.endpoint,
+      identifyTimer: null,
+      failure: null,
+      claim: null,
+      claimIdent: null,
+      stash: null,
+      probedBy: null,
+      probeTimer: null,
+      streamPaused: false,
+      refusal: null,
     };
     this.conns.set(info.id, conn);
+    // Before anything is read: until it identifies, a peer may only send small packets.
+    this.packeter.restrict(info.id, this.options.maxHandshakePacketSize);
     for (const frame of this.handshake) this.packeter.sendPacket(info.id, frame);
-    if (this.readingPaused) this.packeter.pause(info.id);
+    conn.identifyTimer = setTimeout(this.identifyExpired, this.options.identifyTimeout, conn);
     this.armKeepalive(conn);
   }
+
+  private readonly identifyExpired = (conn: PeerConn): void => {
+    conn.identifyTimer = null;
+    if (conn.ident !== null || conn.claim !== null || conn.closing) return;
+    this.refuse(conn, new IdentificationTimeoutError(`connection ${conn.id} did not identify itself within ${this.options.identifyTimeout} ms`));
+  };
 
   private onDisconnect(connId: ConnId): void {
     const conn = this.conns.get(connId);
@@ -767,9 +1002,36 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (this.lastConn === conn) this.lastConn = null;
     conn.closing = true;
     if (conn.keepaliveTimer) clearTimeout(conn.keepaliveTimer);
+    if (conn.identifyTimer) clearTimeout(conn.identifyTimer);
     if (conn.ackImmediate !== null) clearImmediate(conn.ackImmediate);
+    if (conn.streamPaused) this.streamPaused.delete(conn);
+    const holder = conn.claim;
+    if (holder !== null) {
+      // A claimant left while its claim was being checked: the holder stays.
+      conn.claim = null;
+      conn.stash = null;
+      holder.probedBy = null;
+      if (holder.probeTimer !== null) clearTimeout(holder.probeTimer);
+      holder.probeTimer = null;
+    }
     const ident = conn.ident;
-    if (ident === null || this.byIdent.get(ident) !== conn) return;
+    if (ident === null || this.byIdent.get(ident) !== conn) {
+      if (ident === null && !this.isClosed) this.safeEmit('handshakeFailed', connId, conn.endpoint, this.whyUnbound(conn));
+      return;
+    }
+    this.unbind(conn);
+    if (conn.refusal !== null && !this.isClosed) this.safeEmit('handshakeFailed', connId, conn.endpoint, conn.refusal);
+    const claimant = conn.probedBy;
+    if (claimant !== null) this.handOver(conn, claimant);
+  }
+
+  /**
+   * Lets go of a connection's identity: its in-flight messages go back to the
+   * front of the queue for the next connection, `disconnect` is emitted.
+   */
+  private unbind(conn: PeerConn): void {
+    const ident = conn.ident!;
+    const connId = conn.id;
     this.byIdent.delete(ident);
     const queue = this.queue(ident);
     queue.conn = null;
@@ -798,16 +1060,55 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       this.storage.setAwaySince(ident, queue.awaySince).catch((error: unknown) => log(`storage update failed: ${String(error)}`));
     }
     log(`${ident} disconnected (conn ${connId}), ${queue.count} queued`);
-    this.emit('disconnect', connId, ident);
+    if (queue.count === 0) this.markIdle(queue);
+    this.safeEmit('disconnect', connId, ident);
+  }
+
+  /** Why a connection that ends without having been bound to an identity failed. */
+  private whyUnbound(conn: PeerConn): SnakeMQError {
+    const f = conn.failure;
+    if (f instanceof PacketTooLargeError || f instanceof ProtocolError) {
+      // A TLS record starts with 0x15 (alert) or 0x16 (handshake), then version 3.x.
+      const head = f instanceof PacketTooLargeError ? f.size >>> 16 : -1;
+      if (head === 0x1503 || head === 0x1603) {
+        return new TlsError(`the peer on ${conn.endpoint} speaks TLS: use a tls:// endpoint`, { cause: f });
+      }
+      return new NotSnakeMQPeerError(`the peer on ${conn.endpoint} is not a snakeMQ peer: ${f.message}`, { cause: f });
+    }
+    if (f !== null) return f;
+    return new NotSnakeMQPeerError(`the peer on ${conn.endpoint} closed the connection before identifying itself`);
   }
 
   private fail(conn: PeerConn, error: SnakeMQError): void {
     if (conn.closing) return;
     conn.closing = true;
+    conn.failure ??= error;
     if (conn.ident !== null && this.byIdent.get(conn.ident) === conn) this.queue(conn.ident).direct = false;
     log(`conn ${conn.id}: ${error.message}; closing`);
-    this.emit('protocolError', conn.id, error);
+    this.safeEmit('protocolError', conn.id, error);
     void this.packeter.close(conn.id, error);
+  }
+
+  /** Closes a connection this peer will not bind, telling the peer why first (REFUSED frame). */
+  private refuse(conn: PeerConn, error: SnakeMQError): void {
+    if (conn.closing) return;
+    try {
+      this.packeter.sendPacket(conn.id, encodeRefused(error));
+    } catch {
+      // Already going: nothing to tell.
+    }
+    this.fail(conn, error);
+  }
+
+  /** A framing failure found by the Packeter (oversized packet, buffer budget): it closes the connection. */
+  private onFramingError(connId: ConnId, error: SnakeMQError): void {
+    const conn = this.conns.get(connId);
+    if (conn !== undefined && !conn.closing) {
+      conn.closing = true;
+      conn.failure ??= error;
+      if (conn.ident !== null && this.byIdent.get(conn.ident) === conn) this.queue(conn.ident).direct = false;
+    }
+    this.safeEmit('protocolError', connId, error);
   }
 
   private onPacket(connId: ConnId, buf: Buffer, start: number, end: number): void {
@@ -819,6 +1120,12 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     if (conn.closing) return;
     conn.alive = true;
+    if (conn.stash !== null) {
+      // Its identity is being checked: nothing of it is looked at before that is decided (see claim).
+      conn.stash.push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
+    if (conn.probedBy !== null) this.probeAnswered(conn);
     if (end - start >= 25 && buf[start] === FrameType.MESSAGE && conn.ident !== null) {
       if (conn.mode === Mode.Pending) this.settleMode(conn, Mode.Legacy);
       const view = this.viewFor(buf);
@@ -863,6 +1170,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
         }
         return;
       default:
+        if (frame.code === FRAME_REFUSED) {
+          // The peer is about to close: remember why, for handshakeFailed.
+          conn.failure = conn.refusal = decodeRefused(payload, conn.ident ?? conn.endpoint);
+          return;
+        }
         if (conn.ident !== null) this.settleMode(conn, Mode.Legacy);
         log(`conn ${connId}: ignoring unknown frame type ${frame.code}`);
     }
@@ -901,7 +1213,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       this.deliver(connId, ident, Message.fromFrame(chunk, view, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, flags));
       if (conn.closing || decoder.stopped) break;
     }
-    if (off !== from) conn.alive = true;
+    if (off !== from) {
+      conn.alive = true;
+      if (conn.probedBy !== null) this.probeAnswered(conn);
+    }
     return off;
   }
 
@@ -929,20 +1244,111 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   }
 
   private onIdentification(conn: PeerConn, rawIdent: string): void {
-    if (conn.ident !== null) return;
+    if (conn.ident !== null || conn.claim !== null) return;
     const ident = truncateIdent(rawIdent);
-    if (this.byIdent.has(ident)) {
-      return this.fail(conn, new DuplicateIdentityError(`identity '${ident}' is already connected`));
+    const authorize = this.options.authorize;
+    if (authorize !== null) {
+      const info = this.packeter.connection(conn.id);
+      let allowed = false;
+      let cause: unknown;
+      try {
+        allowed = info !== undefined && authorize(ident, info) === true;
+      } catch (error) {
+        cause = error;
+      }
+      if (!allowed) {
+        return this.refuse(conn, new UnauthorizedError(`identity '${ident}' refused on ${conn.endpoint}`, cause === undefined ? undefined : { cause }));
+      }
     }
+    const holder = this.byIdent.get(ident);
+    if (holder !== undefined) return this.claim(conn, holder, ident);
+    this.bind(conn, ident);
+  }
+
+  private bind(conn: PeerConn, ident: string): void {
+    if (conn.identifyTimer !== null) clearTimeout(conn.identifyTimer);
+    conn.identifyTimer = null;
+    this.packeter.unrestrict(conn.id);
     conn.ident = ident;
     this.byIdent.set(ident, conn);
+    this.idle.delete(ident);
     if (!this.options.acknowledgements) conn.mode = Mode.Legacy;
     const queue = this.queue(ident);
     queue.conn = conn;
     if (this.loaded) this.stopCountdown(queue, queue.awaySince);
     log(`${ident} connected (conn ${conn.id}), ${queue.count} queued`);
-    this.emit('connect', conn.id, ident);
+    this.safeEmit('connect', conn.id, ident);
     this.schedulePump(queue);
+  }
+
+  /**
+   * A second connection claims an identity that is bound: after a NAT rebind
+   * the old connection may be half-open and never answer again. The holder is
+   * sent a PING; anything it sends within `keepaliveWait` keeps it and refuses
+   * the claimant (DuplicateIdentityError); silence hands the identity over.
+   * Meanwhile the claimant is paused and what it already sent is kept aside
+   * (at most the rest of one read), undecoded and unacknowledged.
+   */
+  private claim(conn: PeerConn, holder: PeerConn, ident: string): void {
+    if (holder.probedBy !== null || holder.closing || holder.streamPaused) {
+      return this.refuse(conn, new DuplicateIdentityError(`identity '${ident}' is already connected`));
+    }
+    if (conn.identifyTimer !== null) clearTimeout(conn.identifyTimer);
+    conn.identifyTimer = null;
+    conn.claim = holder;
+    conn.claimIdent = ident;
+    conn.stash = [];
+    this.packeter.unrestrict(conn.id);
+    this.packeter.pause(conn.id);
+    holder.probedBy = conn;
+    log(`conn ${conn.id} claims '${ident}', held by conn ${holder.id}: probing it`);
+    try {
+      this.packeter.sendPacket(holder.id, encodePing());
+      this.packeter.flushConnection(holder.id);
+    } catch {
+      // The holder's connection is already going away: its disconnect hands over.
+    }
+    holder.probeTimer = setTimeout(this.probeExpired, this.options.keepaliveWait, holder);
+  }
+
+  /** The holder answered the probe: it keeps its identity; the claimant is refused. */
+  private probeAnswered(holder: PeerConn): void {
+    const claimant = holder.probedBy!;
+    holder.probedBy = null;
+    if (holder.probeTimer !== null) clearTimeout(holder.probeTimer);
+    holder.probeTimer = null;
+    claimant.claim = null;
+    claimant.stash = null;
+    this.refuse(claimant, new DuplicateIdentityError(`identity '${holder.ident}' is already connected (and answered a PING)`));
+  }
+
+  private readonly probeExpired = (holder: PeerConn): void => {
+    holder.probeTimer = null;
+    const claimant = holder.probedBy;
+    if (claimant === null) return;
+    log(`conn ${holder.id} (${holder.ident}) did not answer within ${this.options.keepaliveWait} ms: conn ${claimant.id} takes over`);
+    this.unbind(holder);
+    this.fail(holder, new KeepaliveTimeoutError(`no answer within ${this.options.keepaliveWait} ms of a PING; identity '${holder.ident}' handed to a new connection`));
+    this.handOver(holder, claimant);
+  };
+
+  /** Binds the identity `holder` had to its claimant, then handles what the claimant sent meanwhile. */
+  private handOver(holder: PeerConn, claimant: PeerConn): void {
+    holder.probedBy = null;
+    if (holder.probeTimer !== null) clearTimeout(holder.probeTimer);
+    holder.probeTimer = null;
+    const ident = claimant.claimIdent!;
+    const stash = claimant.stash ?? [];
+    claimant.claim = null;
+    claimant.claimIdent = null;
+    claimant.stash = null;
+    if (claimant.closing || !this.conns.has(claimant.id)) return;
+    this.bind(claimant, ident);
+    for (const packet of stash) {
+      if (claimant.closing) break;
+      this.onPacket(claimant.id, packet, 0, packet.length);
+    }
+    if (!claimant.closing && !claimant.streamPaused) this.packeter.resume(claimant.id);
   }
 
   /**
@@ -979,7 +1385,12 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.deliver(conn.id, ident, Message.fromFrame(buf, view, start, end, ttl, flags));
   }
 
-  /** Hands a received message to its hook, or to `message` listeners and iterators. */
+  /**
+   * Hands a received message to its hook, or to `message` listeners and
+   * iterators. A handler that throws is reported (`handlerError`) and the
+   * others still get the message: the read goes on, the message counts as
+   * received (it is acknowledged).
+   */
   private deliver(connId: ConnId, ident: string, message: Message): void {
     const hooks = this.hooks;
     if (hooks.length > 0) {
@@ -987,18 +1398,90 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       for (let i = 0; i < hooks.length; i++) {
         const hook = hooks[i]!;
         if (hook.prefix !== null ? startsWith(data, hook.prefix) : hook.regexp!.test(data.toString('latin1'))) {
-          hook.handler(connId, ident, message);
+          try {
+            hook.handler(connId, ident, message);
+          } catch (error) {
+            this.handlerFailed('a receive hook', error);
+          }
           return;
         }
       }
     }
     // One plain listener (the common case) is called directly: eventemitter3's emit costs more than the call.
-    const listener = (this as unknown as { _events: { message?: Listener } })._events.message;
+    const listener = (this as unknown as { _events: { message?: Listener | Listener[] } })._events.message;
     if (listener !== undefined) {
-      if (listener.fn !== undefined && !listener.once) listener.fn.call(listener.context, connId, ident, message);
-      else this.emit('message', connId, ident, message);
+      if (!Array.isArray(listener) && listener.fn !== undefined && !listener.once) {
+        try {
+          listener.fn.call(listener.context, connId, ident, message);
+        } catch (error) {
+          this.handlerFailed('a message listener', error);
+        }
+      } else this.emitEach('message', connId, ident, message);
     }
-    if (this.streams.size > 0) for (const stream of this.streams) stream.push({ connId, ident, message });
+    if (this.streams.size > 0) {
+      let full = false;
+      for (const stream of this.streams) if (stream.push({ connId, ident, message })) full = true;
+      if (full) this.pauseForStreams(connId);
+    }
+  }
+
+  /** Emits an event to each listener on its own: one that throws is reported and does not keep the message from the others. */
+  private emitEach<E extends keyof MessagingEvents>(event: E, ...args: Parameters<MessagingEvents[E]>): void {
+    const raw = (this as unknown as { _events: Record<string, Listener | Listener[] | undefined> })._events[event];
+    if (raw === undefined) return;
+    const listeners = Array.isArray(raw) ? raw.slice() : [raw];
+    for (const l of listeners) {
+      if (l.once) this.removeListener(event, l.fn as never, l.context, true);
+      try {
+        l.fn!.apply(l.context, args);
+      } catch (error) {
+        this.handlerFailed(`a '${event}' listener`, error);
+      }
+    }
+  }
+
+  /** Emits an event to the application, isolating it from a listener that throws. */
+  private safeEmit<E extends keyof MessagingEvents>(event: E, ...args: Parameters<MessagingEvents[E]>): void {
+    if (this.listenerCount(event) === 0) return;
+    this.emitEach(event, ...args);
+  }
+
+  private handlerFailed(what: string, thrown: unknown): void {
+    const error = new HandlerError(`${what} threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`, { cause: thrown });
+    log(error.message);
+    if (this.listenerCount('handlerError') > 0) {
+      try {
+        this.emit('handlerError', error);
+        return;
+      } catch {
+        // A handlerError listener that throws too: fall through to the warning.
+      }
+    }
+    if (!this.handlerWarned) {
+      this.handlerWarned = true;
+      process.emitWarning(`${error.message} (listen to 'handlerError' to handle these; further ones are not warned about)`, { code: ErrorCode.HANDLER });
+    }
+  }
+
+  /** Pauses reading from a connection whose message took an iterator to its high-water mark. */
+  private pauseForStreams(connId: ConnId): void {
+    const conn = this.conns.get(connId);
+    if (conn === undefined || conn.streamPaused) return;
+    conn.streamPaused = true;
+    this.streamPaused.add(conn);
+    this.packeter.pause(connId);
+  }
+
+  /** An iterator's level fell below the mark (or it ended): resume the paused connections once none is full. */
+  private updateReadPause(): void {
+    if (this.streamPaused.size === 0) return;
+    const mark = this.options.streamHighWaterMark;
+    for (const s of this.streams) if (s.buffered >= mark) return;
+    for (const conn of this.streamPaused) {
+      conn.streamPaused = false;
+      if (!conn.closing && conn.stash === null) this.packeter.resume(conn.id);
+    }
+    this.streamPaused.clear();
   }
 
   /**
@@ -1144,16 +1627,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     conn.keepaliveTimer = setTimeout(() => this.checkKeepalive(conn), this.options.keepaliveWait);
   }
 
-  private updateReadPause(): void {
-    let full = false;
-    for (const s of this.streams) if (s.buffered >= this.options.streamHighWaterMark) full = true;
-    if (full === this.readingPaused) return;
-    this.readingPaused = full;
-    for (const connId of this.conns.keys()) {
-      if (full) this.packeter.pause(connId);
-      else this.packeter.resume(connId);
-    }
-  }
+
 }
 
 function startsWith(data: Buffer, prefix: Buffer): boolean {

@@ -1,5 +1,5 @@
 import type { ConnId } from '../link/types.js';
-import type { SnakeMQError } from '../errors.js';
+import type { HandlerError, SnakeMQError } from '../errors.js';
 import type { Message } from './message.js';
 
 /**
@@ -28,8 +28,32 @@ export interface MessagingEvents {
    * the object given to `send()`.
    */
   drop: (ident: string, message: Message, reason: SnakeMQError) => void;
-  /** A peer sent something broken; the connection was closed. */
+  /**
+   * A peer sent something broken, or broke a limit (a too-big packet before
+   * identifying, no identification in time, a refused identity); the
+   * connection was closed.
+   */
   protocolError: (connId: ConnId, error: SnakeMQError) => void;
+  /**
+   * A connection ended without becoming a usable peer connection, and why:
+   * `IdentificationTimeoutError`, `NotSnakeMQPeerError` (it closed or sent
+   * something else than snakeMQ framing before identifying: a web server, a
+   * plain TCP service), `TlsError` (it speaks TLS: use `tls://`),
+   * `DuplicateIdentityError` / `UnauthorizedError` (refused, by this side or
+   * — told by a REFUSED frame — by the peer), or what `protocolError` said.
+   * Connectors keep retrying with backoff; this says why they keep failing.
+   * Not emitted for connections closed by `close()`.
+   */
+  handshakeFailed: (connId: ConnId, endpoint: string, error: SnakeMQError) => void;
+  /**
+   * An application handler threw: a `message` listener, a receive hook or a
+   * listener of another event. `error.cause` is what it threw. The
+   * connection and the other handlers go on; without a listener for this
+   * event the first one is reported with `process.emitWarning`.
+   */
+  handlerError: (error: HandlerError) => void;
+  /** `close()` was called: emitted once, before anything is closed (RPC rejects its pending calls on it). */
+  close: () => void;
 }
 
 /** Where a sent message is on its way. */
