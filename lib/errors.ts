@@ -38,6 +38,7 @@ export const ErrorCode = {
   RPC_UNKNOWN_OBJECT: 'SMQ_ERR_RPC_UNKNOWN_OBJECT',
   RPC_UNKNOWN_METHOD: 'SMQ_ERR_RPC_UNKNOWN_METHOD',
   RPC_BAD_REQUEST: 'SMQ_ERR_RPC_BAD_REQUEST',
+  RPC_BUSY: 'SMQ_ERR_RPC_BUSY',
   IDENTIFICATION_TIMEOUT: 'SMQ_ERR_IDENTIFICATION_TIMEOUT',
   NOT_SNAKEMQ_PEER: 'SMQ_ERR_NOT_SNAKEMQ_PEER',
   HANDLER: 'SMQ_ERR_HANDLER',
@@ -271,6 +272,16 @@ export class RpcUnknownMethodError extends SnakeMQError {
 export class RpcBadRequestError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.RPC_BAD_REQUEST, message, options);
+  }
+}
+
+/**
+ * The RPC server refused the call because `maxPending` calls were already
+ * waiting or running there: the method did not run, the call may be retried.
+ */
+export class RpcBusyError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RPC_BUSY, message, options);
   }
 }
 
