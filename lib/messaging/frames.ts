@@ -42,6 +42,7 @@ export const EXTENSIONS_VERSION = 1;
 export type Frame =
   | { type: typeof FrameType.PROTOCOL_VERSION; version: number }
   | { type: typeof FrameType.INCOMPATIBLE_PROTOCOL }
+  /** `ident`: cut to 50 characters ({@link truncateIdent}), invalid UTF-8 replaced by U+FFFD. */
   | { type: typeof FrameType.IDENTIFICATION; ident: string }
   | { type: typeof FrameType.MESSAGE; uuid: Buffer; ttl: number | null; flags: number; data: Buffer }
   | { type: typeof FrameType.PING }
@@ -53,6 +54,30 @@ export type Frame =
 const PING = Buffer.from([FrameType.PING]);
 const PONG = Buffer.from([FrameType.PONG]);
 const INCOMPATIBLE = Buffer.from([FrameType.INCOMPATIBLE_PROTOCOL]);
+
+/**
+ * Most bytes of UTF-8 that 50 code points take (4 each): an IDENTIFICATION
+ * body is decoded up to this many bytes only, then cut to 50 characters.
+ */
+export const MAX_IDENT_BYTES = MAX_IDENT_LENGTH * 4;
+
+/**
+ * Whether `ident` can be a peer's identity as it arrives on the wire, so
+ * that a destination of `send()` can ever match a peer: a string of at most
+ * 50 characters (code points, {@link MAX_IDENT_LENGTH}) without lone
+ * surrogates (UTF-8 cannot carry them: they would arrive as U+FFFD).
+ * Longer identities are cut by {@link truncateIdent} when announced, so a
+ * peer never has one.
+ */
+export function isValidIdent(ident: unknown): ident is string {
+  if (typeof ident !== 'string') return false;
+  // Up to 50 UTF-16 units are at most 50 code points; beyond, count them.
+  if (ident.length > MAX_IDENT_LENGTH && truncateIdent(ident).length !== ident.length) return false;
+  return !LONE_SURROGATE.test(ident);
+}
+
+/** With the `u` flag, `\p{Cs}` matches only surrogates that are not part of a pair. */
+const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Cuts an identity to its first 50 characters (code points, as Python slices). */
 export function truncateIdent(ident: string): string {
@@ -174,7 +199,8 @@ export function decodeFrame(payload: Buffer): Frame {
     case FrameType.INCOMPATIBLE_PROTOCOL:
       return { type };
     case FrameType.IDENTIFICATION:
-      return { type, ident: payload.toString('utf8', 1) };
+      // 50 code points end within the first 200 bytes (a replacement character covers at most 3): decode no more than that.
+      return { type, ident: truncateIdent(payload.toString('utf8', 1, Math.min(payload.length, 1 + MAX_IDENT_BYTES))) };
     case FrameType.MESSAGE: {
       if (payload.length < 1 + MESSAGE_HEADER_SIZE) {
         throw new ProtocolError(`MESSAGE body of ${payload.length - 1} bytes, expected at least ${MESSAGE_HEADER_SIZE}`);
