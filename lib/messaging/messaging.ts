@@ -1408,9 +1408,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       }
     }
     // One plain listener (the common case) is called directly: eventemitter3's emit costs more than the call.
-    const listener = (this as unknown as { _events: { message?: Listener | Listener[] } })._events.message;
+    const listener = (this as unknown as { _events: { message?: Listener } })._events.message;
     if (listener !== undefined) {
-      if (!Array.isArray(listener) && listener.fn !== undefined && !listener.once) {
+      // Several listeners are kept as an array (no `fn`): each gets called on its own.
+      if (listener.fn !== undefined && !listener.once) {
         try {
           listener.fn.call(listener.context, connId, ident, message);
         } catch (error) {

@@ -125,7 +125,8 @@ export class RecentUuids {
   private index: UuidWindow | null = null;
 
   constructor(private readonly window: number) {
-    this.ring = new Uint32Array(Math.min(window, 1024) * 4);
+    // Small at first (grown by doubling): most peers send few messages, and many peers may connect.
+    this.ring = new Uint32Array(Math.min(window, 16) * 4);
   }
 
   /** Records a message that was not re-sent; its uuid is at byte `off` of `view`. */
