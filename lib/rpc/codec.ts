@@ -2,9 +2,12 @@
  * Encoding and strict decoding of RPC requests (`rpcreq`) and replies
  * (`rpcrep`): a 6-byte ASCII prefix followed by one MessagePack map.
  *
- * Encoding writes plain data itself, straight after the prefix, byte for
+ * Encoding is our own single pass too, straight after the prefix, byte for
  * byte what msgpackr (plain MessagePack: no records, no structured clone, no
- * bundled strings) would write, and leaves other values to msgpackr.
+ * bundled strings) would write, except that it refuses what no decoder of
+ * ours would accept (nesting deeper than {@link MAX_DEPTH}, a message beyond
+ * `maxPayload`, Map keys that are not strings or numbers, invalid Dates) and
+ * writes typed arrays as their bytes (see the encoder notes below).
  *
  * Decoding is our own single pass over the bytes, never msgpackr: it accepts
  * only standard MessagePack (nil, bool, int, float, str, bin, array, map, and
@@ -21,7 +24,7 @@
  * @module
  */
 import { Buffer } from 'node:buffer';
-import { Packr, RESERVE_START_SPACE, type Options as MsgpackrOptions } from 'msgpackr';
+import type { Options as MsgpackrOptions } from 'msgpackr';
 import { InvalidArgumentError, RpcBadRequestError } from '../errors.js';
 import type { RpcReply, RpcRequest, RpcRequestId } from './types.js';
 
@@ -35,7 +38,14 @@ const PREFIX_LENGTH = 6;
 /** Default largest RPC message (prefix included) encoded or accepted: 16 MiB. */
 export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
 
-/** Deepest nesting of arrays/maps accepted in a decoded message (the envelope map counts as 1). */
+/**
+ * Deepest nesting of arrays/maps in a message, the same limit for encoding
+ * and decoding: the envelope map counts as 1 and `args` as 2, so an argument
+ * may nest 254 levels and a result or exception 255. Encoding a deeper (or
+ * circular) value throws `InvalidArgumentError`; decoding one gives
+ * `RpcBadRequestError`. Dates and bins do not count; a `toJSON` result
+ * counts as what it returns.
+ */
 export const MAX_DEPTH = 256;
 
 /** Longest request id accepted, in bytes. */
@@ -51,7 +61,12 @@ const EMPTY_BUFFER = Buffer.alloc(0);
 
 // --- encoding --------------------------------------------------------------------------
 
-/** msgpackr options of the codec: standard MessagePack only (the fast encoder reproduces them byte for byte). @internal */
+/**
+ * @internal msgpackr options whose output our encoder reproduces byte for
+ * byte (test/rpc/codec-diff.test.ts checks it): standard MessagePack only,
+ * compact maps (fixmap/map16/map32 by size), nil for `undefined`. msgpackr
+ * itself is not used to encode (see the encoder below).
+ */
 export const packrOptions: MsgpackrOptions = {
   useRecords: false,
   mapsAsObjects: true,
@@ -59,85 +74,85 @@ export const packrOptions: MsgpackrOptions = {
   structuredClone: false,
   bundleStrings: false,
   sequential: false,
-  // Python-style compact maps (fixmap/map16/map32 by size) and nil for undefined: plain MessagePack.
   variableMapSize: true,
   encodeUndefinedAsNil: true,
 };
-let packr = new Packr(packrOptions);
-
-/** msgpackr leaves this many bytes free at the start of the result (our prefix goes there). */
-const RESERVE_PREFIX = RESERVE_START_SPACE | PREFIX_LENGTH;
-
-/**
- * msgpackr returns views of its (reused, growing) output buffer. Once that
- * buffer grew for a large message, a small result is copied out, so that a
- * small message kept for long (a pending call, a cached reply) does not keep
- * a large buffer alive.
- */
-const LARGE_SLAB = 256 * 1024;
-const SMALL_RESULT = 16 * 1024;
-
-function packWithMsgpackr(what: string, value: unknown, prefix: Buffer): Buffer {
-  let out: Buffer;
-  try {
-    out = packr.pack(value, RESERVE_PREFIX);
-  } catch (error) {
-    // A failed pack (e.g. stack overflow on a circular value) may leave msgpackr's buffer state odd.
-    packr = new Packr(packrOptions);
-    throw new InvalidArgumentError(`${what} cannot be encoded as MessagePack (circular, too deep, or an unsupported value)`, {
-      cause: error,
-    });
-  }
-  if (out.buffer.byteLength > LARGE_SLAB && out.length <= SMALL_RESULT) out = Buffer.from(out);
-  for (let i = 0; i < PREFIX_LENGTH; i++) out[i] = prefix[i]!;
-  return out;
-}
-
-function checkSize(what: string, out: Buffer, maxPayload: number): Buffer {
-  if (out.length > maxPayload) {
-    throw new InvalidArgumentError(`${what} of ${out.length} bytes exceeds maxPayload (${maxPayload} bytes)`);
-  }
-  return out;
-}
 
 /*
- * Our encoder. It writes plain data (nil, booleans, numbers, bigints of up
- * to 64 bits, strings, Buffers and other byte views, arrays, plain objects,
- * Maps, Dates) byte for byte as msgpackr does with our options
- * (test/rpc/codec-diff.test.ts checks that), straight after the prefix:
- * small messages into a shared slab (each result a view of it, like Node's
- * own small Buffers), larger ones into a buffer of their own. Anything else
- * (Sets, Errors, RegExps, class instances, objects without a prototype,
- * larger bigints, nesting deeper than FAST_MAX_DEPTH, cycles) makes it give
- * up, and msgpackr encodes the message instead; getters of plain objects
- * already read are then read again.
+ * Our encoder: one pass over the value, straight after the prefix, writing
+ * byte for byte what msgpackr writes with packrOptions for everything it
+ * writes as standard MessagePack: nil, booleans, numbers, bigints of up to
+ * 64 bits, strings, arrays, plain objects and class instances (their own
+ * enumerable properties), Maps, Dates (timestamp extension -1), Sets (as
+ * arrays), Errors (`[name, message, cause]`), RegExps (`[source, flags]`),
+ * `toJSON` results, functions (nil), and byte views and ArrayBuffers (bin).
  *
- * One deliberate difference: typed arrays other than Uint8Array are
- * written as a bin of their bytes (as ArrayBuffers are). msgpackr
- * (moreTypes off) writes a bin header of their byte length followed by
- * their element values truncated to bytes, leaving the rest of the bin as
- * whatever its buffer held before: bytes of earlier messages would leak.
+ * It refuses, with InvalidArgumentError, whatever the decoder (ours, and so
+ * every snakemq-ts peer) would refuse or msgpackr would write wrongly:
+ * - arrays/maps nested deeper than MAX_DEPTH (which also stops a circular
+ *   value), with the decoder's way of counting;
+ * - a message beyond maxPayload: the write stops as soon as it is exceeded;
+ * - Map keys other than strings, numbers and bigints, invalid Dates,
+ *   symbols, bigints beyond 64 bits.
+ * And it writes typed arrays other than Uint8Array, and DataViews, as a bin
+ * of their bytes (their own view of their buffer): msgpackr writes a bin
+ * header of their byte length followed by their element values truncated
+ * to bytes, leaving the rest of the bin whatever its buffer held before
+ * (bytes of earlier messages would leak).
+ *
+ * Small messages go into a shared slab (each result a view of it, like
+ * Node's own small Buffers); a message outgrowing what is left of the slab
+ * moves to a buffer of its own, which grows (copying what was written, at
+ * least doubling) up to maxPayload. A result in its own buffer never pins
+ * a buffer more than 1/8 larger than itself: it is copied out otherwise.
  */
 const SLAB_SIZE = 8192;
 /** A new slab is started when less than this is left in the current one. */
 const SLAB_MIN_FREE = 1024;
-const FAST_MAX_DEPTH = 64;
+/** The first buffer of its own for a message outgrowing the slab. */
+const OWN_MIN = 16 * 1024;
+/** Extra room when a buffer grows for one large item (so that the bytes after it fit without growing again). */
+const GROW_SLACK = 64;
+/** `room()` asks for up to this many bytes more than what is written: a message may be written this far past maxPayload before it is measured. */
+const ROOM_SLACK = 16;
 
 let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
 let slabUsed = 0;
-/** The buffer being written (the slab, or one of its own for a large message) and the write position. */
+/** The buffer being written (the slab, or one of the message's own), where the message starts in it, and the write position. */
 let w: Buffer = slab;
+let base = 0;
 let o = 0;
+/** Most bytes the message being written may take (its maxPayload + ROOM_SLACK). */
+let limit = 0;
+/** `toJSON` results being written one inside another (bounded: a toJSON may return another object with a toJSON). */
+let jsonHops = 0;
 
-/** Thrown (never escapes this module) when the fast encoder gives up on a value. */
-const UNSUPPORTED = new Error('value left to msgpackr');
-/** Thrown when the message does not fit what is left of the slab. */
-const NO_ROOM = new Error('message larger than the slab');
+/** Thrown (never escapes this module) when the message grows beyond maxPayload. */
+const TOO_LARGE = new Error('larger than maxPayload');
+/** Thrown when arrays/maps nest deeper than MAX_DEPTH. */
+const TOO_DEEP = new Error('nested too deep');
+
+/** A value the encoder refuses (turned into InvalidArgumentError by encodeMessage). */
+class Refused extends Error {}
 
 const bufferToJSON = Buffer.prototype.toJSON;
+const dateToJSON = Date.prototype.toJSON;
+const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new () => ArrayBufferView;
 
 function room(bytes: number): void {
-  if (o + bytes > w.length) throw NO_ROOM;
+  if (o + bytes > w.length) grow(bytes);
+}
+
+/** Moves the message to a larger buffer of its own. */
+function grow(bytes: number): void {
+  const used = o - base;
+  const needed = used + bytes;
+  if (needed > limit) throw TOO_LARGE;
+  const next = Buffer.allocUnsafeSlow(Math.min(limit, Math.max(needed + GROW_SLACK, used * 2, OWN_MIN)));
+  w.copy(next, 0, base, o);
+  w = next;
+  base = 0;
+  o = used;
 }
 
 function writeBytes(bytes: Uint8Array): void {
@@ -167,7 +182,6 @@ function writeStrHeader(length: number): void {
     o += 4;
   }
 }
-
 function writeString(s: string): void {
   const n = s.length;
   if (n < 0x20) {
@@ -277,12 +291,12 @@ function writeBigInt(v: bigint): void {
     w[o++] = 0xcf;
     w.writeBigUInt64BE(v, o);
   } else {
-    throw UNSUPPORTED;
+    throw new Refused('a bigint beyond 64 bits');
   }
   o += 8;
 }
 
-/** The bytes of a byte view (any typed array) as bin. */
+/** The bytes of a byte view (any typed array, a DataView) as bin: the bytes it views, whatever its element type. */
 function writeBin(v: ArrayBufferView): void {
   const n = v.byteLength;
   room(5 + n);
@@ -301,10 +315,11 @@ function writeBin(v: ArrayBufferView): void {
   writeBytes(v instanceof Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, n));
 }
 
-/** A Date as msgpackr writes it: timestamp 32, 64 or 96, or (invalid date) fixext 1 type -1. */
+/** A Date as msgpackr writes it: timestamp 32, 64 or 96. An invalid date (msgpackr's fixext 1, which no decoder of ours accepts) is refused. */
 function writeDate(d: Date): void {
   room(15);
   const seconds = d.getTime() / 1000;
+  if (Number.isNaN(seconds)) throw new Refused('an invalid Date');
   if (d.getMilliseconds() === 0 && seconds >= 0 && seconds < 0x100000000) {
     w[o++] = 0xd6;
     w[o++] = 0xff;
@@ -316,10 +331,6 @@ function writeDate(d: Date): void {
     w.writeUInt32BE(d.getMilliseconds() * 4000000, o);
     w.writeUInt32BE(seconds >>> 0, o + 4);
     o += 8;
-  } else if (Number.isNaN(seconds)) {
-    w[o++] = 0xd4;
-    w[o++] = 0xff;
-    w[o++] = 0xff;
   } else {
     w[o++] = 0xc7;
     w[o++] = 12;
@@ -344,6 +355,40 @@ function writeContainerHeader(length: number, fix: number, b16: number): void {
   }
 }
 
+/** An array (or array-like msgpackr writes as one) at nesting level `depth`. */
+function writeArray(a: readonly unknown[], depth: number): void {
+  if (depth > MAX_DEPTH) throw TOO_DEEP;
+  const n = a.length;
+  writeContainerHeader(n, 0x90, 0xdc);
+  for (let i = 0; i < n; i++) writeValue(a[i], depth + 1);
+}
+
+/** An object's own enumerable string-keyed properties as a map at nesting level `depth`. */
+function writeObject(v: object, depth: number): void {
+  if (depth > MAX_DEPTH) throw TOO_DEEP;
+  const keys = Object.keys(v);
+  const n = keys.length;
+  writeContainerHeader(n, 0x80, 0xde);
+  for (let i = 0; i < n; i++) {
+    const key = keys[i]!;
+    writeString(key);
+    writeValue((v as Record<string, unknown>)[key], depth + 1);
+  }
+}
+
+function writeMap(m: Map<unknown, unknown>, depth: number): void {
+  if (depth > MAX_DEPTH) throw TOO_DEEP;
+  writeContainerHeader(m.size, 0x80, 0xde);
+  for (const [key, value] of m) {
+    // The decoder takes only str and number keys (a bigint is an int64 key).
+    const t = typeof key;
+    if (t !== 'string' && t !== 'number' && t !== 'bigint') throw new Refused(`a Map key of type ${key === null ? 'null' : t}`);
+    writeValue(key, depth + 1);
+    writeValue(value, depth + 1);
+  }
+}
+
+/** One value; `depth` is its nesting level were it an array or a map (the decoder's count). */
 function writeValue(v: unknown, depth: number): void {
   switch (typeof v) {
     case 'number':
@@ -366,48 +411,60 @@ function writeValue(v: unknown, depth: number): void {
         w[o++] = 0xc0;
         return;
       }
-      if (depth > FAST_MAX_DEPTH) throw UNSUPPORTED;
       const c = (v as { constructor?: unknown }).constructor;
-      if (c === Array) {
-        const a = v as unknown[];
-        const n = a.length;
-        writeContainerHeader(n, 0x90, 0xdc);
-        for (let i = 0; i < n; i++) writeValue(a[i], depth + 1);
-        return;
-      }
-      if (c === Object) {
-        const keys = Object.keys(v);
-        const n = keys.length;
-        writeContainerHeader(n, 0x80, 0xde);
-        for (let i = 0; i < n; i++) {
-          const key = keys[i]!;
-          writeString(key);
-          writeValue((v as Record<string, unknown>)[key], depth + 1);
-        }
-        return;
-      }
-      if (ArrayBuffer.isView(v) && c !== DataView) {
-        // Like msgpackr: a byte view's own toJSON (other than Buffer's) is used instead, so leave those to it.
-        const toJSON = (v as { toJSON?: unknown }).toJSON;
-        if (toJSON === undefined || toJSON === bufferToJSON) return writeBin(v);
-        throw UNSUPPORTED;
-      }
-      if (c === Map) {
-        const m = v as Map<unknown, unknown>;
-        writeContainerHeader(m.size, 0x80, 0xde);
-        for (const [key, value] of m) {
-          writeValue(key, depth + 1);
-          writeValue(value, depth + 1);
-        }
-        return;
-      }
-      if (c === Date) return writeDate(v as Date);
-      if (c === ArrayBuffer) return writeBin(new Uint8Array(v as ArrayBuffer));
-      throw UNSUPPORTED;
+      if (c === Array) return writeArray(v as unknown[], depth);
+      if (c === Object) return writeObject(v, depth);
+      if (c === Map) return writeMap(v as Map<unknown, unknown>, depth);
+      return writeOther(v, c, depth);
     }
+    case 'function':
+      return writeOther(v, Function, depth);
     default:
-      throw UNSUPPORTED;
+      throw new Refused(`a ${typeof v}`);
   }
+}
+
+/**
+ * Any other object, as msgpackr writes it: its extension classes in its
+ * order (Date, Set, Error, RegExp, ArrayBuffer, typed arrays, DataView; for
+ * an instance of a subclass of those, a `toJSON` of its own wins), then
+ * arrays (subclasses), `toJSON`, functions (nil), and the own enumerable
+ * properties of anything else.
+ */
+function writeOther(v: object, c: unknown, depth: number): void {
+  const toJSON = (v as { toJSON?: unknown }).toJSON;
+  const ownJSON = toJSON !== undefined && toJSON !== dateToJSON && toJSON !== bufferToJSON;
+  if (c === Buffer || c === Uint8Array) {
+    if (!ownJSON) return writeBin(v as Uint8Array);
+  } else if (v instanceof Date) {
+    if (c === Date || !ownJSON) return writeDate(v);
+  } else if (v instanceof Set) {
+    if (c === Set || !ownJSON) return writeArray(Array.from(v), depth);
+  } else if (v instanceof Error) {
+    if (c === Error || !ownJSON) return writeArray([v.name, v.message, v.cause], depth);
+  } else if (v instanceof RegExp) {
+    if (c === RegExp || !ownJSON) return writeArray([v.source, v.flags], depth);
+  } else if (v instanceof ArrayBuffer) {
+    if (c === ArrayBuffer || !ownJSON) return writeBin(new Uint8Array(v));
+  } else if (v instanceof TypedArray || v instanceof DataView) {
+    if (c === DataView || !ownJSON) return writeBin(v as ArrayBufferView);
+  }
+  if (Array.isArray(v)) return writeArray(v, depth);
+  if (toJSON) {
+    const json: unknown = (toJSON as () => unknown).call(v);
+    if (json !== v) {
+      if (++jsonHops > MAX_DEPTH) throw TOO_DEEP;
+      writeValue(json, depth);
+      jsonHops--;
+      return;
+    }
+  }
+  if (typeof v === 'function') {
+    room(1);
+    w[o++] = 0xc0;
+    return;
+  }
+  writeObject(v, depth);
 }
 
 // Envelope keys as MessagePack fixstr, ready to copy.
@@ -465,63 +522,91 @@ function writeReply(r: RpcReply): void {
   }
 }
 
-/** A message is being written (a getter it runs may encode another one: that one goes to msgpackr). */
+
+/** Turns what stopped a write into the error the caller gets. */
+function encodeError(what: string, error: unknown, maxPayload: number): InvalidArgumentError {
+  if (error === TOO_LARGE) return new InvalidArgumentError(`${what} is larger than maxPayload (${maxPayload} bytes)`);
+  if (error === TOO_DEEP) {
+    return new InvalidArgumentError(`${what} nests arrays/maps deeper than ${MAX_DEPTH} levels (or is circular), which no peer would decode`);
+  }
+  if (error instanceof Refused) return new InvalidArgumentError(`${what} cannot be encoded as MessagePack: ${error.message}`);
+  // A getter or toJSON that threw.
+  return new InvalidArgumentError(`${what} cannot be encoded: reading it threw`, { cause: error });
+}
+
+/** A message is being written (a getter or toJSON it runs may encode another one: see encodeMessage). */
 let encoding = false;
 
-/** The message written by our encoder, or undefined when msgpackr must do it. */
-function fastEncode<T>(write: (message: T) => void, message: T): Buffer | undefined {
-  if (encoding) return undefined;
-  encoding = true;
-  try {
+/**
+ * Writes one message with `write` and returns its bytes (see the encoder
+ * notes above). A message encoded while another is being written (by a
+ * getter or toJSON of the outer one's value) gets a buffer of its own and
+ * leaves the outer one's state as it was.
+ * @throws {InvalidArgumentError} refused value, too deep, or larger than `maxPayload`.
+ */
+function encodeMessage<T>(what: string, write: (message: T) => void, message: T, maxPayload: number): Buffer {
+  const nested = encoding;
+  const outer = nested ? { w, base, o, limit, jsonHops } : undefined;
+  if (nested) {
+    w = Buffer.allocUnsafeSlow(SLAB_MIN_FREE);
+    base = o = 0;
+  } else {
+    encoding = true;
     if (SLAB_SIZE - slabUsed < SLAB_MIN_FREE) {
       slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
       slabUsed = 0;
     }
     w = slab;
-    o = slabUsed;
-    let size = SLAB_SIZE;
-    for (;;) {
-      try {
-        write(message);
-        break;
-      } catch (error) {
-        if (error !== NO_ROOM) return undefined; // unsupported value, or a throwing getter (msgpackr meets it too)
-      }
-      // Too large for the slab: again, in a buffer of its own, larger each time.
-      size *= 4;
-      w = Buffer.allocUnsafe(size);
-      o = 0;
+    base = o = slabUsed;
+  }
+  limit = maxPayload + ROOM_SLACK;
+  jsonHops = 0;
+  try {
+    try {
+      write(message);
+    } catch (error) {
+      throw encodeError(what, error, maxPayload);
     }
-    if (w !== slab) return w.subarray(0, o);
-    const out = slab.subarray(slabUsed, o);
-    slabUsed = (o + 7) & ~7; // the next message starts word-aligned
+    const size = o - base;
+    if (size > maxPayload) throw new InvalidArgumentError(`${what} of ${size} bytes exceeds maxPayload (${maxPayload} bytes)`);
+    if (w === slab) {
+      slabUsed = (o + 7) & ~7; // the next message starts word-aligned
+      return slab.subarray(base, o);
+    }
+    if (w.length - size <= size >>> 3) return w.subarray(0, size);
+    const out = Buffer.allocUnsafeSlow(size);
+    w.copy(out, 0, 0, size);
     return out;
   } finally {
-    encoding = false;
+    if (outer !== undefined) {
+      ({ w, base, o, limit, jsonHops } = outer);
+    } else {
+      encoding = false;
+      w = slab; // not the message's own buffer: that one is the caller's now, or garbage
+    }
   }
 }
 
 /**
  * Encodes a request as `rpcreq` + MessagePack map with the keys `command`,
  * `object`, `method`, `args`, `kwargs` and (when given) `req_id`.
- * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
+ * @throws {InvalidArgumentError} a value cannot be encoded (see {@link MAX_DEPTH}), or the message exceeds `maxPayload`.
  */
 export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer {
-  const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-  const fast = fastEncode(writeRequest, request);
-  if (fast !== undefined) return checkSize('RPC request', fast, maxPayload);
-  const envelope =
-    request.reqId === undefined
-      ? { command: request.command, object: request.object, method: request.method, args: request.args, kwargs: request.kwargs }
-      : {
-          command: request.command,
-          object: request.object,
-          method: request.method,
-          args: request.args,
-          kwargs: request.kwargs,
-          req_id: request.reqId,
-        };
-  return checkSize('RPC request', packWithMsgpackr('RPC request', envelope, REQUEST_PREFIX), maxPayload);
+  return encodeMessage('RPC request', writeRequest, request, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
+}
+
+function writeCallHead(names: { readonly object: string; readonly method: string }): void {
+  writeBytes(REQUEST_PREFIX);
+  room(1);
+  w[o++] = 0x86;
+  writeBytes(E_COMMAND);
+  writeBytes(CALL);
+  writeBytes(E_OBJECT);
+  writeString(names.object);
+  writeBytes(E_METHOD);
+  writeString(names.method);
+  writeBytes(E_ARGS);
 }
 
 /**
@@ -530,8 +615,8 @@ export function encodeRequest(request: RpcRequest, limits?: CodecLimits): Buffer
  * for every call of `object.method`; see {@link encodeCall}.
  */
 export function encodeCallHead(object: string, method: string): Buffer {
-  // Made once per method: msgpackr writes the two strings.
-  return Buffer.concat([REQUEST_PREFIX, Buffer.from([0x86]), E_COMMAND, CALL, E_OBJECT, packr.pack(object), E_METHOD, packr.pack(method), E_ARGS]);
+  // Kept for long by clients: a copy, not a view of the slab.
+  return Buffer.from(encodeMessage('RPC request', writeCallHead, { object, method }, Infinity));
 }
 
 /** After the args of a call: `kwargs` {}, `req_id` and the header of its 16-byte bin. */
@@ -543,12 +628,15 @@ let callIdTemplate: Buffer = EMPTY_BUFFER;
 let callId = 0;
 
 function writeCall(args: readonly unknown[]): void {
-  writeBytes(callHead);
+  const head = callHead;
+  const template = callIdTemplate;
+  const id = callId;
+  writeBytes(head);
   writeValue(args, 2);
   room(CALL_TAIL.length + 16);
   for (let i = 0; i < CALL_TAIL.length; i++) w[o++] = CALL_TAIL[i]!;
-  for (let i = 0; i < 8; i++) w[o++] = callIdTemplate[i]!;
-  writeId(callId);
+  for (let i = 0; i < 8; i++) w[o++] = template[i]!;
+  writeId(id);
 }
 
 /** `id` as a big-endian uint64 (ids stay far below 2^53). */
@@ -571,31 +659,15 @@ function writeId(id: number): void {
  * (16 bytes) followed by `id` as a big-endian uint64. The request id ends
  * the data, so its last 16 bytes identify the call; see {@link readCallIdAt}.
  * The bytes are those of {@link encodeRequest} for the same call.
- * @throws {InvalidArgumentError} `args` cannot be encoded, or the result exceeds `maxPayload`.
+ * @throws {InvalidArgumentError} `args` cannot be encoded (see {@link MAX_DEPTH}), or the message exceeds `maxPayload`.
  */
 export function encodeCall(head: Buffer, args: readonly unknown[], idTemplate: Buffer, id: number, limits?: CodecLimits): Buffer {
-  const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-  if (!encoding) {
-    callHead = head;
-    callIdTemplate = idTemplate;
-    callId = id;
-    const fast = fastEncode(writeCall, args);
-    callHead = callIdTemplate = EMPTY_BUFFER;
-    if (fast !== undefined) return checkSize('RPC request', fast, maxPayload);
-  }
-  // msgpackr for the args (encoded alone, a value's bytes are the same as inside the envelope).
-  let packed: Buffer;
-  try {
-    packed = packr.pack(args);
-  } catch (error) {
-    packr = new Packr(packrOptions);
-    throw new InvalidArgumentError('RPC request cannot be encoded as MessagePack (circular, too deep, or an unsupported value)', { cause: error });
-  }
-  const size = head.length + packed.length + CALL_TAIL.length + 16;
-  if (size > maxPayload) throw new InvalidArgumentError(`RPC request of ${size} bytes exceeds maxPayload (${maxPayload} bytes)`);
-  const out = Buffer.concat([head, packed, CALL_TAIL, idTemplate.subarray(0, 8), Buffer.alloc(8)], size);
-  out.writeUInt32BE(Math.floor(id / 0x100000000), size - 8);
-  out.writeUInt32BE(id >>> 0, size - 4);
+  // writeCall reads these before it writes args, whose getters may encode another call.
+  callHead = head;
+  callIdTemplate = idTemplate;
+  callId = id;
+  const out = encodeMessage('RPC request', writeCall, args, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
+  callHead = callIdTemplate = EMPTY_BUFFER;
   return out;
 }
 
@@ -614,16 +686,10 @@ export function readCallIdAt(data: Buffer, offset: number, idTemplate: Buffer): 
 /**
  * Encodes a reply as `rpcrep` + MessagePack map: `req_id`, `ok`, and either
  * `return`, or `exception` and `exception_format`.
- * @throws {InvalidArgumentError} a value cannot be encoded, or the result exceeds `maxPayload`.
+ * @throws {InvalidArgumentError} a value cannot be encoded (see {@link MAX_DEPTH}), or the message exceeds `maxPayload`.
  */
 export function encodeReply(reply: RpcReply, limits?: CodecLimits): Buffer {
-  const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-  const fast = fastEncode(writeReply, reply);
-  if (fast !== undefined) return checkSize('RPC reply', fast, maxPayload);
-  const envelope = reply.ok
-    ? { req_id: reply.reqId, ok: true, return: reply.value }
-    : { req_id: reply.reqId, ok: false, exception: reply.exception, exception_format: reply.exceptionFormat };
-  return checkSize('RPC reply', packWithMsgpackr('RPC reply', envelope, REPLY_PREFIX), maxPayload);
+  return encodeMessage('RPC reply', writeReply, reply, limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
 }
 
 // --- decoding ----------------------------------------------------------------------------
