@@ -33,24 +33,48 @@ export function wholePacketEnd(view: DataView, len: number, off: number, maxPack
 }
 
 /**
+ * Pieces of a partial packet at least this long are kept by reference (and
+ * joined once at the end); shorter ones are copied into an accumulator. A
+ * full TLS record (16 KiB) and a socket read of a stream (64 KiB) are kept;
+ * a trickle of small writes costs no object per write.
+ */
+export const BIG_PIECE = 16 * 1024;
+/** Smallest accumulator allocated for the small pieces of a partial packet. */
+const MIN_ACCUMULATOR = 256;
+
+/**
  * Receive side of the framing: a pure state machine turning a byte stream
  * into packet payloads (`[4-byte BE length][payload]`, reference §1).
  *
  * - A payload that lies within one chunk is passed as a range of that chunk (no copy).
- * - A payload split over chunks is collected as a list and joined once (linear, never
- *   quadratic), and memory grows only with the bytes actually received, never with
- *   the announced length.
+ * - A payload split over chunks is stored as it arrives: pieces of at least
+ *   {@link BIG_PIECE} bytes by reference, smaller ones copied into an
+ *   accumulator that grows geometrically up to the announced length. Memory
+ *   stays close to the bytes actually received (at most about twice, never
+ *   the announced length), with no object per chunk, and the payload is
+ *   joined once at the end (not at all when it was accumulated whole).
  * - An announced length above `maxPacketSize` throws {@link PacketTooLargeError}
  *   before anything of that size is allocated; the decoder then refuses further input.
+ * - A partial header is kept in a number: an idle decoder holds no buffer.
  */
 export class PacketDecoder {
-  /** Largest accepted payload in bytes. */
-  readonly maxPacketSize: number;
-  private readonly header = Buffer.alloc(HEADER_SIZE);
+  /**
+   * Largest accepted payload in bytes. It may be changed at any time (the
+   * Packeter lowers it for a restricted connection): it applies to every
+   * header read from then on.
+   */
+  maxPacketSize: number;
+  /** The bytes of a partial header, big-endian, as a number. */
+  private headerValue = 0;
   private headerFilled = 0;
   private expected = -1;
-  private parts: Buffer[] = [];
-  private partsBytes = 0;
+  /** Bytes of the partial payload received. */
+  private received = 0;
+  /** Pieces kept by reference (and sealed accumulators), in order; null while there are none. */
+  private parts: Buffer[] | null = null;
+  /** Accumulator of the small pieces received since the last part (or null). */
+  private acc: Buffer | null = null;
+  private accUsed = 0;
   private failed = false;
   private isStopped = false;
 
@@ -60,15 +84,17 @@ export class PacketDecoder {
 
   /** Bytes held for an incomplete packet (header included). */
   get bufferedBytes(): number {
-    return this.headerFilled + this.partsBytes;
+    return this.headerFilled + this.received;
   }
 
   /**
    * Stops delivering packets, also those still in the chunk being pushed
-   * (call it from `onPacket` when the connection is being closed).
+   * (call it from `onPacket` when the connection is being closed), and drops
+   * what is held of a partial packet.
    */
   stop(): void {
     this.isStopped = true;
+    this.discard();
   }
 
   /** Whether {@link stop} was called. */
@@ -86,25 +112,29 @@ export class PacketDecoder {
     let off = 0;
 
     if (this.expected >= 0) {
-      const need = this.expected - this.partsBytes;
+      const need = this.expected - this.received;
       if (len < need) {
-        this.parts.push(chunk);
-        this.partsBytes += len;
+        this.store(chunk, 0, len);
         return;
       }
-      this.parts.push(need === len ? chunk : chunk.subarray(0, need));
-      const payload = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.expected);
-      this.parts = [];
-      this.partsBytes = 0;
-      this.expected = -1;
+      const payload = this.complete(chunk, need);
       off = need;
       onPacket(payload, 0, payload.length);
       if (this.isStopped) return;
     } else if (this.headerFilled > 0) {
-      while (this.headerFilled < HEADER_SIZE && off < len) this.header[this.headerFilled++] = chunk[off++]!;
-      if (this.headerFilled < HEADER_SIZE) return;
-      this.headerFilled = 0;
-      off = this.startPacket(this.header.readUInt32BE(0), chunk, off, onPacket);
+      let value = this.headerValue;
+      let filled = this.headerFilled;
+      while (filled < HEADER_SIZE && off < len) {
+        value = value * 256 + chunk[off++]!;
+        filled++;
+      }
+      if (filled < HEADER_SIZE) {
+        this.headerValue = value;
+        this.headerFilled = filled;
+        return;
+      }
+      this.headerValue = this.headerFilled = 0;
+      off = this.startPacket(value, chunk, off, onPacket);
       if (off < 0 || this.isStopped) return;
     }
 
@@ -117,7 +147,12 @@ export class PacketDecoder {
       if (off < 0 || this.isStopped) return;
     }
     if (this.isStopped) return;
-    while (off < len) this.header[this.headerFilled++] = chunk[off++]!;
+    let value = 0;
+    while (off < len) {
+      value = value * 256 + chunk[off++]!;
+      this.headerFilled++;
+    }
+    this.headerValue = value;
   }
 
   /** Handles a packet whose header was read; returns the new offset, or -1 when the chunk is used up. */
@@ -132,11 +167,76 @@ export class PacketDecoder {
       return off + size;
     }
     this.expected = size;
-    if (available > 0) {
-      this.parts.push(chunk.subarray(off));
-      this.partsBytes = available;
-    }
+    if (available > 0) this.store(chunk, off, chunk.length);
     return -1;
+  }
+
+  /** Keeps `chunk[start, end)` as the next bytes of the partial payload (never all of it). */
+  private store(chunk: Buffer, start: number, end: number): void {
+    const n = end - start;
+    this.received += n;
+    if (n >= BIG_PIECE) {
+      this.seal();
+      (this.parts ??= []).push(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end));
+      return;
+    }
+    let acc = this.acc;
+    const used = this.accUsed;
+    if (acc === null || acc.length - used < n) {
+      // Geometric growth, capped by what the packet can still need: copies stay linear in the bytes received.
+      const room = this.expected - (this.received - n) + used;
+      const size = Math.min(room, Math.max(MIN_ACCUMULATOR, 2 * (used + n), acc === null ? 0 : 2 * acc.length));
+      // Its own memory, not a slice of Node's shared pool: a long-lived partial packet must not pin a pool slab.
+      const grown = Buffer.allocUnsafeSlow(size);
+      if (used > 0) acc!.copy(grown, 0, 0, used);
+      this.acc = acc = grown;
+    }
+    chunk.copy(acc, used, start, end);
+    this.accUsed = used + n;
+  }
+
+  /** Moves the accumulator (its used part) to the parts list. */
+  private seal(): void {
+    if (this.accUsed === 0) return;
+    (this.parts ??= []).push(this.acc!.subarray(0, this.accUsed));
+    this.acc = null;
+    this.accUsed = 0;
+  }
+
+  /** The whole payload, given the first `need` bytes of `chunk` end it; resets the partial state. */
+  private complete(chunk: Buffer, need: number): Buffer {
+    const size = this.expected;
+    let payload: Buffer;
+    if (this.parts === null && (need < BIG_PIECE || this.accUsed === 0)) {
+      if (this.accUsed === 0) payload = chunk.subarray(0, need);
+      else {
+        let acc = this.acc!;
+        if (acc.length < size) {
+          const whole = Buffer.allocUnsafeSlow(size);
+          acc.copy(whole, 0, 0, this.accUsed);
+          acc = whole;
+        }
+        chunk.copy(acc, this.accUsed, 0, need);
+        payload = acc.length === size ? acc : acc.subarray(0, size);
+      }
+    } else {
+      this.seal();
+      const parts = this.parts!;
+      if (need > 0) parts.push(chunk.subarray(0, need));
+      payload = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    }
+    this.discard();
+    return payload;
+  }
+
+  /** Forgets the partial packet. */
+  private discard(): void {
+    this.expected = -1;
+    this.received = 0;
+    this.parts = null;
+    this.acc = null;
+    this.accUsed = 0;
+    this.headerValue = this.headerFilled = 0;
   }
 }
 

@@ -1,7 +1,7 @@
 import { nextTick } from 'node:process';
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'eventemitter3';
-import { InvalidArgumentError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
+import { BufferLimitError, InvalidArgumentError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
 import type { ConnId, ConnectionInfo, DisconnectReason, Transport } from '../link/types.js';
 import { createLogger, preview } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
@@ -13,6 +13,8 @@ const log = createLogger('snakemq:packeter');
 export const DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024;
 /** Default size of one coalesced socket write of small packets: 64 KiB. */
 export const DEFAULT_WRITE_BATCH_SIZE = 64 * 1024;
+/** Default budget for the partial packets of all restricted connections together: 1 MiB. */
+export const DEFAULT_RESTRICTED_BUDGET = 1024 * 1024;
 
 /** Options of a {@link Packeter}. */
 export interface PacketerOptions {
@@ -32,6 +34,16 @@ export interface PacketerOptions {
    * @default 65536
    */
   writeBatchSize?: number;
+  /**
+   * Bytes of partial packets held for all {@link Packeter.restrict | restricted}
+   * connections together (Messaging restricts a connection until its peer
+   * identified). A restricted connection whose buffered bytes would take the
+   * total above it is closed with a {@link BufferLimitError}
+   * (`protocolError`), so that unidentified peers cannot make the process
+   * hold more than this between them.
+   * @default 1048576 (1 MiB, `DEFAULT_RESTRICTED_BUDGET`)
+   */
+  restrictedBudget?: number;
 }
 
 /** Events of a {@link Packeter}. */
@@ -49,7 +61,11 @@ export interface PacketerEvents {
   sent: (connId: ConnId, lastPacketId: number) => void;
   /** The connection can take more packets after `isWritable` was false. */
   drain: (connId: ConnId) => void;
-  /** A peer broke the framing (e.g. announced an oversize packet); the connection is being closed. */
+  /**
+   * A peer broke the framing (announced an oversize packet: {@link PacketTooLargeError}),
+   * or a restricted connection went over the budget ({@link BufferLimitError}); the
+   * connection is being closed.
+   */
   protocolError: (connId: ConnId, error: SnakeMQError) => void;
 }
 
@@ -60,12 +76,15 @@ export type ConnPacketSink = (connId: ConnId, buf: Buffer, start: number, end: n
 export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder: PacketDecoder) => number;
 
 /**
- * A write-batch buffer. Connections fill it from the front, flushing parts of
- * it; once none fills it any more and every write from it has completed, it
- * goes back to the Packeter's pool: the same few buffers, warm in the caches,
- * serve a stream, instead of a fresh allocation (and its page faults and
- * garbage) per batch (and not before a caller that {@link Packeter.retain}ed
- * it released it). @internal
+ * A write-batch buffer. It is filled from the front by one connection at a
+ * time, in batches that are flushed as parts of it. A connection that is not
+ * streaming gives it back at the end of the tick: its free rest then goes to
+ * the Packeter's pool and serves the next connection that writes (an idle
+ * connection holds no buffer); once nobody fills it and every write from it
+ * has completed (and a caller that {@link Packeter.retain}ed it released it),
+ * it is reused from the front: the same few buffers, warm in the caches,
+ * serve all connections, instead of a fresh allocation (and its page faults
+ * and garbage) per batch. @internal
  */
 export interface Slab {
   readonly buf: Buffer;
@@ -79,9 +98,13 @@ export interface Slab {
   failed: boolean;
   /** Holds of a caller that keeps packets of it (see `Packeter.retain`): not reused while any is left. */
   retained: number;
+  /** It is in the Packeter's pool. */
+  pooled: boolean;
+  /** Where its free rest starts (while it is pooled). */
+  tail: number;
 }
 
-/** Batch buffers of `writeBatchSize` bytes kept for reuse per Packeter. */
+/** Batch buffers of `writeBatchSize` bytes (free, or with a free rest) kept for reuse per Packeter. */
 const SLAB_POOL_SIZE = 8;
 /** A stream's batch buffers are this many times `writeBatchSize` (fewer, bigger socket writes). */
 const STREAM_BATCH_FACTOR = 4;
@@ -108,6 +131,10 @@ interface ConnState {
   filledInTick: boolean;
   flushScheduled: boolean;
   closing: boolean;
+  /** Its partial packets count against `restrictedBudget`. */
+  restricted: boolean;
+  /** Bytes of it counted in the restricted total. */
+  counted: number;
 }
 
 const emptyBuffer = Buffer.alloc(0);
@@ -131,13 +158,22 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private readonly conns = new Map<ConnId, ConnState>();
   private last: ConnState | null = null;
   private nextPacketId = 1;
-  private readonly slabPool: Buffer[] = [];
-  private readonly streamSlabPool: Buffer[] = [];
+  private readonly slabPool: Slab[] = [];
+  private readonly streamSlabPool: Slab[] = [];
+  /** Partial-packet bytes of the restricted connections. */
+  private restrictedBytes = 0;
   private packetSink: ConnPacketSink | null = null;
   private packetRun: ConnPacketRun | null = null;
+  /** Connections with a flush due at the end of this tick (not all of them: many may be idle). */
+  private scheduled: ConnState[] = [];
   private readonly flushAll = (): void => {
     this.flushTick = false;
-    for (const [connId, state] of this.conns) if (state.flushScheduled) this.flushTickEnd(connId, state);
+    const due = this.scheduled;
+    this.scheduled = [];
+    for (let i = 0; i < due.length; i++) {
+      const state = due[i]!;
+      if (state.flushScheduled) this.flushTickEnd(state.id, state);
+    }
   };
   private flushTick = false;
 
@@ -147,8 +183,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     this.options = validateOptions<Required<PacketerOptions>>(
       'Packeter',
       options,
-      { maxPacketSize: is.integer(1, 0xffffffff), writeBatchSize: is.integer(64, 64 * 1024 * 1024) },
-      { maxPacketSize: DEFAULT_MAX_PACKET_SIZE, writeBatchSize: DEFAULT_WRITE_BATCH_SIZE },
+      { maxPacketSize: is.integer(1, 0xffffffff), writeBatchSize: is.integer(64, 64 * 1024 * 1024), restrictedBudget: is.integer(0) },
+      { maxPacketSize: DEFAULT_MAX_PACKET_SIZE, writeBatchSize: DEFAULT_WRITE_BATCH_SIZE, restrictedBudget: DEFAULT_RESTRICTED_BUDGET },
     );
     transport.on('connect', (info) => this.onConnect(info));
     transport.on('disconnect', (connId, reason) => this.onDisconnect(connId, reason));
@@ -279,7 +315,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       this.flush(connId, state);
       if (state.slab !== null && state.batchUsed + HEADER_SIZE + size > state.slab.buf.length) this.closeSlab(state);
     }
-    const batch = state.slab !== null ? state.slab.buf : this.openSlab(state);
+    const batch = state.slab !== null ? state.slab.buf : this.openSlab(state, HEADER_SIZE + size);
     const off = state.batchUsed;
     batch[off] = size >>> 24;
     batch[off + 1] = size >>> 16;
@@ -288,6 +324,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     state.batchUsed = off + HEADER_SIZE + size;
     if (!state.flushScheduled) {
       state.flushScheduled = true;
+      this.scheduled.push(state);
       if (!this.flushTick) {
         this.flushTick = true;
         nextTick(this.flushAll);
@@ -307,6 +344,45 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     if (this.packetSink !== null) throw new InvalidArgumentError('this Packeter already feeds a Messaging');
     this.packetSink = sink;
     this.packetRun = run ?? null;
+  }
+
+  /**
+   * Restricts a connection: from now on it accepts packets of at most
+   * `maxPacketSize` bytes (capped at `options.maxPacketSize`; a peer announcing
+   * more is closed with {@link PacketTooLargeError}), and the bytes of its
+   * partial packet count against `restrictedBudget` (a connection that would
+   * take the total above it is closed with {@link BufferLimitError}; both on
+   * `protocolError`). Messaging restricts a connection in its `connect`
+   * handler, before any data, until the peer identified. Restricting again
+   * changes the limit. Does nothing for a connection that is not open.
+   * @throws {@link InvalidArgumentError} when `maxPacketSize` is not an integer >= 0.
+   */
+  restrict(connId: ConnId, maxPacketSize: number): void {
+    if (!Number.isInteger(maxPacketSize) || maxPacketSize < 0) {
+      throw new InvalidArgumentError(`restrict: maxPacketSize must be an integer >= 0, not ${maxPacketSize}`);
+    }
+    const state = this.conns.get(connId);
+    if (state === undefined || state.closing) return;
+    state.decoder.maxPacketSize = Math.min(maxPacketSize, this.options.maxPacketSize);
+    state.restricted = true;
+    this.account(state);
+  }
+
+  /**
+   * Lifts {@link restrict}: the connection accepts packets up to
+   * `options.maxPacketSize` again and leaves the budget. Does nothing for a
+   * connection that is not open or not restricted.
+   */
+  unrestrict(connId: ConnId): void {
+    const state = this.conns.get(connId);
+    if (state === undefined || !state.restricted) return;
+    this.unaccount(state);
+    state.decoder.maxPacketSize = this.options.maxPacketSize;
+  }
+
+  /** Bytes of partial packets currently held for all restricted connections (what `restrictedBudget` bounds). */
+  get restrictedBufferedBytes(): number {
+    return this.restrictedBytes;
   }
 
   /** Whether the connection takes more packets without buffering above the transport's high-water mark. */
@@ -350,6 +426,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       this.flush(connId, state);
       state.closing = true;
       state.decoder.stop();
+      this.unaccount(state);
     }
     return this.transport.close(connId, reason);
   }
@@ -371,45 +448,101 @@ export class Packeter extends EventEmitter<PacketerEvents> {
    * The end-of-tick flush. A connection that filled a batch during the tick
    * streams: its next batch buffers are bigger (fewer socket writes, and fewer
    * wakeups of the reader). Once a tick's traffic fits a small batch again, it
-   * gives the big buffer back, so that a quiet connection holds little memory.
+   * gives the big buffer back. A connection that does not stream gives its
+   * buffer back at every end of tick (its free rest serves whichever
+   * connection writes next): an idle connection holds no batch buffer.
    */
   private flushTickEnd(connId: ConnId, state: ConnState): void {
     const light = state.batchUsed - state.batchStart < this.options.writeBatchSize;
     const filled = state.filledInTick;
     state.filledInTick = false;
     this.flush(connId, state);
-    if (!filled && state.streaming && light) {
+    if (!state.streaming) this.closeSlab(state);
+    else if (!filled && light) {
       state.streaming = false;
       this.closeSlab(state);
     }
   }
 
-  /** Gives the connection a batch buffer to fill, from the pool when it has one. */
-  private openSlab(state: ConnState): Buffer {
-    const size = state.streaming ? STREAM_BATCH_FACTOR * this.options.writeBatchSize : this.options.writeBatchSize;
-    const buf = (state.streaming ? this.streamSlabPool : this.slabPool).pop() ?? Buffer.allocUnsafe(size);
-    state.slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false, retained: 0 };
-    state.batchStart = state.batchUsed = 0;
-    return buf;
+  /**
+   * Gives the connection a batch buffer with room for `need` bytes, from the
+   * pool when it has one (the last one given back first).
+   */
+  private openSlab(state: ConnState, need: number): Buffer {
+    const pool = state.streaming ? this.streamSlabPool : this.slabPool;
+    let slab: Slab | undefined;
+    for (let i = pool.length - 1; i >= 0; i--) {
+      const candidate = pool[i]!;
+      if (candidate.failed) pool.splice(i, 1);
+      else if (candidate.buf.length - candidate.tail >= need) {
+        slab = candidate;
+        pool.splice(i, 1);
+        break;
+      }
+    }
+    if (slab === undefined) {
+      const buf = Buffer.allocUnsafe(state.streaming ? STREAM_BATCH_FACTOR * this.options.writeBatchSize : this.options.writeBatchSize);
+      slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false, retained: 0, pooled: false, tail: 0 };
+    } else {
+      slab.pooled = false;
+      slab.open = true;
+    }
+    state.slab = slab;
+    state.batchStart = state.batchUsed = slab.tail;
+    return slab.buf;
   }
 
   /** The connection stops filling its batch buffer (its unflushed part, if any, is discarded). */
   private closeSlab(state: ConnState): void {
     const slab = state.slab;
     if (slab === null) return;
+    // What lies before batchUsed was written, or is being discarded: only the rest is free.
+    const tail = state.batchUsed;
     state.slab = null;
     state.batchStart = state.batchUsed = 0;
     slab.open = false;
+    if (slab.pending > 0 || slab.retained > 0) {
+      // Still in use before `tail`: its rest can take other connections' batches meanwhile.
+      if (!slab.failed && slab.buf.length === this.options.writeBatchSize && slab.buf.length - tail >= MIN_BATCH_TAIL && this.slabPool.length < SLAB_POOL_SIZE) {
+        slab.tail = tail;
+        slab.pooled = true;
+        this.slabPool.push(slab);
+      }
+      return;
+    }
     this.recycle(slab);
   }
 
   private recycle(slab: Slab): void {
     // Only once no write uses it: the transport is done with a buffer when it reports the write complete.
     if (slab.open || slab.pending > 0 || slab.failed || slab.retained > 0) return;
-    const size = slab.buf.length;
-    if (size === this.options.writeBatchSize) {
-      if (this.slabPool.length < SLAB_POOL_SIZE) this.slabPool.push(slab.buf);
-    } else if (this.streamSlabPool.length < STREAM_SLAB_POOL_SIZE) this.streamSlabPool.push(slab.buf);
+    slab.tail = 0;
+    if (slab.pooled) return;
+    const pool = slab.buf.length === this.options.writeBatchSize ? this.slabPool : this.streamSlabPool;
+    if (pool.length < (pool === this.slabPool ? SLAB_POOL_SIZE : STREAM_SLAB_POOL_SIZE)) {
+      slab.pooled = true;
+      pool.push(slab);
+    }
+  }
+
+  /** Counts a restricted connection's partial-packet bytes in the total; closes it when that goes over the budget. */
+  private account(state: ConnState): void {
+    const now = state.decoder.bufferedBytes;
+    this.restrictedBytes += now - state.counted;
+    state.counted = now;
+    if (this.restrictedBytes <= this.options.restrictedBudget) return;
+    const error = new BufferLimitError(this.options.restrictedBudget);
+    log(`conn ${state.id}: ${error.message}; closing`);
+    this.unaccount(state);
+    this.emit('protocolError', state.id, error);
+    void this.close(state.id, error);
+  }
+
+  /** Takes a connection out of the restricted total. */
+  private unaccount(state: ConnState): void {
+    this.restrictedBytes -= state.counted;
+    state.counted = 0;
+    state.restricted = false;
   }
 
   private slabWritten(connId: ConnId, lastId: number, slab: Slab): (error?: SnakeMQError) => void {
@@ -451,6 +584,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       batchLastId: 0,
       flushScheduled: false,
       closing: false,
+      restricted: false,
+      counted: 0,
     });
     this.emit('connect', info);
   }
@@ -459,6 +594,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     const state = this.conns.get(connId);
     if (state === undefined) return;
     state.decoder.stop();
+    state.flushScheduled = false;
+    this.unaccount(state);
     this.closeSlab(state);
     this.conns.delete(connId);
     if (this.last === state) this.last = null;
@@ -474,9 +611,13 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     } catch (error) {
       if (!(error instanceof PacketTooLargeError)) throw error;
       log(`conn ${connId}: ${error.message}; closing`);
+      this.unaccount(state);
       this.emit('protocolError', connId, error);
       void this.close(connId, error);
+      return;
     }
+    // The state read again: a packet handler may have (un)restricted or closed the connection.
+    if (state.restricted && !state.closing) this.account(state);
   }
 }
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { PacketDecoder, encodePacket, wholePacketEnd } from '../../lib/packeter/decoder.js';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { BIG_PIECE, PacketDecoder, encodePacket, wholePacketEnd } from '../../lib/packeter/decoder.js';
 import { PacketTooLargeError } from '../../lib/errors.js';
 import vectors from '../fixtures/snakemq-v1.json' with { type: 'json' };
 
@@ -37,6 +39,110 @@ describe('PacketDecoder', () => {
   it('decodes the stream fed one byte at a time', () => {
     const chunks = [...stream].map((b) => Buffer.from([b]));
     expect(decodeAll(chunks)).toEqual(expected);
+  });
+
+  describe('packets split over chunks of every kind (small pieces copied, big ones kept)', () => {
+    // Sizes around the accumulator's and the big-piece thresholds, and a stream-sized one.
+    const sizes = [0, 1, 255, 256, 257, 3000, BIG_PIECE - 1, BIG_PIECE, BIG_PIECE + 1, 70_000, 5, 2 * BIG_PIECE + 3];
+    const payloads = sizes.map((n, k) => {
+      const b = Buffer.allocUnsafe(n);
+      for (let i = 0; i < n; i++) b[i] = (i * 31 + k * 7) & 0xff;
+      return b;
+    });
+    const big = Buffer.concat(payloads.map((b) => encodePacket(b)));
+    const want = payloads.map((b) => b.toString('hex'));
+    const decode = (chunks: Buffer[]) => decodeAll(chunks, 1 << 20);
+    /** Packet boundaries, and the places BIG_PIECE and 256 bytes after them. */
+    const marks = (() => {
+      const out = new Set<number>();
+      let off = 0;
+      for (const n of sizes) {
+        for (const at of [off, off + 4, off + 4 + 256, off + 4 + BIG_PIECE, off + 4 + n]) for (let d = -5; d <= 5; d++) out.add(at + d);
+        off += 4 + n;
+      }
+      return [...out].filter((i) => i >= 0 && i <= big.length).sort((a, b) => a - b);
+    })();
+
+    it('split once at every packet boundary and threshold (±5) and every 211 bytes', () => {
+      const cuts = new Set(marks);
+      for (let i = 0; i <= big.length; i += 211) cuts.add(i);
+      for (const i of cuts) expect(decode([big.subarray(0, i), big.subarray(i)]), `split at ${i}`).toEqual(want);
+    });
+
+    it('split twice, a big middle piece between small ones', () => {
+      for (let k = 0; k < marks.length; k += 3) {
+        const i = marks[k]!;
+        for (const len of [1, 100, BIG_PIECE - 1, BIG_PIECE, 40_000]) {
+          const j = Math.min(big.length, i + len);
+          expect(decode([big.subarray(0, i), big.subarray(i, j), big.subarray(j)]), `split at ${i},${j}`).toEqual(want);
+        }
+      }
+    });
+
+    for (const pattern of [[1], [3], [7, 1], [4095], [BIG_PIECE - 1], [BIG_PIECE], [65536], [1, 20_000, 3, BIG_PIECE, 500]]) {
+      it(`in chunks of ${pattern.join(', ')} bytes`, () => {
+        const chunks: Buffer[] = [];
+        for (let off = 0, k = 0; off < big.length; k++) {
+          const n = pattern[k % pattern.length]!;
+          chunks.push(big.subarray(off, off + n));
+          off += n;
+        }
+        expect(decode(chunks)).toEqual(want);
+      });
+    }
+  });
+
+  it('1-byte chunks of 64 KiB packets keep memory close to the bytes received, with no object per chunk', () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const retained = () => {
+      gc();
+      gc();
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers;
+    };
+    const size = 64 * 1024;
+    const decoders = 4;
+    const perDecoder = 50_000; // 200,000 one-byte chunks in all
+    const packet = encodePacket(Buffer.alloc(size, 0x5a));
+    const got: number[] = [];
+    const ds = Array.from({ length: decoders }, () => new PacketDecoder(1 << 20));
+    const sink = (b: Buffer, s: number, e: number) => got.push(e - s, b[s]!, b[e - 1]!);
+    const before = retained();
+    for (let i = 0; i < perDecoder; i++) for (const d of ds) d.push(packet.subarray(i, i + 1), sink);
+    const grown = retained() - before;
+    if (process.env.SHOW_MEM) console.log(`retained growth: ${grown} bytes`);
+    for (const d of ds) expect(d.bufferedBytes).toBe(perDecoder - 4); // the header is read, not held
+    // Received: 200,000 bytes (an accumulator of at most twice that); a view kept per chunk costs about 100 bytes each (~20 MB).
+    expect(grown).toBeLessThan(2 * 1024 * 1024);
+    for (const d of ds) d.push(packet.subarray(perDecoder), sink);
+    expect(got).toEqual(Array.from({ length: decoders }, () => [size, 0x5a, 0x5a]).flat());
+    for (const d of ds) expect(d.bufferedBytes).toBe(0);
+  });
+
+  it('maxPacketSize can be changed between packets: it applies to the next header, split or not', () => {
+    const d = new PacketDecoder(10);
+    const out: string[] = [];
+    const sink = (b: Buffer, s: number, e: number) => out.push(b.toString('utf8', s, e));
+    const p20 = encodePacket(Buffer.from('x'.repeat(20)));
+    expect(() => d.push(p20, sink)).toThrow(PacketTooLargeError);
+    const e = new PacketDecoder(10);
+    e.push(encodePacket(Buffer.from('small')), sink);
+    e.maxPacketSize = 100;
+    e.push(p20.subarray(0, 2), sink);
+    e.push(p20.subarray(2), sink);
+    e.maxPacketSize = 4;
+    e.push(p20.subarray(0, 3), sink);
+    expect(() => e.push(p20.subarray(3), sink)).toThrow(PacketTooLargeError);
+    expect(out).toEqual(['small', 'x'.repeat(20)]);
+  });
+
+  it('stop() drops what is held of a partial packet', () => {
+    const d = new PacketDecoder(1000);
+    d.push(encodePacket(Buffer.alloc(500)).subarray(0, 300), () => undefined);
+    expect(d.bufferedBytes).toBe(296);
+    d.stop();
+    expect(d.bufferedBytes).toBe(0);
   });
 
   it('returns a view without copying when a packet lies within one chunk', () => {

@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { EventEmitter } from 'eventemitter3';
 import { Packeter } from '../../lib/packeter/index.js';
-import { PacketDecoder } from '../../lib/packeter/decoder.js';
-import { InvalidArgumentError, InvalidOptionsError, PacketTooLargeError, UnknownConnectionError, type SnakeMQError } from '../../lib/errors.js';
+import { PacketDecoder, encodePacket } from '../../lib/packeter/decoder.js';
+import {
+  BufferLimitError,
+  InvalidArgumentError,
+  InvalidOptionsError,
+  PacketTooLargeError,
+  UnknownConnectionError,
+  type SnakeMQError,
+} from '../../lib/errors.js';
 import type { ConnectionInfo, DisconnectReason, LinkEvents } from '../../lib/link/types.js';
 
 /** A transport that records writes and completes them on demand. */
@@ -166,6 +173,112 @@ describe('Packeter', () => {
 
   it('rejects unknown options', () => {
     expect(() => new Packeter(new RecordingTransport() as never, { maxPacketSise: 1 } as never)).toThrow(InvalidOptionsError);
+    expect(() => new Packeter(new RecordingTransport() as never, { restrictedBudget: -1 })).toThrow(InvalidOptionsError);
+    expect(() => new Packeter(new RecordingTransport() as never, { restrictedBudget: 1.5 })).toThrow(InvalidOptionsError);
+  });
+
+  describe('restricted connections', () => {
+    const header = (size: number) => {
+      const h = Buffer.alloc(4);
+      h.writeUInt32BE(size, 0);
+      return h;
+    };
+
+    it('accept only packets up to their limit until unrestricted', () => {
+      const t = new RecordingTransport();
+      const p = new Packeter(t as never, { maxPacketSize: 100_000 });
+      const errors: [number, SnakeMQError][] = [];
+      const packets: [number, number][] = [];
+      p.on('protocolError', (c, e) => errors.push([c, e]));
+      p.on('packet', (c, payload) => packets.push([c, payload.length]));
+      p.on('connect', (info) => p.restrict(info.id, 4096));
+      t.connect(1);
+      t.connect(2);
+      t.emit('data', 1, encodePacket(Buffer.alloc(4096)));
+      t.emit('data', 2, encodePacket(Buffer.alloc(4096)));
+      p.unrestrict(2);
+      t.emit('data', 2, encodePacket(Buffer.alloc(50_000)));
+      t.emit('data', 1, header(4097));
+      expect(packets).toEqual([[1, 4096], [2, 4096], [2, 50_000]]);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]![0]).toBe(1);
+      expect(errors[0]![1]).toBeInstanceOf(PacketTooLargeError);
+      expect((errors[0]![1] as PacketTooLargeError).limit).toBe(4096);
+      expect(t.closed).toEqual([{ connId: 1, reason: errors[0]![1] }]);
+    });
+
+    it('a limit above maxPacketSize is capped at it; a bad one is an argument error; an unknown connection is ignored', () => {
+      const t = new RecordingTransport();
+      const p = new Packeter(t as never, { maxPacketSize: 1000 });
+      const errors: SnakeMQError[] = [];
+      p.on('protocolError', (_c, e) => errors.push(e));
+      t.connect(1);
+      p.restrict(1, 4096);
+      expect(() => p.restrict(1, -1)).toThrow(InvalidArgumentError);
+      expect(() => p.restrict(1, 1.5)).toThrow(InvalidArgumentError);
+      p.restrict(99, 10);
+      p.unrestrict(99);
+      t.emit('data', 1, header(1001));
+      expect((errors[0] as PacketTooLargeError).limit).toBe(1000);
+    });
+
+    it('share one budget for their partial packets: the connection that would go over it is closed', () => {
+      const t = new RecordingTransport();
+      const p = new Packeter(t as never, { restrictedBudget: 10_000 });
+      const errors: [number, SnakeMQError][] = [];
+      p.on('protocolError', (c, e) => errors.push([c, e]));
+      p.on('connect', (info) => p.restrict(info.id, 4096));
+      const packets: number[] = [];
+      p.on('packet', (c) => packets.push(c));
+      for (let id = 1; id <= 5; id++) t.connect(id);
+      t.connect(6); // not restricted: never counted
+      p.unrestrict(6);
+      const partial = encodePacket(Buffer.alloc(4000, 1)).subarray(0, 3004);
+      for (const id of [1, 2, 3]) t.emit('data', id, partial);
+      t.emit('data', 6, encodePacket(Buffer.alloc(20_000)).subarray(0, 15_000));
+      expect(p.restrictedBufferedBytes).toBe(9000);
+      expect(errors).toEqual([]);
+      t.emit('data', 4, partial); // 12,000 > 10,000
+      expect(errors).toHaveLength(1);
+      expect(errors[0]![0]).toBe(4);
+      expect(errors[0]![1]).toBeInstanceOf(BufferLimitError);
+      expect(errors[0]![1]).toMatchObject({ code: 'SMQ_ERR_BUFFER_LIMIT', name: 'BufferLimitError', limit: 10_000 });
+      expect(t.closed.map((c) => c.connId)).toEqual([4]);
+      expect(p.restrictedBufferedBytes).toBe(9000);
+      // A header alone counts too, until it is read.
+      t.emit('data', 5, Buffer.from([0, 0]));
+      expect(p.restrictedBufferedBytes).toBe(9002);
+      // Completing a packet, leaving the restriction or disconnecting gives bytes back.
+      t.emit('data', 1, encodePacket(Buffer.alloc(4000, 1)).subarray(3004));
+      expect(packets).toEqual([1]);
+      expect(p.restrictedBufferedBytes).toBe(6002);
+      p.unrestrict(2);
+      expect(p.restrictedBufferedBytes).toBe(3002);
+      t.emit('disconnect', 3, { by: 'remote' });
+      expect(p.restrictedBufferedBytes).toBe(2);
+      // Restricting a connection that already holds bytes counts them (and may close it).
+      p.restrict(2, 4096);
+      expect(p.restrictedBufferedBytes).toBe(3002);
+      t.emit('data', 2, Buffer.alloc(1000));
+      expect(packets).toEqual([1, 2]);
+      expect(p.restrictedBufferedBytes).toBe(2);
+    });
+
+    it('a packet handler that unrestricts (the peer identified) takes the connection out of the budget at once', () => {
+      const t = new RecordingTransport();
+      const p = new Packeter(t as never, { restrictedBudget: 100 });
+      const errors: SnakeMQError[] = [];
+      p.on('protocolError', (_c, e) => errors.push(e));
+      p.on('connect', (info) => p.restrict(info.id, 50));
+      p.on('packet', (c, payload) => {
+        if (payload.toString() === 'identify') p.unrestrict(c);
+      });
+      t.connect(1);
+      // The identification and the start of a big packet in one read.
+      t.emit('data', 1, Buffer.concat([encodePacket(Buffer.from('identify')), encodePacket(Buffer.alloc(5000)).subarray(0, 4000)]));
+      expect(errors).toEqual([]);
+      expect(p.restrictedBufferedBytes).toBe(0);
+    });
   });
 
   describe('write batch buffers', () => {
@@ -236,6 +349,72 @@ describe('Packeter', () => {
       await tick();
       expect(slabSizes(seen)).toEqual([65536]); // the small buffer's rest serves the next ticks
       expect(t.packets(1)).toEqual(Array.from({ length: 10_012 }, (_, i) => `packet ${i} `.padEnd(100, '.')));
+    });
+
+    it('an idle connection keeps none: the rest of the buffer serves the next connection that writes', async () => {
+      const t = new HoldingTransport();
+      const p = new Packeter(t as never);
+      for (let id = 1; id <= 100; id++) t.connect(id);
+      for (let id = 1; id <= 100; id++) {
+        p.sendPacket(id, Buffer.from(`to ${id}`));
+        await tick();
+        if (id % 2 === 0) t.complete(); // half of them while the write before is still under way
+      }
+      // One buffer for all (one per connection before); what was not yet written was never overwritten.
+      expect(new Set(t.held.map((h) => h.data.buffer)).size).toBe(1);
+      expect(t.untouched()).toBe(true);
+      for (let id = 1; id <= 100; id++) expect(t.packets(id)).toEqual([`to ${id}`]);
+    });
+
+    it('a connection writing every tick reuses the same buffer from the front once its writes completed', async () => {
+      const t = new HoldingTransport();
+      const p = new Packeter(t as never);
+      t.connect(1);
+      for (let i = 0; i < 20; i++) {
+        p.sendPacket(1, Buffer.from(`tick ${i}`));
+        await tick();
+        t.complete();
+      }
+      expect(new Set(t.held.map((h) => h.data.buffer)).size).toBe(1);
+      expect(new Set(t.held.map((h) => h.data.byteOffset)).size).toBe(1);
+    });
+
+    it('bytes of writes under way and of retained buffers are never overwritten, whichever connections write', async () => {
+      const t = new HoldingTransport();
+      const p = new Packeter(t as never, { writeBatchSize: 16384 });
+      let seed = 12345;
+      const rnd = (n: number) => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return seed % n;
+      };
+      const conns = [1, 2, 3, 4, 5, 6];
+      for (const id of conns) t.connect(id);
+      const sent = new Map<number, string[]>(conns.map((id) => [id, []]));
+      const kept: { slab: NonNullable<Packeter['allocatedSlab']>; start: number; bytes: Buffer }[] = [];
+      for (let round = 0; round < 400; round++) {
+        const writers = rnd(3) + 1;
+        for (let w = 0; w < writers; w++) {
+          const id = conns[rnd(conns.length)]!;
+          const n = rnd(4) === 0 ? rnd(9000) : rnd(300);
+          const text = `${id}:${round}:`.padEnd(n, String.fromCharCode(97 + rnd(26)));
+          if (text.length + 4 <= 16384 && rnd(2) === 0) {
+            p.allocPacket(id, text.length);
+            p.allocated.write(text, p.allocatedOffset, 'latin1');
+            if (rnd(3) === 0) {
+              // Like Messaging's frames in flight: kept until "acknowledged".
+              p.retain(p.allocatedSlab!);
+              kept.push({ slab: p.allocatedSlab!, start: p.allocatedOffset, bytes: Buffer.from(text, 'latin1') });
+            }
+          } else p.sendPacket(id, Buffer.from(text, 'latin1'));
+          sent.get(id)!.push(text);
+        }
+        await tick();
+        expect(t.untouched()).toBe(true);
+        for (const k of kept) expect(k.slab.buf.subarray(k.start, k.start + k.bytes.length).equals(k.bytes)).toBe(true);
+        if (rnd(3) === 0) t.complete();
+        while (kept.length > 0 && rnd(2) === 0) p.release(kept.splice(rnd(kept.length), 1)[0]!.slab);
+      }
+      for (const id of conns) expect(t.packets(id)).toEqual(sent.get(id));
     });
 
     it('are never reused after a failed write', async () => {
