@@ -31,6 +31,8 @@ export const ErrorCode = {
   MESSAGE_EXPIRED: 'SMQ_ERR_MESSAGE_EXPIRED',
   STORAGE: 'SMQ_ERR_STORAGE',
   STORAGE_SCHEMA: 'SMQ_ERR_STORAGE_SCHEMA',
+  STORAGE_LOCKED: 'SMQ_ERR_STORAGE_LOCKED',
+  STORAGE_IDENTITY: 'SMQ_ERR_STORAGE_IDENTITY',
   RPC_NOT_CONNECTED: 'SMQ_ERR_RPC_NOT_CONNECTED',
   RPC_PARTIAL_CALL: 'SMQ_ERR_RPC_PARTIAL_CALL',
   RPC_TIMEOUT: 'SMQ_ERR_RPC_TIMEOUT',
@@ -210,6 +212,26 @@ export class StorageError extends SnakeMQError {
 export class StorageSchemaError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.STORAGE_SCHEMA, message, options);
+  }
+}
+
+/** A storage file is already open, in another process or in this one; `cause` is the SQLite error. */
+export class StorageLockedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.STORAGE_LOCKED, message, options);
+  }
+}
+
+/** A storage file belongs to another identity (recorded at its first open) than the one opening it. */
+export class StorageIdentityError extends SnakeMQError {
+  /** The identity recorded in the file. */
+  readonly storedIdentity: string;
+  /** The identity it was opened with. */
+  readonly identity: string;
+  constructor(message: string, storedIdentity: string, identity: string, options?: { cause?: unknown }) {
+    super(ErrorCode.STORAGE_IDENTITY, message, options);
+    this.storedIdentity = storedIdentity;
+    this.identity = identity;
   }
 }
 
