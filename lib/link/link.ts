@@ -225,7 +225,9 @@ export class Link extends TypedEventSource implements Transport {
    * attempt until {@link removeConnector}. Each failed attempt emits
    * `connectFailed` (ConnectionError, or TlsError when the TLS handshake
    * failed, with the Node error as `cause`); each scheduled retry emits
-   * `reconnect(key, attempt, delayMs)`.
+   * `reconnect(key, attempt, delayMs)`. A connection that ends before it lived
+   * `stableAfter` ms (and was not confirmed with {@link markEstablished})
+   * counts as a failed attempt, so the delays keep growing.
    *
    * @returns the connector key: the endpoint's canonical URL.
    * @throws InvalidEndpointError (also for port 0), InvalidOptionsError,
