@@ -34,27 +34,59 @@ function u32(b: Buffer, at: number): number {
   return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 }
 
+/** Most ms a Node timer waits. */
+const MAX_TIMER = 0x7fffffff;
+/** Ticks of the age sweep per `maxAge`: a reply is forgotten between maxAge and maxAge × 9/8 after it was kept. */
+const AGE_TICKS = 8;
+/** Buffers up to this size may be shared by small replies (the codec's slab, Node's pool): a view of one is kept as is. */
+const SHARED_BUFFER = 8192;
+
 /**
  * Calls by caller and request id, so that a re-sent request is answered
  * again instead of run again: a call is `null` while it runs, then its reply
- * bytes while kept; the last `capacity` replies are kept (oldest evicted
- * first). `locate` sets `map` and `key`, the place of one call, without
- * allocating. @internal
+ * bytes while kept. Kept replies are forgotten oldest first: beyond
+ * `capacity` replies, beyond `maxBytes` bytes of replies (a reply larger
+ * than that is not kept), and `maxAge` ms after they were kept (one timer
+ * for the whole registry, running only while replies are kept: an interval
+ * of maxAge / 8, so a reply goes between maxAge and maxAge × 9/8). A reply
+ * viewing a much larger buffer is copied, so that it does not keep that
+ * buffer alive. `locate` sets `map` and `key`, the place of one call,
+ * without allocating. @internal
  */
 export class CallRegistry {
   /** Where the call last located is (set by {@link locate}). */
   slots: Slots = new Slots(new Caller(''));
   /** Its key in `slots.map`. */
   key: Key = 0;
+  /** Bytes of the replies kept. */
+  bytes = 0;
 
   private readonly callers = new Map<string, Caller>();
   private last: Caller | null = null;
-  // The eviction ring: the slots and key of each kept reply, oldest at `next`.
-  private ringSlots: Slots[] = [];
+  // The kept replies, oldest at `head`: their place, size and the sweep tick they were kept in.
+  private ringSlots: (Slots | undefined)[] = [];
   private ringKeys: Key[] = [];
-  private next = 0;
+  private ringBytes: number[] = [];
+  private ringTicks: number[] = [];
+  private head = 0;
+  private tick = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly period: number;
+  private readonly ticksPerAge: number;
+  private readonly sweep = (): void => {
+    const kept = ++this.tick - this.ticksPerAge - 1;
+    while (this.head < this.ringSlots.length && this.ringTicks[this.head]! <= kept) this.evictOldest();
+    if (this.head === this.ringSlots.length) this.stopTimer();
+  };
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly maxBytes = Infinity,
+    maxAge = Infinity,
+  ) {
+    this.period = maxAge === Infinity ? Infinity : Math.max(1, Math.min(MAX_TIMER, Math.ceil(maxAge / AGE_TICKS)));
+    this.ticksPerAge = maxAge === Infinity ? Infinity : Math.ceil(maxAge / this.period);
+  }
 
   /** Sets {@link slots} and {@link key} to the place of `ident`'s call `reqId`. */
   locate(ident: string, reqId: RpcRequestId): void {
@@ -86,23 +118,62 @@ export class CallRegistry {
     this.key = reqIdKey(reqId);
   }
 
-  /** Keeps `data` as the reply of the call at (`slots`, `key`), evicting the oldest kept reply when full. */
+  /**
+   * Keeps `data` as the reply of the call at (`slots`, `key`), forgetting
+   * the oldest kept replies as needed; a reply beyond the byte budget is
+   * not kept (the call is forgotten).
+   */
   keep(slots: Slots, key: Key, data: Buffer): void {
-    if (this.capacity === 0) {
+    const size = data.length;
+    if (this.capacity === 0 || size > this.maxBytes) {
       this.forget(slots, key);
       return;
     }
+    const pinned = data.buffer.byteLength;
+    if (pinned > SHARED_BUFFER && pinned - size > size >>> 3) data = Buffer.from(data);
+    while (this.ringSlots.length - this.head >= this.capacity || this.bytes + size > this.maxBytes) this.evictOldest();
     slots.map.set(key, data);
-    if (this.ringSlots.length < this.capacity) {
-      this.ringSlots.push(slots);
-      this.ringKeys.push(key);
-      return;
+    this.ringSlots.push(slots);
+    this.ringKeys.push(key);
+    this.ringBytes.push(size);
+    this.ringTicks.push(this.tick);
+    this.bytes += size;
+    if (this.timer === undefined && this.period !== Infinity) {
+      this.timer = setInterval(this.sweep, this.period);
+      this.timer.unref();
     }
-    const i = this.next;
-    this.forget(this.ringSlots[i]!, this.ringKeys[i]!);
-    this.ringSlots[i] = slots;
-    this.ringKeys[i] = key;
-    this.next = (i + 1) % this.capacity;
+  }
+
+  /** Number of replies kept. */
+  get kept(): number {
+    return this.ringSlots.length - this.head;
+  }
+
+  private evictOldest(): void {
+    const i = this.head++;
+    const slots = this.ringSlots[i]!;
+    this.ringSlots[i] = undefined;
+    this.bytes -= this.ringBytes[i]!;
+    this.forget(slots, this.ringKeys[i]!);
+    const n = this.ringSlots.length;
+    if (this.head === n) {
+      this.ringSlots = [];
+      this.ringKeys = [];
+      this.ringBytes = [];
+      this.ringTicks = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= n) {
+      this.ringSlots = this.ringSlots.slice(this.head);
+      this.ringKeys = this.ringKeys.slice(this.head);
+      this.ringBytes = this.ringBytes.slice(this.head);
+      this.ringTicks = this.ringTicks.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** Forgets the call at (`slots`, `key`). */
@@ -128,12 +199,16 @@ export class CallRegistry {
     return this.callers.size;
   }
 
-  /** Forgets everything. */
+  /** Forgets everything and stops the timer. */
   clear(): void {
     this.callers.clear();
     this.last = null;
     this.ringSlots = [];
     this.ringKeys = [];
-    this.next = 0;
+    this.ringBytes = [];
+    this.ringTicks = [];
+    this.head = 0;
+    this.bytes = 0;
+    this.stopTimer();
   }
 }

@@ -10,6 +10,7 @@ import {
   PacketTooLargeError,
   QueueFullError,
   RpcBadRequestError,
+  RpcBusyError,
   RpcNotConnectedError,
   RpcPartialCallError,
   RpcRemoteError,
@@ -160,9 +161,9 @@ const firstString = (...values: unknown[]): string | undefined => values.find((v
  * Turns an error reply into the error the caller sees. Our servers send
  * `{ name, message, code? }`; other peers (Python) may send a string, a list
  * or another map — anything still gives a readable {@link RpcRemoteError}.
- * The server's own protocol errors (no traceback) map to
- * {@link RpcUnknownObjectError}, {@link RpcUnknownMethodError} and
- * {@link RpcBadRequestError}.
+ * The server's own refusals (no traceback) map to
+ * {@link RpcUnknownObjectError}, {@link RpcUnknownMethodError},
+ * {@link RpcBadRequestError} and {@link RpcBusyError}.
  */
 export function remoteErrorFromReply(exception: unknown, exceptionFormat: string): SnakeMQError {
   let name = 'Error';
@@ -189,6 +190,7 @@ export function remoteErrorFromReply(exception: unknown, exceptionFormat: string
     if (name === 'RpcUnknownObjectError' && code === ErrorCode.RPC_UNKNOWN_OBJECT) return new RpcUnknownObjectError(message);
     if (name === 'RpcUnknownMethodError' && code === ErrorCode.RPC_UNKNOWN_METHOD) return new RpcUnknownMethodError(message);
     if (name === 'RpcBadRequestError' && code === ErrorCode.RPC_BAD_REQUEST) return new RpcBadRequestError(`the peer refused the request: ${message}`);
+    if (name === 'RpcBusyError' && code === ErrorCode.RPC_BUSY) return new RpcBusyError(message);
   }
   return new RpcRemoteError(message === '' ? name : message, {
     name,
@@ -211,8 +213,10 @@ export function remoteErrorFromReply(exception: unknown, exceptionFormat: string
  * {@link RpcNotConnectedError} (never sent: the peer did not connect in time);
  * {@link RpcPartialCallError} (sent, the peer went away, no reply in time: it
  * may or may not have run); {@link RpcTimeoutError} (sent, peer stayed, no reply);
- * {@link ClosedError}; {@link InvalidArgumentError} (arguments not encodable
- * or too large); a messaging drop reason such as `QueueFullError`.
+ * {@link RpcBusyError} (the server had `maxPending` calls: it did not run);
+ * {@link ClosedError} (the client or its messaging closed: at once);
+ * {@link InvalidArgumentError} (arguments not encodable, too deep or too
+ * large); a messaging drop reason such as `QueueFullError`.
  *
  * ```ts
  * const client = new RpcClient(messaging, { timeout: 5000 });
@@ -260,8 +264,11 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     }
   };
 
+  private readonly onMessagingClose = (): void => this.shutDown(new ClosedError('RpcClient: the messaging closed'));
+
   /**
    * @throws {InvalidOptionsError} unknown option or invalid value.
+   * @throws {ClosedError} `messaging` is closed.
    */
   constructor(messaging: RpcTransport, options?: RpcClientOptions) {
     super();
@@ -271,6 +278,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       { timeout: timeoutCheck, maxPayload: is.integer(64) },
       { timeout: DEFAULT_RPC_TIMEOUT, maxPayload: DEFAULT_MAX_PAYLOAD },
     );
+    if (messaging.closed) throw new ClosedError('RpcClient: the messaging is closed');
     this.timeout = o.timeout;
     this.limits = { maxPayload: o.maxPayload };
     this.messaging = messaging;
@@ -278,6 +286,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     messaging.on('connect', this.onConnect);
     messaging.on('disconnect', this.onDisconnect);
     messaging.on('drop', this.onDrop);
+    messaging.on('close', this.onMessagingClose);
   }
 
   /** Calls waiting for their reply. */
@@ -449,16 +458,21 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /**
    * Rejects every pending call with {@link ClosedError}, clears their timers,
    * and detaches from messaging. Later calls reject with `ClosedError`.
-   * Idempotent.
+   * Done by itself when the messaging closes. Idempotent.
    */
   close(): void {
+    this.shutDown(new ClosedError('RpcClient closed'));
+  }
+
+  private shutDown(reason: ClosedError): void {
     if (this.closed) return;
     this.closed = true;
     this.unhook();
     this.messaging.off('connect', this.onConnect);
     this.messaging.off('disconnect', this.onDisconnect);
     this.messaging.off('drop', this.onDrop);
-    for (const p of [...this.pending.values()]) this.settle(p, false, new ClosedError('RpcClient closed'));
+    this.messaging.off('close', this.onMessagingClose);
+    for (const p of [...this.pending.values()]) this.settle(p, false, reason);
   }
 
   private transmit(p: PendingCall): void {

@@ -3,7 +3,15 @@
  * (with a MessagePack serialiser). See docs/rpc.md.
  * @module
  */
-export { RpcServer, type RpcServerOptions, type RpcRegisterOptions } from './server.js';
+export {
+  RpcServer,
+  DEFAULT_RESULT_CACHE_SIZE,
+  DEFAULT_RESULT_CACHE_BYTES,
+  DEFAULT_RESULT_CACHE_AGE,
+  DEFAULT_MAX_PENDING_CALLS,
+  type RpcServerOptions,
+  type RpcRegisterOptions,
+} from './server.js';
 export {
   RpcClient,
   DEFAULT_RPC_TIMEOUT,

@@ -1,6 +1,6 @@
 import { nextTick } from 'node:process';
 import { EventEmitter } from 'eventemitter3';
-import { ErrorCode, InvalidArgumentError } from '../errors.js';
+import { ClosedError, ErrorCode, InvalidArgumentError } from '../errors.js';
 import { Message } from '../messaging/message.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
@@ -28,12 +28,43 @@ export interface RpcServerOptions {
    * kept to answer a re-sent request again instead of running it twice.
    * `0` disables the cache (a request re-sent after its result was sent then
    * runs again). Requests still running are never started twice, whatever this is.
-   * @default 1000
+   * @default 1000 ({@link DEFAULT_RESULT_CACHE_SIZE})
    */
   resultCacheSize?: number;
+  /**
+   * Most bytes of results (encoded replies) the result cache keeps; the
+   * oldest go first. A reply larger than this is not kept. `0` disables the cache.
+   * @default 64 MiB ({@link DEFAULT_RESULT_CACHE_BYTES})
+   */
+  resultCacheBytes?: number;
+  /**
+   * How long a result stays in the cache, in ms: it is forgotten between
+   * this and 9/8 of this after the call ended (one timer per server, and
+   * only while results are kept). `Infinity`: no age limit.
+   * @default 300000 (5 minutes, {@link DEFAULT_RESULT_CACHE_AGE})
+   */
+  resultCacheAge?: number;
+  /**
+   * Most calls and signals waiting or running at once (running ones, those
+   * waiting for a `concurrency` slot, and requests of a burst not yet looked
+   * at). Beyond it a call is answered with {@link RpcBusyError} at once (the
+   * method does not run; a re-sent call already known is still answered)
+   * and a signal is dropped (`warning` event). An integer >= 1 or `Infinity`.
+   * @default 10000 ({@link DEFAULT_MAX_PENDING_CALLS})
+   */
+  maxPending?: number;
   /** Largest request accepted and reply sent, in bytes (prefix included). @default 16 MiB */
   maxPayload?: number;
 }
+
+/** Default {@link RpcServerOptions.resultCacheSize}: 1000 results. */
+export const DEFAULT_RESULT_CACHE_SIZE = 1000;
+/** Default {@link RpcServerOptions.resultCacheBytes}: 64 MiB. */
+export const DEFAULT_RESULT_CACHE_BYTES = 64 * 1024 * 1024;
+/** Default {@link RpcServerOptions.resultCacheAge}: 5 minutes (in ms). */
+export const DEFAULT_RESULT_CACHE_AGE = 5 * 60_000;
+/** Default {@link RpcServerOptions.maxPending}: 10,000 calls waiting or running. */
+export const DEFAULT_MAX_PENDING_CALLS = 10_000;
 
 /** Options of {@link RpcServer.register}. */
 export interface RpcRegisterOptions {
@@ -202,6 +233,12 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   readonly concurrency: number;
   /** See {@link RpcServerOptions.resultCacheSize}. */
   readonly resultCacheSize: number;
+  /** See {@link RpcServerOptions.resultCacheBytes}. */
+  readonly resultCacheBytes: number;
+  /** See {@link RpcServerOptions.resultCacheAge}. */
+  readonly resultCacheAge: number;
+  /** See {@link RpcServerOptions.maxPending}. */
+  readonly maxPending: number;
   private readonly messaging: RpcTransport;
   private readonly limits: { maxPayload: number };
   private readonly objects = new Map<string, Registered>();
@@ -228,9 +265,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   };
   private closed = false;
   private readonly unhook: () => void;
+  private readonly onMessagingClose = (): void => this.close();
 
   /**
    * @throws {InvalidOptionsError} unknown option or invalid value.
+   * @throws {ClosedError} `messaging` is closed.
    */
   constructor(messaging: RpcTransport, options?: RpcServerOptions) {
     super();
@@ -241,17 +280,33 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         transferExceptions: is.boolean(),
         concurrency: integerOrInfinity(1),
         resultCacheSize: is.integer(0),
+        resultCacheBytes: is.integer(0),
+        resultCacheAge: integerOrInfinity(1),
+        maxPending: integerOrInfinity(1),
         maxPayload: is.integer(64),
       },
-      { transferExceptions: true, concurrency: Infinity, resultCacheSize: 1000, maxPayload: DEFAULT_MAX_PAYLOAD },
+      {
+        transferExceptions: true,
+        concurrency: Infinity,
+        resultCacheSize: DEFAULT_RESULT_CACHE_SIZE,
+        resultCacheBytes: DEFAULT_RESULT_CACHE_BYTES,
+        resultCacheAge: DEFAULT_RESULT_CACHE_AGE,
+        maxPending: DEFAULT_MAX_PENDING_CALLS,
+        maxPayload: DEFAULT_MAX_PAYLOAD,
+      },
     );
+    if (messaging.closed) throw new ClosedError('RpcServer: the messaging is closed');
     this.transferExceptions = o.transferExceptions;
     this.concurrency = o.concurrency;
     this.resultCacheSize = o.resultCacheSize;
-    this.calls = new CallRegistry(o.resultCacheSize);
+    this.resultCacheBytes = o.resultCacheBytes;
+    this.resultCacheAge = o.resultCacheAge;
+    this.maxPending = o.maxPending;
+    this.calls = new CallRegistry(o.resultCacheSize, o.resultCacheBytes, o.resultCacheAge);
     this.limits = { maxPayload: o.maxPayload };
     this.messaging = messaging;
     this.unhook = messaging.addReceiveHook(REQUEST_PREFIX, (_connId, ident, message) => this.receive(ident, message));
+    messaging.on('close', this.onMessagingClose);
   }
 
   /** Invocations running now (async ones until they settle). */
@@ -262,6 +317,16 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** Invocations waiting for a `concurrency` slot. */
   get queued(): number {
     return this.queue.length;
+  }
+
+  /** Results kept in the result cache now. */
+  get cachedResults(): number {
+    return this.calls.kept;
+  }
+
+  /** Bytes of the results kept in the result cache now (at most {@link resultCacheBytes}). */
+  get cachedResultBytes(): number {
+    return this.calls.bytes;
   }
 
   /** Names of the registered objects. */
@@ -293,13 +358,15 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   /**
    * Stops serving: unhooks from messaging, answers queued calls with a
-   * `ClosedError` exception, and drops the replies of calls still running.
+   * `ClosedError` exception, drops the replies of calls still running, and
+   * forgets the result cache. Called by itself when the messaging closes.
    * Idempotent.
    */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.unhook();
+    this.messaging.off('close', this.onMessagingClose);
     for (const job of this.queue.drain()) {
       if (job.reqId !== undefined) {
         this.replyError(job.ident, job.reqId, 'ClosedError', 'RPC server closed', ErrorCode.CLOSED);
@@ -329,8 +396,18 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       this.onRequest(ident, message);
       return;
     }
+    // At maxPending: answered (refused, or from the cache) now rather than queued.
+    if (this.pendingCount() >= this.maxPending) {
+      this.onRequest(ident, message);
+      return;
+    }
     this.backlog.push({ ident, message });
     if (!this.backlogScheduled) this.scheduleBacklog();
+  }
+
+  /** Calls and signals running, waiting for a slot, or not yet looked at (see maxPending). */
+  private pendingCount(): number {
+    return this.runningCount + this.queue.length + this.backlog.length;
   }
 
   private scheduleBacklog(): void {
@@ -390,6 +467,12 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       const text = `'${req.object}' has no method '${req.method}'`;
       if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcUnknownMethodError', text, ErrorCode.RPC_UNKNOWN_METHOD);
       else this.warn(`signal ignored: ${text}`, callInfo(ident, req));
+      return;
+    }
+    if (this.pendingCount() >= this.maxPending) {
+      const text = `server busy: ${this.maxPending} calls waiting or running (maxPending); '${req.object}.${req.method}' did not run`;
+      if (req.command === 'call') this.replyError(ident, req.reqId!, 'RpcBusyError', text, ErrorCode.RPC_BUSY);
+      else this.warn(`signal dropped: ${text}`, callInfo(ident, req));
       return;
     }
     const isSignalMethod = registered.signals.has(req.method);

@@ -9,6 +9,8 @@ import type { RpcBadRequestError, SnakeMQError } from '../errors.js';
 export interface RpcTransport {
   /** This peer's own identity. */
   readonly identity: string;
+  /** Whether `close()` was called: an RpcServer or RpcClient refuses to start on a closed transport. */
+  readonly closed: boolean;
   /**
    * Queues `message` for `ident`. A message with TTL 0 is dropped at once when
    * `ident` is not connected: its {@link Delivery} promises reject and `drop`
@@ -25,10 +27,13 @@ export interface RpcTransport {
     matcher: string | Uint8Array | RegExp,
     handler: (connId: number, ident: string, message: Message) => void,
   ): () => void;
+  /** `close()` was called: RPC objects on it close at once (pending calls reject with `ClosedError`). */
+  on(event: 'close', fn: () => void): unknown;
   on(event: 'connect', fn: (connId: number, ident: string) => void): unknown;
   on(event: 'disconnect', fn: (connId: number, ident: string) => void): unknown;
   /** A message left its queue undelivered (as {@link Delivery} promises reject: the same reasons). */
   on(event: 'drop', fn: (ident: string, message: Message, reason: SnakeMQError) => void): unknown;
+  off(event: 'close', fn: () => void): unknown;
   off(event: 'connect', fn: (connId: number, ident: string) => void): unknown;
   off(event: 'disconnect', fn: (connId: number, ident: string) => void): unknown;
   off(event: 'drop', fn: (ident: string, message: Message, reason: SnakeMQError) => void): unknown;

@@ -14,6 +14,7 @@ interface FakeEvents {
   disconnect: (connId: number, ident: string) => void;
   message: (connId: number, ident: string, message: Message) => void;
   drop: (ident: string, message: Message, reason: SnakeMQError) => void;
+  close: () => void;
 }
 
 export class FakeDelivery implements Delivery {
@@ -74,6 +75,13 @@ export class FakeMessaging extends EventEmitter<FakeEvents> implements RpcTransp
 
   get hookCount(): number {
     return this.hooks.length;
+  }
+
+  /** Like `Messaging.close()`: `closed` at once, the `close` event before anything else. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.emit('close');
   }
 
   send(ident: string, message: Message): Delivery {
