@@ -4,9 +4,12 @@
  * Generates a throw-away CA and certificates for bob and alice with the
  * system `openssl` in a temp dir (falls back to test/fixtures/tls when there
  * is no openssl). bob listens on tls:// and asks for a client certificate;
- * alice connects with hers. Each side reads the verified peer certificate
- * from ConnectionInfo.tls and checks that its CN is the identity the peer
- * announced. Then mallory, who has no client certificate, is turned away.
+ * alice connects with hers. Both use the `authorize: certificateIdentity()`
+ * policy: a peer may take an identity only if it is the CN (or a DNS subject
+ * alternative name) of its verified certificate, checked when it identifies,
+ * before any of its messages is read. Then trudy, who has a certificate
+ * from the CA (alice's) but claims to be carol, is refused; and mallory, who
+ * has no client certificate, is turned away by TLS itself.
  *
  *   npx tsx examples/tls.ts
  *
@@ -17,7 +20,7 @@ import { writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Link, Packeter, Messaging, Message, type TlsOptions } from '../lib/index.js';
+import { Link, Packeter, Messaging, Message, certificateIdentity, type TlsOptions } from '../lib/index.js';
 import { deadline, ROOT } from './support/processes.js';
 
 deadline(40_000);
@@ -55,16 +58,13 @@ try {
   /** A peer whose connections must carry a certificate for the identity they announce. */
   function peer(ident: string) {
     const link = new Link();
-    const messaging = new Messaging(ident, new Packeter(link));
+    const messaging = new Messaging(ident, new Packeter(link), { authorize: certificateIdentity() });
     messaging.on('connect', (connId, remote) => {
       const tls = link.connection(connId)?.tls;
       const cn = tls && 'subject' in tls.peerCertificate ? tls.peerCertificate.subject.CN : undefined;
       log(ident, `${remote} connected over ${tls?.protocol} (${tls?.cipher}); peer certificate CN=${cn}, verified: ${tls?.authorized}`);
-      if (cn !== remote) {
-        log(ident, `identity "${remote}" does not match the certificate: closing`);
-        void link.close(connId);
-      }
     });
+    messaging.on('protocolError', (_connId, error) => log(ident, `refused a peer: ${error.name} (${error.code}): ${error.message}`));
     return { link, messaging };
   }
 
@@ -89,6 +89,17 @@ try {
   alice.link.addConnector(url, { tls: await tlsOf('alice') });
   alice.messaging.send('bob', new Message('hi bob, over mutual TLS'));
   await answered;
+
+  // --- trudy got hold of alice's certificate (signed by the CA) and claims to be carol
+  const trudy = new Link();
+  const impostor = new Messaging('carol', new Packeter(trudy));
+  const unauthorized = new Promise<void>((resolve) => {
+    bob.messaging.once('protocolError', () => resolve());
+  });
+  impostor.send('bob', new Message('hi bob, carol here')); // never delivered
+  trudy.addConnector(url, { tls: await tlsOf('alice') });
+  await unauthorized;
+  await impostor.close(); // also stops its reconnect attempts
 
   // --- mallory trusts the CA but has no certificate of her own --------------
   const mallory = new Link();
