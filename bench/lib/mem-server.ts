@@ -28,6 +28,7 @@
 import net from 'node:net';
 import { InvalidOptionsError, Link, Messaging, Packeter } from '../../lib/index.js';
 import * as api from '../../lib/index.js';
+import { linkWithMaxConnections } from './link-options.js';
 import { cliArgs, fullGc, onCommand, report, settledMemory, type Msg } from './proc.js';
 import {
   ACK1_PACKET,
@@ -91,18 +92,8 @@ function findGraceOption(ms: number): string | null {
   return null;
 }
 
-/** A Link that accepts 20,000 connections when it has a `maxConnections` option. */
-function makeLink(): { link: Link; maxConnections: number | 'no option' } {
-  try {
-    return { link: new Link({ maxConnections: 20_000 } as api.LinkOptions), maxConnections: 20_000 };
-  } catch (error) {
-    if (!(error instanceof InvalidOptionsError)) throw error;
-    return { link: new Link(), maxConnections: 'no option' };
-  }
-}
-
 async function startSnakemq(): Promise<Record<string, unknown>> {
-  const { link, maxConnections } = makeLink();
+  const { link, maxConnections } = linkWithMaxConnections(20_000);
   const graceMs = args.has('grace-ms') ? Number(args.get('grace-ms')) : null;
   const graceOption = graceMs !== null ? findGraceOption(graceMs) : null;
   const options: api.MessagingOptions = { acknowledgements: ack };
