@@ -1,5 +1,6 @@
 /**
- * Runs the benchmarks one after another: `npm run bench [-- NAME…]`.
+ * Runs the benchmarks one after another: `npm run bench [-- NAME…]`
+ * (throughput: messaging, storage, rpc; memory: connections, identities).
  *
  * Each benchmark is a script of its own (bench/NAME.ts) run in a child
  * process; the JSON lines it prints go to stdout, anything else it prints
@@ -22,8 +23,11 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
-/** In running order; a script that does not exist (yet) is skipped. */
-const BENCHMARKS = ['messaging', 'storage', 'rpc'];
+/**
+ * In running order; a script that does not exist (yet) is skipped. The soak
+ * (bench/soak.ts, 3 minutes) is not here: `npm run soak`.
+ */
+const BENCHMARKS = ['messaging', 'storage', 'rpc', 'connections', 'identities'];
 
 const names = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const passOn = process.argv.slice(2).filter((a) => a.startsWith('--'));
