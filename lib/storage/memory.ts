@@ -18,7 +18,7 @@ interface MemoryQueue {
  * (`durable` is `false`). Use it in tests, or when messages only need to
  * survive a reconnection, not a restart. It has the same semantics as
  * {@link SqliteQueuesStorage} (queue order, remove by uuid, `updateTtl`,
- * `awaySince`, `ClosedError` after `close()`); changes apply at once and the
+ * `awaySince`, `forget`, `ClosedError` after `close()`); changes apply at once and the
  * returned promises resolve on the next microtask. Buffers are copied in and
  * out, so callers may reuse theirs.
  */
@@ -30,14 +30,17 @@ export class MemoryQueuesStorage implements QueuesStorage {
   private closed = false;
 
   /**
-   * Every queue that has messages or a non-null `awaySince`, messages oldest
-   * first. Rejects with `ClosedError` after `close()`.
+   * Every queue that holds messages, messages oldest first; queues without
+   * messages are forgotten. Rejects with `ClosedError` after `close()`.
    */
   load(): Promise<StoredQueue[]> {
     if (this.closed) return closedPromise();
     const out: StoredQueue[] = [];
     for (const [ident, q] of this.queues) {
-      if (q.messages.size === 0 && q.awaySince === null) continue;
+      if (q.messages.size === 0) {
+        this.queues.delete(ident);
+        continue;
+      }
       const messages = [...q.messages.values()].map(copyMessage);
       out.push({ ident, messages, awaySince: q.awaySince });
     }
@@ -101,6 +104,15 @@ export class MemoryQueuesStorage implements QueuesStorage {
     const q = this.queue(ident);
     q.awaySince = awaySince;
     this.prune(ident, q);
+    return Promise.resolve();
+  }
+
+  /** Forgets queue `ident` (its `awaySince`) if it holds no messages; one that does is left as it is. */
+  forget(ident: string): Promise<void> {
+    const problem = this.check(checkIdent(ident));
+    if (problem) return problem;
+    ident = wellFormed(ident);
+    if (this.queues.get(ident)?.messages.size === 0) this.queues.delete(ident);
     return Promise.resolve();
   }
 

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { promises as fsp } from 'node:fs';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import sqlite3 from 'sqlite3';
 import type { Database, RunResult, Statement } from 'sqlite3';
 import {
@@ -7,6 +8,8 @@ import {
   InvalidArgumentError,
   SnakeMQError,
   StorageError,
+  StorageIdentityError,
+  StorageLockedError,
   StorageSchemaError,
 } from '../errors.js';
 import { createLogger } from '../util/log.js';
@@ -35,8 +38,9 @@ export interface SqliteStorageOptions {
    */
   durability?: SqliteDurability;
   /**
-   * How long (ms) to wait for a lock held by another connection to the same
-   * file (e.g. a tool reading it) before failing with `SQLITE_BUSY`.
+   * How long (ms) `open` waits for the file's lock when another process (or
+   * another storage of this process) holds it, before failing with
+   * `StorageLockedError`: a storage holds its file exclusively while open.
    * @default 5000
    */
   busyTimeout?: number;
@@ -49,6 +53,22 @@ export interface SqliteStorageOptions {
    * @default null
    */
   maxPageCount?: number | null;
+  /**
+   * The identity of the Messaging that will use the storage, or `null` not
+   * to check it. Recorded in the file at the first open with an identity;
+   * opening the file later with another identity fails with
+   * `StorageIdentityError` (its queues were stored for messages sent under
+   * the recorded name), unless {@link allowIdentityChange} is set.
+   * @default null
+   */
+  identity?: string | null;
+  /**
+   * Open a file recorded for another identity anyway, and record
+   * {@link identity} in its place: the messages it holds will be sent under
+   * the new name.
+   * @default false
+   */
+  allowIdentityChange?: boolean;
 }
 
 /** Default of {@link SqliteStorageOptions.durability}. */
@@ -57,10 +77,16 @@ export const DEFAULT_SQLITE_DURABILITY: SqliteDurability = 'process';
 export const DEFAULT_SQLITE_BUSY_TIMEOUT = 5000;
 /** Default of {@link SqliteStorageOptions.maxPageCount}: no limit of ours. */
 export const DEFAULT_SQLITE_MAX_PAGE_COUNT: number | null = null;
+/** Default of {@link SqliteStorageOptions.identity}: not checked. */
+export const DEFAULT_SQLITE_IDENTITY: string | null = null;
+/** Default of {@link SqliteStorageOptions.allowIdentityChange}. */
+export const DEFAULT_SQLITE_ALLOW_IDENTITY_CHANGE = false;
 /** `PRAGMA application_id` of a snakemq-ts storage file: `'SMQT'` as a big-endian 32-bit number. */
 export const SQLITE_APPLICATION_ID = 0x534d5154;
 /** `PRAGMA user_version` of the schema this build reads and writes. */
-export const SQLITE_SCHEMA_VERSION = 1;
+export const SQLITE_SCHEMA_VERSION = 2;
+/** Schema versions this build opens; older ones are upgraded at open. */
+const READABLE_SCHEMA_VERSIONS: readonly number[] = [1, SQLITE_SCHEMA_VERSION];
 
 /** Counters of a {@link SqliteQueuesStorage}, since it was opened. */
 export interface SqliteStorageStats {
@@ -74,6 +100,10 @@ export interface SqliteStorageStats {
   readonly rowsInserted: number;
   /** Message rows deleted (by committed transactions). */
   readonly rowsDeleted: number;
+  /** Transactions tried a second time after a full disk (and a checkpoint that gave space back). */
+  readonly retriedTransactions: number;
+  /** `wal_checkpoint(TRUNCATE)` runs that completed (after a failure, or when idle with a grown WAL). */
+  readonly checkpoints: number;
 }
 
 /** The SQLite settings in effect on a storage's connection, as read back by {@link SqliteQueuesStorage.settings}. */
@@ -96,6 +126,9 @@ type Stats = { -readonly [K in keyof SqliteStorageStats]: SqliteStorageStats[K] 
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 
+/** Added by schema version 2: key 'identity' is the owning identity. */
+const META_SCHEMA = 'CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID;';
+
 const SCHEMA = `
 CREATE TABLE messages (
   seq INTEGER PRIMARY KEY,
@@ -110,6 +143,7 @@ CREATE TABLE queues (
   ident TEXT PRIMARY KEY NOT NULL,
   away_since INTEGER
 );
+${META_SCHEMA}
 PRAGMA application_id = ${SQLITE_APPLICATION_ID};
 PRAGMA user_version = ${SQLITE_SCHEMA_VERSION};
 `;
@@ -137,6 +171,19 @@ const PACKED_MAX_BYTES = 2 ** OFFSET_BITS - 1;
 const INSERT_ROWS = 4096;
 /** Entries per DELETE / TTL / away statement, at most. */
 const CHUNK = 8192;
+/**
+ * Estimated WAL bytes written since the last checkpoint at which an idle
+ * storage truncates the WAL: SQLite's own checkpoints (every 1000 pages) never
+ * give the file's space back, which on a small disk leaves none for the
+ * database to grow into.
+ */
+const IDLE_CHECKPOINT_BYTES = 1024 * 1024;
+/** Rough WAL cost of a transaction (its commit frame, b-tree interior pages) and of one row. */
+const TRANSACTION_WAL_BYTES = 8192;
+const ROW_WAL_BYTES = 64;
+
+/** Files (real paths) opened by a storage of this process: see {@link lockKey}. */
+const openFiles = new Set<string>();
 
 const SQL = {
   /**
@@ -174,8 +221,14 @@ const SQL = {
     'FROM json_each(?1) AS j WHERE true ON CONFLICT (ident) DO UPDATE SET away_since = excluded.away_since',
   /** ?1 JSON [ident, …]. */
   awayDelete: 'DELETE FROM queues WHERE ident IN (SELECT value FROM json_each(?1))',
+  /** ?1 JSON [ident, …]: only queues without messages. */
+  forget:
+    'DELETE FROM queues WHERE ident IN (SELECT value FROM json_each(?1)) ' +
+    'AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.queue = queues.ident)',
 } as const;
 type StatementName = keyof typeof SQL;
+/** Run by load(), outside the batches. */
+const SQL_PRUNE = 'DELETE FROM queues WHERE NOT EXISTS (SELECT 1 FROM messages WHERE messages.queue = queues.ident)';
 
 interface PendingInsert {
   readonly ident: string;
@@ -194,6 +247,9 @@ interface PendingInsert {
  * applying the calls one by one: a remove cancels a push of the same batch, a
  * TTL update is folded into a push of the same batch, and DELETE/UPDATE (run
  * before the INSERTs) therefore only need to reach rows committed earlier.
+ * Forgets run last: a call on a forgotten queue other than `setAwaySince`
+ * (which overrides the forget) starts the next batch, so a forget is the last
+ * call on its queue in a batch.
  */
 class Batch {
   readonly inserts: PendingInsert[] = [];
@@ -204,6 +260,8 @@ class Batch {
   /** ident -> uuid (latin1) -> new ttl */
   readonly ttls = new Map<string, Map<string, { uuid: Buffer; ttl: number | null }>>();
   readonly away = new Map<string, number | null>();
+  /** Idents to forget if they hold no messages once the rest of the batch applied. */
+  readonly forgets = new Set<string>();
   calls = 0;
   readonly promise: Promise<void>;
   resolve!: () => void;
@@ -242,8 +300,19 @@ class Batch {
  * transaction resolve after its COMMIT; if it fails it is rolled back and all
  * of them reject with a `StorageError` whose `cause` is the SQLite error
  * (`cause.code`, e.g. `'SQLITE_FULL'`). Calls apply in call order. Buffers
- * passed in must not be modified until their promise settles. Only one
- * process should use a given file at a time.
+ * passed in must not be modified until their promise settles.
+ *
+ * A full disk: a transaction that fails with `SQLITE_FULL` is tried once more
+ * after a `wal_checkpoint(TRUNCATE)` gave the WAL's space back; while writes
+ * keep failing, each transaction starts with such a checkpoint, so writes
+ * succeed again as soon as there is room. An idle storage also truncates a WAL
+ * that grew (about 1 MiB).
+ *
+ * One process, one storage per file: the file is locked (SQLite's exclusive
+ * locking mode, a lock the kernel drops when the process dies, even by
+ * `kill -9`) for as long as the storage is open, and a second `open` fails
+ * with `StorageLockedError`. Other tools cannot read the file meanwhile. The
+ * owning identity can be recorded in the file (option `identity`).
  */
 export class SqliteQueuesStorage implements QueuesStorage {
   /** Always `true`: resolved writes survive a restart (see {@link SqliteDurability}). */
@@ -252,6 +321,8 @@ export class SqliteQueuesStorage implements QueuesStorage {
   readonly path: string;
   /** The durability mode in effect. */
   readonly durability: SqliteDurability;
+  /** The identity recorded in the file (`null`: none was ever given). */
+  readonly identity: string | null;
 
   private readonly db: Database;
   private readonly statements = new Map<StatementName, Statement>();
@@ -261,17 +332,30 @@ export class SqliteQueuesStorage implements QueuesStorage {
     statements: 0,
     rowsInserted: 0,
     rowsDeleted: 0,
+    retriedTransactions: 0,
+    checkpoints: 0,
   };
+  /** Estimated bytes written to the WAL since the last checkpoint of ours. */
+  private walBytes = 0;
+  /** A write failed: checkpoint before the next one (to give the WAL's space back). */
+  private checkpointDue = false;
   /** The batch collecting calls, not started yet. */
   private pending: Batch | null = null;
   /** Tail of the serial job chain (transactions, loads, close); never rejects. */
   private tail: Promise<void> = Promise.resolve();
   private closing: Promise<void> | null = null;
 
-  private constructor(db: Database, path: string, durability: SqliteDurability) {
+  private constructor(
+    db: Database,
+    path: string,
+    durability: SqliteDurability,
+    identity: string | null,
+    private readonly key: string,
+  ) {
     this.db = db;
     this.path = path;
     this.durability = durability;
+    this.identity = identity;
   }
 
   /**
@@ -282,8 +366,14 @@ export class SqliteQueuesStorage implements QueuesStorage {
    * - `InvalidOptionsError` / `InvalidArgumentError` for bad options or path;
    * - `StorageSchemaError` if the file is not an SQLite database, or is one of
    *   another application or schema version (the file is left untouched);
+   * - `StorageLockedError` if another process, or another storage of this
+   *   process, has the file open (after waiting `busyTimeout`);
+   * - `StorageIdentityError` if the file was recorded for another identity
+   *   than `options.identity` (and `allowIdentityChange` is not set);
    * - `StorageError` if it cannot be opened for writing (read-only file or
    *   directory, permissions, I/O error; `cause` is the underlying error).
+   *
+   * A version-1 file (of an earlier build) is upgraded to the current schema.
    */
   static async open(path: string, options?: SqliteStorageOptions): Promise<SqliteQueuesStorage> {
     const opts = validateOptions<Required<SqliteStorageOptions>>(
@@ -296,11 +386,15 @@ export class SqliteQueuesStorage implements QueuesStorage {
           v === null || (Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 0xfffffffe)
             ? undefined
             : 'must be null or an integer in [1, 4294967294]',
+        identity: (v) => (v === null || typeof v === 'string' ? undefined : 'must be null or a string'),
+        allowIdentityChange: is.boolean(),
       },
       {
         durability: DEFAULT_SQLITE_DURABILITY,
         busyTimeout: DEFAULT_SQLITE_BUSY_TIMEOUT,
         maxPageCount: DEFAULT_SQLITE_MAX_PAGE_COUNT,
+        identity: DEFAULT_SQLITE_IDENTITY,
+        allowIdentityChange: DEFAULT_SQLITE_ALLOW_IDENTITY_CHANGE,
       },
     );
     if (typeof path !== 'string' || path === '' || path === ':memory:') {
@@ -308,25 +402,36 @@ export class SqliteQueuesStorage implements QueuesStorage {
         'SqliteQueuesStorage: path must be a file path (use MemoryQueuesStorage for memory)',
       );
     }
-    // SQLite only reads a foreign file until its first write, but we look at
-    // the header ourselves so that nothing of ours ever touches such a file.
-    await checkHeader(path);
-    const db = await openDatabase(path);
+    const key = await lockKey(path);
+    // POSIX locks belong to the process, and closing any descriptor of the file
+    // (checkHeader's) drops them all: a second open in this process must not
+    // get that far.
+    if (openFiles.has(key)) throw new StorageLockedError(`storage ${path} is already open in this process`);
+    openFiles.add(key);
+    let db: Database | null = null;
     try {
+      // SQLite only reads a foreign file until its first write, but we look at
+      // the header ourselves so that nothing of ours ever touches such a file.
+      await checkHeader(path);
+      await checkWritable(path);
+      db = await openDatabase(path);
       db.configure('busyTimeout', opts.busyTimeout);
+      await lockFile(db, path);
       await requireFeatures(db);
       await all(db, `PRAGMA synchronous = ${opts.durability === 'power' ? 'FULL' : 'NORMAL'}`);
       if (opts.durability === 'power') await all(db, 'PRAGMA fullfsync = ON');
-      await ensureSchema(db, path);
+      const wanted = opts.identity === null ? null : wellFormed(opts.identity);
+      const identity = await ensureSchema(db, path, wanted, opts.allowIdentityChange);
       // Random uuids make the (queue, uuid) index hot: keep it in cache.
       await all(db, 'PRAGMA cache_size = -16384');
       await all(db, 'PRAGMA journal_size_limit = 67108864');
       if (opts.maxPageCount !== null) await all(db, `PRAGMA max_page_count = ${opts.maxPageCount}`);
       await run(db, 'CREATE TEMP TABLE smq_ttl (uuid BLOB PRIMARY KEY NOT NULL, ttl REAL) WITHOUT ROWID');
-      log(`opened ${path} (durability ${opts.durability})`);
-      return new SqliteQueuesStorage(db, path, opts.durability);
+      log(`opened ${path} (durability ${opts.durability}, identity ${JSON.stringify(identity)})`);
+      return new SqliteQueuesStorage(db, path, opts.durability, identity, key);
     } catch (err) {
-      await closeDatabase(db).catch(noop);
+      if (db) await closeDatabase(db).catch(noop);
+      openFiles.delete(key);
       throw toStorageError(err, `cannot open storage ${path}`);
     }
   }
@@ -361,8 +466,9 @@ export class SqliteQueuesStorage implements QueuesStorage {
   }
 
   /**
-   * Every queue that has messages or a non-null `awaySince`, messages in push
-   * order. Sees every write issued before it.
+   * Every queue that holds messages, messages in push order. Sees every write
+   * issued before it. Queues without messages are forgotten (their rows
+   * deleted, best effort: not on a full disk).
    */
   load(): Promise<StoredQueue[]> {
     if (this.closing) return closedPromise();
@@ -375,7 +481,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
     if (problem) return problem;
     ident = wellFormed(ident);
     const identJson = JSON.stringify(ident);
-    const b = this.batch();
+    const b = this.batchFor(ident);
     for (const m of messages) {
       const p: PendingInsert = {
         ident,
@@ -397,7 +503,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
     const problem = this.check(checkIdent(ident) ?? checkUuids(uuids));
     if (problem) return problem;
     ident = wellFormed(ident);
-    const b = this.batch();
+    const b = this.batchFor(ident);
     if (uuids.length === 0) return b.promise;
     let deletes = b.deletes.get(ident);
     if (!deletes) b.deletes.set(ident, (deletes = new Map()));
@@ -422,7 +528,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
     const problem = this.check(checkIdent(ident) ?? checkTtlEntries(entries));
     if (problem) return problem;
     ident = wellFormed(ident);
-    const b = this.batch();
+    const b = this.batchFor(ident);
     if (entries.length === 0) return b.promise;
     let ttls = b.ttls.get(ident);
     if (!ttls) b.ttls.set(ident, (ttls = new Map()));
@@ -439,8 +545,23 @@ export class SqliteQueuesStorage implements QueuesStorage {
   setAwaySince(ident: string, awaySince: number | null): Promise<void> {
     const problem = this.check(checkIdent(ident) ?? checkAwaySince(awaySince));
     if (problem) return problem;
+    ident = wellFormed(ident);
     const b = this.batch();
-    b.away.set(wellFormed(ident), awaySince);
+    b.away.set(ident, awaySince);
+    // The state it sets is the same whether the forget before it deleted the row or not.
+    b.forgets.delete(ident);
+    return b.promise;
+  }
+
+  /**
+   * Deletes the row of queue `ident` if it holds no messages once the calls
+   * made before this one applied; a queue with messages is left as it is.
+   */
+  forget(ident: string): Promise<void> {
+    const problem = this.check(checkIdent(ident));
+    if (problem) return problem;
+    const b = this.batch();
+    b.forgets.add(wellFormed(ident));
     return b.promise;
   }
 
@@ -467,6 +588,12 @@ export class SqliteQueuesStorage implements QueuesStorage {
     return result;
   }
 
+  /** The batch for a call on queue `ident` other than setAwaySince: a new one if the pending one forgets it. */
+  private batchFor(ident: string): Batch {
+    if (this.pending?.forgets.has(ident)) this.pending = null;
+    return this.batch();
+  }
+
   private batch(): Batch {
     let b = this.pending;
     if (!b) {
@@ -482,29 +609,61 @@ export class SqliteQueuesStorage implements QueuesStorage {
   private async commit(batch: Batch): Promise<void> {
     if (this.pending === batch) this.pending = null;
     const started = performance.now();
+    // Space may be free again: give the WAL's back before it is written to.
+    if (this.checkpointDue) await this.checkpoint();
     try {
-      const wrote = await this.write(batch);
+      let wrote: boolean;
+      try {
+        wrote = await this.write(batch);
+      } catch (err) {
+        // SQLITE_FULL means nothing was committed, so the batch can be tried again.
+        if (sqliteCode(err) !== 'SQLITE_FULL' || !(await this.checkpoint())) throw err;
+        this.counters.retriedTransactions++;
+        log(`transaction of ${batch.calls} calls hit a full disk; retrying after a checkpoint`);
+        wrote = await this.write(batch);
+      }
       if (wrote && log.enabled) {
         log(`committed ${batch.calls} calls in ${(performance.now() - started).toFixed(1)} ms`);
       }
       batch.resolve();
     } catch (err) {
       this.counters.failedTransactions++;
+      this.checkpointDue = true;
       const error = toStorageError(err, 'storage transaction failed');
       log(`transaction of ${batch.calls} calls failed: ${error.message}`);
       batch.reject(error);
+    }
+    if (this.pending === null && this.walBytes >= IDLE_CHECKPOINT_BYTES) await this.checkpoint();
+  }
+
+  /** `wal_checkpoint(TRUNCATE)`: whether it completed (the WAL is empty and its space given back). */
+  private async checkpoint(): Promise<boolean> {
+    try {
+      const [row] = await all<{ busy: number }>(this.db, 'PRAGMA wal_checkpoint(TRUNCATE)');
+      if (row?.busy) return false;
+      this.counters.checkpoints++;
+      this.walBytes = 0;
+      this.checkpointDue = false;
+      return true;
+    } catch (err) {
+      log(`checkpoint failed: ${(err as Error).message}`);
+      return false;
     }
   }
 
   /** Writes a batch in one transaction; false when it reduced to nothing. */
   private async write(b: Batch): Promise<boolean> {
     const inserts = b.inserts.filter((p) => !p.cancelled);
-    if (inserts.length === 0 && b.deletes.size === 0 && b.ttls.size === 0 && b.away.size === 0) return false;
+    if (inserts.length === 0 && b.deletes.size === 0 && b.ttls.size === 0 && b.away.size === 0 && b.forgets.size === 0) {
+      return false;
+    }
     let deleted = 0;
+    let rows = 0;
     await run(this.db, 'BEGIN IMMEDIATE');
     try {
       for (const [ident, byUuid] of b.deletes) {
         const uuids = [...byUuid.values()];
+        rows += uuids.length;
         for (let at = 0; at < uuids.length; at += CHUNK) {
           const blob = Buffer.concat(uuids.slice(at, at + CHUNK));
           deleted += await this.exec('delete', [ident, blob]);
@@ -512,6 +671,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
       }
       for (const [ident, byUuid] of b.ttls) {
         const entries = [...byUuid.values()];
+        rows += entries.length;
         for (let at = 0; at < entries.length; at += CHUNK) {
           const chunk = entries.slice(at, at + CHUNK);
           const json = `[${chunk.map((e) => `[${exactNumber(e.ttl)}]`).join(',')}]`;
@@ -528,15 +688,22 @@ export class SqliteQueuesStorage implements QueuesStorage {
         await this.exec('awayDelete', [JSON.stringify(gone.slice(at, at + CHUNK))]);
       }
       for (let at = 0; at < set.length; at += CHUNK) {
-        const rows = set
+        const values = set
           .slice(at, at + CHUNK)
           .map(([ident, since]) => `[${JSON.stringify(ident)},${exactNumber(since)}]`);
-        await this.exec('awaySet', [`[${rows.join(',')}]`]);
+        await this.exec('awaySet', [`[${values.join(',')}]`]);
+      }
+      const forgets = [...b.forgets];
+      for (let at = 0; at < forgets.length; at += CHUNK) {
+        await this.exec('forget', [JSON.stringify(forgets.slice(at, at + CHUNK))]);
       }
       await run(this.db, 'COMMIT');
       this.counters.transactions++;
       this.counters.rowsInserted += inserted;
       this.counters.rowsDeleted += deleted;
+      let bytes = TRANSACTION_WAL_BYTES + (rows + away.length + forgets.length) * ROW_WAL_BYTES;
+      for (const p of inserts) bytes += ROW_WAL_BYTES + p.data.length;
+      this.walBytes += bytes;
       return true;
     } catch (err) {
       // SQLite may have rolled back already (e.g. on SQLITE_FULL); then this fails harmlessly.
@@ -611,6 +778,11 @@ export class SqliteQueuesStorage implements QueuesStorage {
     let rows: Row[];
     let away: { ident: string; away_since: number | null }[];
     try {
+      await run(this.db, SQL_PRUNE);
+    } catch (err) {
+      log(`cannot forget queues without messages: ${(err as Error).message}`);
+    }
+    try {
       await run(this.db, 'BEGIN');
       try {
         rows = await all<Row>(this.db, 'SELECT queue, uuid, data, flags, ttl FROM messages ORDER BY seq');
@@ -630,7 +802,6 @@ export class SqliteQueuesStorage implements QueuesStorage {
     for (const { ident, away_since } of away) {
       const q = queues.get(ident);
       if (q) q.awaySince = away_since;
-      else queues.set(ident, { ident, messages: [], awaySince: away_since });
     }
     return [...queues.values()];
   }
@@ -645,6 +816,8 @@ export class SqliteQueuesStorage implements QueuesStorage {
       log(`closed ${this.path}`);
     } catch (err) {
       throw toStorageError(err, `cannot close storage ${this.path}`);
+    } finally {
+      openFiles.delete(this.key);
     }
   }
 }
@@ -701,8 +874,68 @@ async function checkHeader(path: string): Promise<void> {
   }
 }
 
-/** Checks that the file is ours (or empty: then creates the schema) and writable. */
-async function ensureSchema(db: Database, path: string): Promise<void> {
+/**
+ * SQLite opens a file it may not write read-only, and then cannot take the
+ * write lock (an I/O error): say what is wrong instead.
+ */
+async function checkWritable(path: string): Promise<void> {
+  try {
+    await fsp.access(path, fsConstants.W_OK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new StorageError(`cannot open storage ${path}: the file is read-only`, { cause: err });
+  }
+}
+
+/**
+ * The key of `path` in {@link openFiles}: its real path (the directory's for a
+ * file yet to be created), so that two spellings of one file meet.
+ */
+async function lockKey(path: string): Promise<string> {
+  const absolute = resolve(path);
+  try {
+    return await fsp.realpath(absolute);
+  } catch {
+    const dir = await fsp.realpath(dirname(absolute)).catch(() => dirname(absolute));
+    return join(dir, basename(absolute));
+  }
+}
+
+/**
+ * Takes the file's lock for as long as the connection lives. In exclusive
+ * locking mode SQLite keeps every lock it took; BEGIN EXCLUSIVE takes the
+ * strongest one at once, so of two processes opening a new file at the same
+ * time one wins, rather than both taking shared locks and waiting on each
+ * other. WAL mode entered afterwards keeps its index in the process's memory
+ * (no -shm file). The lock is the kernel's (fcntl), released when the process
+ * dies however it dies: nothing stale to clean up after a kill -9.
+ */
+async function lockFile(db: Database, path: string): Promise<void> {
+  await all(db, 'PRAGMA locking_mode = EXCLUSIVE');
+  try {
+    await run(db, 'BEGIN EXCLUSIVE');
+    await run(db, 'COMMIT');
+  } catch (err) {
+    await run(db, 'ROLLBACK').catch(noop);
+    const code = sqliteCode(err);
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+      throw new StorageLockedError(`storage ${path} is in use by another process`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Checks that the file is ours (or empty: then creates the schema) and
+ * writable, upgrades a version-1 file, and checks or records the identity.
+ * Returns the identity recorded in the file.
+ */
+async function ensureSchema(
+  db: Database,
+  path: string,
+  identity: string | null,
+  allowIdentityChange: boolean,
+): Promise<string | null> {
   const state = await schemaState(db);
   if (state === 'foreign') throw foreignError(path, await describe(db));
   // Switching to WAL writes the header, so only after the file was found to be ours or empty.
@@ -719,17 +952,39 @@ async function ensureSchema(db: Database, path: string): Promise<void> {
       await exec(db, SCHEMA);
       log(`created schema version ${SQLITE_SCHEMA_VERSION} in ${path}`);
     } else {
+      if (now === 1) {
+        await exec(db, META_SCHEMA);
+        log(`upgraded ${path} from schema version 1 to ${SQLITE_SCHEMA_VERSION}`);
+      }
       // A write, so a read-only file fails here rather than at the first push.
       await run(db, `PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
     }
+    const [row] = await all<{ value: unknown }>(db, "SELECT value FROM meta WHERE key = 'identity'");
+    const stored = typeof row?.value === 'string' ? row.value : null;
+    let recorded = stored;
+    if (identity !== null && identity !== stored) {
+      if (stored !== null && !allowIdentityChange) {
+        throw new StorageIdentityError(
+          `storage ${path} belongs to identity ${JSON.stringify(stored)}, not ${JSON.stringify(identity)} ` +
+            '(its messages were queued under that name; allowIdentityChange to take them over)',
+          stored,
+          identity,
+        );
+      }
+      await all(db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('identity', ?)", [identity]);
+      if (stored !== null) log(`${path}: identity changed from ${JSON.stringify(stored)} to ${JSON.stringify(identity)}`);
+      recorded = identity;
+    }
     await run(db, 'COMMIT');
+    return recorded;
   } catch (err) {
     await run(db, 'ROLLBACK').catch(noop);
     throw err;
   }
 }
 
-async function schemaState(db: Database): Promise<'empty' | 'ours' | 'foreign'> {
+/** `'empty'`, `'foreign'`, or the schema version of a file of ours. */
+async function schemaState(db: Database): Promise<'empty' | 'foreign' | number> {
   const [{ application_id: appId } = { application_id: 0 }] = await all<{ application_id: number }>(
     db,
     'PRAGMA application_id',
@@ -740,9 +995,11 @@ async function schemaState(db: Database): Promise<'empty' | 'ours' | 'foreign'> 
   );
   const tables = await all<{ name: string }>(db, "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'");
   if (appId === 0 && version === 0 && tables.length === 0) return 'empty';
-  if (appId !== SQLITE_APPLICATION_ID || version !== SQLITE_SCHEMA_VERSION) return 'foreign';
+  if (appId !== SQLITE_APPLICATION_ID || !READABLE_SCHEMA_VERSIONS.includes(version)) return 'foreign';
   const names = new Set(tables.map((t) => t.name));
-  return names.has('messages') && names.has('queues') && names.has('messages_queue_uuid') ? 'ours' : 'foreign';
+  const ours =
+    names.has('messages') && names.has('queues') && names.has('messages_queue_uuid') && (version === 1 || names.has('meta'));
+  return ours ? version : 'foreign';
 }
 
 async function describe(db: Database): Promise<string> {
@@ -762,6 +1019,10 @@ function foreignError(path: string, found: string): StorageSchemaError {
   return new StorageSchemaError(
     `${path} is not a snakemq-ts storage of this version (found ${found}, want ${want} with its tables)`,
   );
+}
+
+function sqliteCode(err: unknown): unknown {
+  return (err as { code?: unknown } | null)?.code;
 }
 
 function toStorageError(err: unknown, what: string): SnakeMQError {

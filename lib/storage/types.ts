@@ -39,7 +39,11 @@ export interface StoredQueue {
 export interface QueuesStorage {
   /** Whether data survives a restart of the process (false for the memory storage). */
   readonly durable: boolean;
-  /** Loads every stored queue, messages in order. */
+  /**
+   * Loads every stored queue that holds messages, messages in order. Queues
+   * without messages are not returned (their state, e.g. `awaySince`, is
+   * dropped as by {@link QueuesStorage.forget}).
+   */
   load(): Promise<StoredQueue[]>;
   /** Appends messages to the end of a queue. */
   push(ident: string, messages: readonly StoredMessage[]): Promise<void>;
@@ -49,6 +53,13 @@ export interface QueuesStorage {
   updateTtl(ident: string, entries: readonly { uuid: Buffer; ttl: number | null }[]): Promise<void>;
   /** Records since when a queue's peer has been away (`null`: connected now). */
   setAwaySince(ident: string, awaySince: number | null): Promise<void>;
+  /**
+   * Forgets queue `ident` if it holds no messages (once the calls made before
+   * it applied): its stored state (`awaySince`) is removed, so that nothing of
+   * an identity that left with nothing queued stays in the storage. A queue
+   * that still holds messages is left as it is. Batched like the other calls.
+   */
+  forget(ident: string): Promise<void>;
   /** Flushes pending writes and closes. Idempotent. */
   close(): Promise<void>;
 }

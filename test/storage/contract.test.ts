@@ -108,6 +108,7 @@ describe.each(impls)('QueuesStorage contract: $name', (impl) => {
 
   it('records awaySince', async () => {
     const s = await make();
+    await s.push('gone', [msg(2)]);
     await s.setAwaySince('gone', 1_700_000_000_123);
     await s.push('here', [msg(1)]);
     await s.setAwaySince('here', 1_700_000_000_000);
@@ -115,13 +116,84 @@ describe.each(impls)('QueuesStorage contract: $name', (impl) => {
     await s.setAwaySince('never', null);
     expect(plain(await s.load())).toEqual(
       plain([
-        { ident: 'gone', awaySince: 1_700_000_000_123, messages: [] },
+        { ident: 'gone', awaySince: 1_700_000_000_123, messages: [msg(2)] },
         { ident: 'here', awaySince: null, messages: [msg(1)] },
       ]),
     );
     await s.setAwaySince('gone', null);
     await s.setAwaySince('here', 5.25);
-    expect(plain(await s.load())).toEqual(plain([{ ident: 'here', awaySince: 5.25, messages: [msg(1)] }]));
+    expect(plain(await s.load())).toEqual(
+      plain([
+        { ident: 'gone', awaySince: null, messages: [msg(2)] },
+        { ident: 'here', awaySince: 5.25, messages: [msg(1)] },
+      ]),
+    );
+  });
+
+  it('does not load queues that hold no messages, and forgets them', async () => {
+    const s = await make();
+    await s.setAwaySince('left', 1_700_000_000_000);
+    await s.push('drained', [msg(1)]);
+    await s.setAwaySince('drained', 1_700_000_000_001);
+    await s.remove('drained', [uuid(1)]);
+    expect(await s.load()).toEqual([]);
+    // The state was dropped: a message queued later counts from a fresh awaySince.
+    await s.push('left', [msg(2)]);
+    await s.push('drained', [msg(3)]);
+    expect(plain(await s.load())).toEqual(
+      plain([
+        { ident: 'drained', awaySince: null, messages: [msg(3)] },
+        { ident: 'left', awaySince: null, messages: [msg(2)] },
+      ]),
+    );
+  });
+
+  it('forgets a queue without messages, and leaves one with messages as it is', async () => {
+    const s = await make();
+    await s.setAwaySince('idle', 100);
+    await s.push('busy', [msg(1)]);
+    await s.setAwaySince('busy', 200);
+    await Promise.all([s.forget('idle'), s.forget('busy'), s.forget('unknown')]);
+    await s.push('idle', [msg(2)]);
+    expect(plain(await s.load())).toEqual(
+      plain([
+        { ident: 'busy', awaySince: 200, messages: [msg(1)] },
+        { ident: 'idle', awaySince: null, messages: [msg(2)] },
+      ]),
+    );
+    await s.remove('busy', [uuid(1)]);
+    await s.forget('busy');
+    await s.push('busy', [msg(3)]);
+    expect(plain(await s.load()).map((q) => (q as { ident: string; awaySince: unknown }).awaySince)).toEqual([null, null]);
+  });
+
+  it('applies forget in call order within one tick', async () => {
+    const s = await make();
+    await s.push('a', [msg(1)]);
+    await s.setAwaySince('a', 10);
+    await Promise.all([s.setAwaySince('b', 20), s.setAwaySince('c', 30), s.setAwaySince('d', 40), s.push('d', [msg(9)])]);
+    await Promise.all([
+      s.remove('a', [uuid(1)]),
+      s.forget('a'), // empty by now: forgotten
+      s.push('a', [msg(2)]), // after the forget: a fresh queue
+      s.forget('b'),
+      s.setAwaySince('b', 21), // after the forget: kept
+      s.push('c', [msg(3)]),
+      s.forget('c'), // holds a message: kept as it is
+      s.remove('d', [uuid(9)]),
+      s.forget('d'),
+      s.forget('d'),
+    ]);
+    await s.push('b', [msg(4)]);
+    await s.push('d', [msg(5)]);
+    expect(plain(await s.load())).toEqual(
+      plain([
+        { ident: 'a', awaySince: null, messages: [msg(2)] },
+        { ident: 'b', awaySince: 21, messages: [msg(4)] },
+        { ident: 'c', awaySince: 30, messages: [msg(3)] },
+        { ident: 'd', awaySince: null, messages: [msg(5)] },
+      ]),
+    );
   });
 
   it('applies calls of one tick in call order', async () => {
@@ -183,6 +255,7 @@ describe.each(impls)('QueuesStorage contract: $name', (impl) => {
       ['remove uuid', () => s.remove('q', [Buffer.alloc(3)])],
       ['ttl entry', () => s.updateTtl('q', [{ uuid: uuid(1), ttl: NaN }])],
       ['awaySince', () => s.setAwaySince('q', NaN)],
+      ['forget ident', () => s.forget(null as unknown as string)],
     ];
     for (const [what, call] of bad) {
       await expect(call(), what).rejects.toBeInstanceOf(InvalidArgumentError);
@@ -219,10 +292,13 @@ describe.each(impls)('QueuesStorage contract: $name', (impl) => {
         const uuids = some();
         pending.push(s.remove(ident, uuids));
         await model.remove(ident, uuids);
-      } else if (r < 90) {
+      } else if (r < 85) {
         const entries = some().map((u) => ({ uuid: u, ttl: rand(4) === 0 ? null : rand(1000) / 16 }));
         pending.push(s.updateTtl(ident, entries));
         await model.updateTtl(ident, entries);
+      } else if (r < 92) {
+        pending.push(s.forget(ident));
+        await model.forget(ident);
       } else {
         const since = rand(2) === 0 ? null : 1000 + rand(1000);
         pending.push(s.setAwaySince(ident, since));
@@ -249,6 +325,7 @@ describe.each(impls)('QueuesStorage contract: $name', (impl) => {
       ['remove', () => s.remove('q', [uuid(1)])],
       ['updateTtl', () => s.updateTtl('q', [{ uuid: uuid(1), ttl: 1 }])],
       ['setAwaySince', () => s.setAwaySince('q', 1)],
+      ['forget', () => s.forget('q')],
     ];
     for (const [what, call] of calls) {
       await expect(call(), what).rejects.toBeInstanceOf(ClosedError);

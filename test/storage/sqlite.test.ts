@@ -237,7 +237,7 @@ describe('SqliteQueuesStorage: failures', () => {
     await withRawDb(newer, (db) => db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION + 1}`));
     const err = await SqliteQueuesStorage.open(newer).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StorageSchemaError);
-    expect(String((err as Error).message)).toMatch(/user_version 2/);
+    expect(String((err as Error).message)).toMatch(new RegExp(`found .*user_version ${SQLITE_SCHEMA_VERSION + 1}`));
 
     const mangled = await dbPath('mangled.db');
     await (await SqliteQueuesStorage.open(mangled)).close();
@@ -258,7 +258,7 @@ describe('SqliteQueuesStorage: failures', () => {
     expect((await stat(path)).size).toBeGreaterThan(0);
   });
 
-  it('rejects opening a read-only file with StorageError (SQLITE_READONLY), file unchanged', async () => {
+  it('rejects opening a read-only file with StorageError (EACCES), file unchanged', async () => {
     const dir = await tempDir();
     const path = join(dir, 'queues.db');
     const s = await SqliteQueuesStorage.open(path);
@@ -273,7 +273,7 @@ describe('SqliteQueuesStorage: failures', () => {
       stage: 'open',
       name: 'StorageError',
       code: 'SMQ_ERR_STORAGE',
-      causeCode: 'SQLITE_READONLY',
+      causeCode: 'EACCES',
     });
     expect((await readFile(path)).equals(before)).toBe(true);
   });
