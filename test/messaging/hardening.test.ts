@@ -42,6 +42,7 @@ function rawSocket(port: number): Promise<net.Socket> {
     const s = net.connect(port, '127.0.0.1');
     sockets.push(s);
     s.on('error', () => undefined);
+    s.resume(); // read, so that the listener's close is seen
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
@@ -132,14 +133,19 @@ describe('connections that never identify', () => {
     t.on('error', () => undefined);
     const http = await rawSocket(portOf(url));
     http.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    await vi.waitFor(() => expect(errors).toHaveLength(2));
+    await vi.waitFor(() => expect(errors).toHaveLength(2), { timeout: 10_000 });
     t.destroy();
     expect(errors.some((e) => e instanceof TlsError)).toBe(true);
     expect(errors.some((e) => e instanceof NotSnakeMQPeerError)).toBe(true);
   });
 
   it('a connector to something that is not snakeMQ hears why on handshakeFailed', async () => {
-    const server = net.createServer((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    const accepted = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      accepted.add(s);
+      s.on('close', () => accepted.delete(s));
+      s.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     try {
       const alice = createPeer('alice');
@@ -151,6 +157,7 @@ describe('connections that never identify', () => {
       expect(error).toBeInstanceOf(NotSnakeMQPeerError);
     } finally {
       await closeAllPeers();
+      for (const a of accepted) a.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     }
   });
@@ -165,6 +172,7 @@ describe('identity claims', () => {
     bob.messaging.on('connect', (c) => connects.push(c));
     bob.messaging.on('disconnect', (c) => disconnects.push(c));
     const stale = await plain(portOf(url), 'alice', { answerPing: false });
+    stale.sendFrame(16, Buffer.from([1, 0, 0, 0, 1])); // acknowledged mode, and it never acknowledges
     await vi.waitFor(() => expect(connects).toHaveLength(1));
     // Sent to the stale connection and lost with it: must be re-sent on the new one.
     bob.messaging.send('alice', 'queued for alice');

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import {
   QueueFullError,
   type SnakeMQError,
 } from '../../lib/errors.js';
-import { closeAllPeers, collect, connectPair, createPeer, delay, fastReconnect, waitEvent, type TestPeer } from '../helpers/peers.js';
+import { closeAllPeers, collect, connectPair, createPeer, fastReconnect, waitEvent, type TestPeer } from '../helpers/peers.js';
 import { PlainPeer } from '../helpers/plain-peer.js';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures', 'tls');
@@ -172,9 +172,10 @@ describe('Messaging over real sockets', () => {
     const url = await bob.link.addListener('tcp://127.0.0.1:0');
     const peer = await PlainPeer.connect(portOf(url), 'lively');
     plainPeers.push(peer);
-    await delay(600);
+    // Several PING rounds, each answered: the connection stays.
+    await peer.until(() => peer.closed || peer.frames.filter((f) => f.type === 4).length >= 4);
     expect(peer.closed).toBe(false);
-    expect(peer.frames.filter((f) => f.type === 4).length).toBeGreaterThan(1);
+    expect(bob.messaging.connectedPeers()).toEqual(['lively']);
   });
 
   const badInputs: [string, (p: PlainPeer) => void, new (...a: never[]) => SnakeMQError][] = [
@@ -425,7 +426,7 @@ describe('Messaging over real sockets', () => {
     plainPeers.push(peer);
     peer.sendFrame(16, Buffer.from([1, 0, 0, 0, 1]));
     await waitEvent(bob.messaging, 'connect');
-    await delay(50);
+    // EXTENSIONS went first on the same socket: bob is in acknowledged mode when the ACK arrives.
     peer.sendFrame(17, Buffer.from([0, 0, 0, 5]));
     await peer.until(() => peer.closed);
     expect((await error)[1]).toBeInstanceOf(ProtocolError);
@@ -445,9 +446,15 @@ describe('Messaging over real sockets', () => {
     const alice = createPeer('alice');
     const dropped: string[] = [];
     bob.messaging.on('drop', (_i, m) => dropped.push(m.data.toString()));
-    bob.messaging.send('alice', new Message('short', { ttl: 1 }));
-    bob.messaging.send('alice', new Message('long', { ttl: 60 }));
-    await delay(1200);
+    // The away time is measured on the wall clock: queue the messages 1.2 s "ago" instead of waiting.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() - 1200);
+      bob.messaging.send('alice', new Message('short', { ttl: 1 }));
+      bob.messaging.send('alice', new Message('long', { ttl: 60 }));
+    } finally {
+      vi.useRealTimers();
+    }
     const got = collect(alice.messaging, 1);
     await connectPair(bob, alice);
     expect((await got)[0]!.data).toBe('long');
@@ -569,7 +576,6 @@ describe('Messaging over real sockets', () => {
     clearInterval(ticker);
     expect(inOrder).toBe(true);
     expect(ticks).toBeGreaterThan(0);
-    for (let i = 0; i < 400 && alice.messaging.queueLength('bob') > 0; i++) await delay(50);
-    expect(alice.messaging.queueLength('bob')).toBe(0);
+    await vi.waitFor(() => expect(alice.messaging.queueLength('bob')).toBe(0), { timeout: 20_000 });
   }, 60_000);
 });

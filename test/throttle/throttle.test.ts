@@ -4,7 +4,7 @@ import { ClosedError, InvalidOptionsError, UnknownConnectionError, type SnakeMQE
 import { Link } from '../../lib/link/index.js';
 import type { ConnectionInfo } from '../../lib/link/types.js';
 import { Throttle } from '../../lib/throttle/index.js';
-import { Recorder, Sink, nextEvent, resourceCounts, sleep, waitUntil } from '../link/helpers.js';
+import { Recorder, Sink, nextEvent, resourceCounts, waitUntil } from '../link/helpers.js';
 
 let closers: (() => Promise<void>)[] = [];
 
@@ -111,13 +111,14 @@ describe('Throttle', () => {
 
   it('arms no timer while sends fit in the bucket', async () => {
     const { throttle, sendId, recvId, sink } = await setup(1_000_000, 100_000);
+    let written = 0;
     for (let i = 0; i < 10; i++) {
-      expect(throttle.send(sendId, Buffer.alloc(1000, i))).toBe(true);
+      expect(throttle.send(sendId, Buffer.alloc(1000, i), () => written++)).toBe(true);
       expect(throttle.activeTimers).toBe(0);
       expect(throttle.throttledConnections).toBe(0);
     }
-    await waitUntil(() => sink.length(recvId) === 10_000);
-    await sleep(50);
+    await waitUntil(() => sink.length(recvId) === 10_000 && written === 10);
+    // Every write completed (nothing left to schedule): still no timer.
     expect(throttle.activeTimers).toBe(0);
     expect(throttle.isWritable(sendId)).toBe(true);
   });
