@@ -57,13 +57,19 @@ export class QueueEntry implements Delivery {
   packetId = 0;
   /** Sequence number in its queue once written detached (then kept by the entries re-made from its frame), else 0. */
   seq = 0;
-  /** Where a detached entry (or one re-made from a detached frame) learns or tells its fate. */
-  tracker: DeliveryTracker | null = null;
+  /**
+   * Its queue's tracker, through the epoch it was detached in (see
+   * {@link TrackerRef}), or the tracker's root before: where a detached entry
+   * (or one re-made from a detached frame) learns or tells its fate, and
+   * where pending `written()` promises are counted.
+   */
+  private ref: TrackerRef;
   private bits: number;
   private extra: Extra | null = null;
   private msg: Message | null;
 
-  private constructor(ident: string, data: Buffer, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, msg: Message | null, persisted: boolean) {
+  private constructor(ref: TrackerRef, ident: string, data: Buffer, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, msg: Message | null, persisted: boolean) {
+    this.ref = ref;
     this.ident = ident;
     this.data = data;
     this.flags = flags;
@@ -74,15 +80,15 @@ export class QueueEntry implements Delivery {
     this.msg = msg;
   }
 
-  /** An entry for a caller's Message (which it keeps: `message` is that object). */
-  static of(ident: string, message: Message, ttl: number | null, persisted = false): QueueEntry {
-    return new QueueEntry(ident, message.data, message.flags, message.uuidSource, message.uuidOffset, ttl, message, persisted);
+  /** An entry of the queue `tracker` belongs to, for a caller's Message (which it keeps: `message` is that object). */
+  static of(ident: string, message: Message, ttl: number | null, persisted: boolean, tracker: DeliveryTracker): QueueEntry {
+    return new QueueEntry(tracker.root, ident, message.data, message.flags, message.uuidSource, message.uuidOffset, ttl, message, persisted);
   }
 
-  /** An entry for bare data: a fresh uuid, no flags, no TTL limit; the Message is made only if asked for. */
-  static ofData(ident: string, data: Buffer): QueueEntry {
+  /** An entry of the queue `tracker` belongs to, for bare data: a fresh uuid, no flags, no TTL limit; the Message is made only if asked for. */
+  static ofData(ident: string, data: Buffer, tracker: DeliveryTracker): QueueEntry {
     const off = reserveUuid();
-    return new QueueEntry(ident, data, 0, currentUuidPool(), off, DEFAULT_TTL, null, true);
+    return new QueueEntry(tracker.root, ident, data, 0, currentUuidPool(), off, DEFAULT_TTL, null, true);
   }
 
   /**
@@ -94,9 +100,8 @@ export class QueueEntry implements Delivery {
   static ofFrame(ident: string, buf: Buffer, view: DataView, start: number, end: number, seq: number, tracker: DeliveryTracker): QueueEntry {
     const wire = view.getUint32(start + 17);
     const flags = (view.getUint32(start + 21) & ~FLAG_RESENT) >>> 0;
-    const entry = new QueueEntry(ident, buf.subarray(start + 25, end), flags, view, start + 1, wire === WIRE_TTL_INFINITE ? null : wire, null, true);
+    const entry = new QueueEntry(tracker.root, ident, buf.subarray(start + 25, end), flags, view, start + 1, wire === WIRE_TTL_INFINITE ? null : wire, null, true);
     entry.seq = seq;
-    entry.tracker = tracker;
     entry.bits |= RESENT;
     return entry;
   }
@@ -116,15 +121,20 @@ export class QueueEntry implements Delivery {
    * sequence number, dropped which), asked when somebody looks.
    */
   detach(tracker: DeliveryTracker, seq: number): void {
-    this.tracker = tracker;
+    this.ref = tracker.epochFor(seq);
     this.seq = seq;
     this.bits |= DETACHED;
+  }
+
+  /** Its queue's {@link DeliveryTracker}. */
+  get tracker(): DeliveryTracker {
+    return this.ref.tracker;
   }
 
   /** A detached entry catches up with what its tracker knows. */
   private sync(): void {
     if ((this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null) return;
-    const tracker = this.tracker!;
+    const tracker = this.ref.tracker;
     const reason = tracker.dropReasonOf(this.seq);
     if (reason !== null) this.drop(reason);
     else if (this.seq <= tracker.ackedSeq) this.markDelivered();
@@ -200,16 +210,9 @@ export class QueueEntry implements Delivery {
 
   written(): Promise<void> {
     if (this.bits & DETACHED) this.sync();
-    if (!(this.bits & STAGE_WRITTEN) && this.extra?.waiters[1] == null && this.extra?.dropReason == null) QueueEntry.writtenWaiters++;
+    if (!(this.bits & STAGE_WRITTEN) && this.extra?.waiters[1] == null && this.extra?.dropReason == null) this.ref.tracker.writtenWaiters++;
     return this.wait(1, STAGE_WRITTEN);
   }
-
-  /**
-   * @internal How many entries have a pending `written()` promise: while none
-   * has (and nobody listens to `sent`), Messaging does not track writes of
-   * acknowledged-mode messages one by one.
-   */
-  static writtenWaiters = 0;
 
   delivered(): Promise<void> {
     return this.wait(2, STAGE_DELIVERED);
@@ -227,24 +230,24 @@ export class QueueEntry implements Delivery {
 
   /** @internal */
   markDelivered(): void {
-    if (this.extra === null && this.tracker === null) {
+    if (this.extra === null && this.seq === 0) {
       this.bits |= STAGE_WRITTEN | STAGE_DELIVERED;
       return;
     }
     this.reach(1, STAGE_WRITTEN);
     this.reach(2, STAGE_DELIVERED);
     // Made again from a detached frame: the detached entry learns it from the tracker.
-    if (this.tracker !== null && (this.bits & DETACHED) === 0) this.tracker.acked(this.seq);
+    if (this.seq !== 0 && (this.bits & DETACHED) === 0) this.ref.tracker.acked(this.seq);
   }
 
   /** @internal Ends the entry undelivered; pending promises of unreached stages reject. */
   drop(reason: SnakeMQError): void {
     if ((this.bits & STAGE_DELIVERED) !== 0 || this.extra?.dropReason != null) return;
-    if (this.tracker !== null && (this.bits & DETACHED) === 0) this.tracker.dropped(this.seq, this.seq, reason);
+    if (this.seq !== 0 && (this.bits & DETACHED) === 0) this.ref.tracker.dropped(this.seq, this.seq, reason);
     const extra = (this.extra ??= { dropReason: null, waiters: [null, null, null] });
     extra.dropReason = reason;
     const w = extra.waiters;
-    if (w[1] !== null) QueueEntry.writtenWaiters--;
+    if (w[1] !== null) this.ref.tracker.writtenWaiters--;
     extra.waiters = [null, null, null];
     for (let i = 0; i < 3; i++) w[i]?.reject(reason);
   }
@@ -267,7 +270,7 @@ export class QueueEntry implements Delivery {
     let d = extra.waiters[slot];
     if (d === null) {
       d = extra.waiters[slot] = deferred();
-      if (detached) this.tracker!.watch(this, slot === 1);
+      if (detached) this.ref.tracker.watch(this, slot === 1);
     }
     return d.promise;
   }
@@ -278,7 +281,7 @@ export class QueueEntry implements Delivery {
     const d = this.extra?.waiters[slot];
     if (d) {
       this.extra!.waiters[slot] = null;
-      if (slot === 1) QueueEntry.writtenWaiters--;
+      if (slot === 1) this.ref.tracker.writtenWaiters--;
       d.resolve();
     }
   }
@@ -288,6 +291,23 @@ interface DropRange {
   from: number;
   to: number;
   reason: SnakeMQError;
+}
+
+/** Detached entries per epoch (see {@link TrackerRef}): one WeakRef per this many messages. */
+const EPOCH_SIZE = 1024;
+
+/**
+ * How an entry refers to its queue's {@link DeliveryTracker}. Entries not
+ * detached share the tracker's `root`; detached ones are handed out in
+ * epochs of {@link EPOCH_SIZE}: an epoch that was garbage-collected (the
+ * tracker holds old epochs through WeakRefs only) means no Delivery of its
+ * messages is left to ask about their fate, which is how the tracker knows
+ * which drop records it may forget. @internal
+ */
+export class TrackerRef {
+  /** Lowest sequence number detached into this epoch. */
+  minSeq = Infinity;
+  constructor(readonly tracker: DeliveryTracker) {}
 }
 
 /**
@@ -313,19 +333,28 @@ class WatchList {
     this.sorted = true;
   }
 
-  /** The entry numbered `seq`, if watched (binary search). */
-  find(seq: number): QueueEntry | undefined {
+  /** Calls `fn` on every watched entry numbered `from` to `to` (binary search to the first). */
+  each(from: number, to: number, fn: (e: QueueEntry) => void): void {
     if (!this.sorted) this.sort();
     const items = this.items;
     let lo = this.head;
     let hi = items.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (items[mid]!.seq < seq) lo = mid + 1;
+      if (items[mid]!.seq < from) lo = mid + 1;
       else hi = mid;
     }
-    const e = items[lo];
-    return e !== undefined && e.seq === seq ? e : undefined;
+    for (let i = lo; i < items.length; i++) {
+      const e = items[i]!;
+      if (e.seq > to) break;
+      fn(e);
+    }
+  }
+
+  /** Lowest sequence number watched, or Infinity. */
+  get lowest(): number {
+    if (!this.sorted) this.sort();
+    return this.head < this.items.length ? this.items[this.head]!.seq : Infinity;
   }
 
   /** Takes entries off the front while `done` holds for them (or they are settled), calling `settle` on the unsettled. */
@@ -354,19 +383,60 @@ class WatchList {
  * entries: Messaging keeps only their frames, see `QueueEntry.detach`). They
  * are numbered in write order, which is also the order in which they leave
  * the queue, so that "acknowledged" is one number; drops are rare (only after
- * a reconnect, or at close) and kept as ranges. Entries with pending promises
- * are watched, in order. @internal
+ * a reconnect, or at close) and kept as sorted ranges (binary search; a run
+ * of one kind is one range, in whatever order it comes). Entries with
+ * pending promises are watched, in order.
+ *
+ * Drop records are forgotten once no Delivery can ask about them: a
+ * detached entry asks only while the application holds it, and it holds its
+ * epoch ({@link TrackerRef}); a record entirely below the lowest sequence
+ * number of any epoch still alive (the current one included) can never be
+ * asked about again. Entries not yet detached never ask, and one that is
+ * detached later carries a sequence number that was not dropped (a dropped
+ * message leaves its queue). @internal
  */
 export class DeliveryTracker {
   /** Every detached message numbered up to this one was acknowledged (unless dropped). */
   ackedSeq = 0;
+  /**
+   * How many entries of this queue have a pending `written()` promise:
+   * while none has (and nobody listens to `sent`), Messaging does not track
+   * writes of acknowledged-mode messages one by one, and lets entries go
+   * once written (detached). Per queue, so one queue's (or one Messaging's)
+   * waiting caller changes nothing for the others.
+   */
+  writtenWaiters = 0;
+  /** The reference of entries not detached (never collected while the tracker lives; asks nothing). */
+  readonly root: TrackerRef = new TrackerRef(this);
   /** Packets up to this id were written on the current connection... */
   private sentId = 0;
   /** ...of those from this id on (the first detached one written on it). */
   private sentFloor = Infinity;
+  /** Non-overlapping, sorted by `from`. */
   private readonly drops: DropRange[] = [];
+  /** `drops.length` after the last prune: the next one comes when it doubled, or at an epoch's turn. */
+  private prunedAt = 0;
+  private epoch: TrackerRef = new TrackerRef(this);
+  private epochLeft = EPOCH_SIZE;
+  /** Older epochs, oldest first; collected ones are removed at each prune. */
+  private epochs: WeakRef<TrackerRef>[] = [];
+  /** `epochs.length` after the last prune: the next one comes when it doubled. */
+  private liveEpochs = 0;
   private readonly deliverWatch = new WatchList();
   private readonly writeWatch = new WatchList();
+
+  /** The epoch an entry detached now with sequence number `seq` refers to. */
+  epochFor(seq: number): TrackerRef {
+    if (--this.epochLeft < 0) {
+      this.epochs.push(new WeakRef(this.epoch));
+      this.epoch = new TrackerRef(this);
+      this.epochLeft = EPOCH_SIZE - 1;
+      if (this.epochs.length >= 2 * this.liveEpochs + 16) this.prune();
+    }
+    const epoch = this.epoch;
+    if (seq < epoch.minSeq) epoch.minSeq = seq;
+    return epoch;
+  }
 
   /** A detached message was written in packet `packetId` on the current connection. */
   wrote(packetId: number): void {
@@ -403,30 +473,89 @@ export class DeliveryTracker {
     this.writeWatch.popWhile(done, deliver);
   }
 
-  /** The messages numbered `from` to `to` left their queue undelivered. */
+  /** The messages numbered `from` to `to` left their queue undelivered (each number is dropped at most once). */
   dropped(from: number, to: number, reason: SnakeMQError): void {
-    const last = this.drops[this.drops.length - 1];
-    // Drops come in runs (an overflowing queue, a close): one range for a run of one kind.
-    if (last !== undefined && last.to === from - 1 && last.reason.constructor === reason.constructor) last.to = to;
-    else this.drops.push({ from, to, reason });
-    for (let seq = from; seq <= to; seq++) {
-      this.deliverWatch.find(seq)?.drop(reason);
-      this.writeWatch.find(seq)?.drop(reason);
+    const drops = this.drops;
+    // Where it goes: after the last range that starts before it.
+    let lo = 0;
+    let hi = drops.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (drops[mid]!.from < from) lo = mid + 1;
+      else hi = mid;
     }
+    const prev = lo > 0 ? drops[lo - 1]! : undefined;
+    const next = drops[lo];
+    const kind = reason.constructor;
+    // Drops come in runs (an overflowing queue, a close): one range for a run of one kind.
+    if (prev !== undefined && prev.to === from - 1 && prev.reason.constructor === kind) {
+      prev.to = to;
+      if (next !== undefined && next.from === to + 1 && next.reason.constructor === kind) {
+        prev.to = next.to;
+        drops.splice(lo, 1);
+      }
+    } else if (next !== undefined && next.from === to + 1 && next.reason.constructor === kind) {
+      next.from = from;
+    } else if (lo === drops.length) drops.push({ from, to, reason });
+    else drops.splice(lo, 0, { from, to, reason });
+    const drop = (e: QueueEntry): void => e.drop(reason);
+    this.deliverWatch.each(from, to, drop);
+    this.writeWatch.each(from, to, drop);
+    if (drops.length >= 2 * this.prunedAt + 16) this.prune();
   }
 
   /** Why the message numbered `seq` was dropped, or null. */
   dropReasonOf(seq: number): SnakeMQError | null {
-    for (let i = this.drops.length - 1; i >= 0; i--) {
-      const r = this.drops[i]!;
-      if (seq >= r.from && seq <= r.to) return r.reason;
+    const drops = this.drops;
+    // The last range starting at or before seq.
+    let lo = 0;
+    let hi = drops.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (drops[mid]!.from <= seq) lo = mid + 1;
+      else hi = mid;
     }
-    return null;
+    const r = lo > 0 ? drops[lo - 1]! : undefined;
+    return r !== undefined && seq <= r.to ? r.reason : null;
   }
 
   /** A detached entry has a pending promise (of being written, when `written`; else of delivery). */
   watch(entry: QueueEntry, written: boolean): void {
     (written ? this.writeWatch : this.deliverWatch).add(entry);
+  }
+
+  /**
+   * @internal Lowest sequence number a Delivery may still ask about: that of
+   * the epochs not collected (and of watched entries, which hold theirs).
+   * Forgets the collected epochs.
+   */
+  lowestAskable(): number {
+    let low = Math.min(this.epoch.minSeq, this.deliverWatch.lowest, this.writeWatch.lowest);
+    const live: WeakRef<TrackerRef>[] = [];
+    for (const ref of this.epochs) {
+      const epoch = ref.deref();
+      if (epoch === undefined) continue;
+      live.push(ref);
+      if (epoch.minSeq < low) low = epoch.minSeq;
+    }
+    this.epochs = live;
+    this.liveEpochs = live.length;
+    return low;
+  }
+
+  /** @internal Drop ranges kept (for tests and memory checks). */
+  get dropRanges(): number {
+    return this.drops.length;
+  }
+
+  /** Forgets the drop records below {@link lowestAskable} (and the collected epochs). */
+  prune(): void {
+    const low = this.lowestAskable();
+    const drops = this.drops;
+    let n = 0;
+    while (n < drops.length && drops[n]!.to < low) n++;
+    if (n > 0) drops.splice(0, n);
+    this.prunedAt = drops.length;
   }
 }
 

@@ -430,7 +430,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     let stored = false;
     if (message instanceof Message) {
       stored = (message.flags & FLAG_PERSISTENT) !== 0 && this.storage !== null;
-      entry = QueueEntry.of(ident, message, message.ttl, !stored);
+      entry = QueueEntry.of(ident, message, message.ttl, !stored, queue.tracker);
       if (message.ttl === 0 && queue.conn === null) {
         if (queue.count === 0) this.markIdle(queue);
         this.dropEntry(entry, new MessageExpiredError(`message ${message.id} has TTL 0 and ${ident} is not connected`));
@@ -438,7 +438,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       }
     } else {
       // Bare data: one object per send, no Message unless someone asks for it.
-      entry = QueueEntry.ofData(ident, toBuffer(message));
+      entry = QueueEntry.ofData(ident, toBuffer(message), queue.tracker);
     }
     const cost = entry.cost;
     if (queue.count >= this.options.maxQueueMessages || queue.bytes + cost > this.options.maxQueueBytes) this.makeRoom(queue, entry);
@@ -719,7 +719,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       for (const sm of sq.messages) {
         if (early.has(sm.uuid.toString('latin1'))) continue;
         const msg = new Message(sm.data, { uuid: sm.uuid, flags: sm.flags, ttl: sm.ttl });
-        const entry = QueueEntry.of(sq.ident, msg, sm.ttl);
+        const entry = QueueEntry.of(sq.ident, msg, sm.ttl, false, queue.tracker);
         entry.stored = true;
         entry.resent = true;
         entry.markPersisted();
@@ -859,7 +859,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       const offset = packeter.allocatedOffset;
       writeMessageFrame(packeter.allocated, packeter.allocatedView, offset, data, entry.flags, entry.uuidView, entry.uuidOffset, entry.ttl, extraFlags);
       // Acknowledged mode, and nothing needs the entry until the ACK: keep its frame only (no object alive per message in flight).
-      if (resentFlag !== 0 && entry.detachable && QueueEntry.writtenWaiters === 0 && this.noDeliveryListeners()) {
+      if (resentFlag !== 0 && entry.detachable && queue.tracker.writtenWaiters === 0 && this.noDeliveryListeners()) {
         this.keepFrame(queue, entry, id, offset - HEADER_SIZE, offset + size);
         return size + 4;
       }
@@ -1585,7 +1585,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     }
     queue.tracker.sent(lastId);
     // Writes are tracked one by one only for someone who asked (acknowledgements settle the rest).
-    if (!emitSent && QueueEntry.writtenWaiters === 0) return;
+    if (!emitSent && queue.tracker.writtenWaiters === 0) return;
     let item;
     while ((item = inflight.at(queue.written)) !== undefined) {
       if (item instanceof FrameRun) {
