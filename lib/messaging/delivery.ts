@@ -307,6 +307,8 @@ const EPOCH_SIZE = 1024;
 export class TrackerRef {
   /** Lowest sequence number detached into this epoch. */
   minSeq = Infinity;
+  /** Highest sequence number detached into this epoch. */
+  maxSeq = -Infinity;
   constructor(readonly tracker: DeliveryTracker) {}
 }
 
@@ -351,12 +353,6 @@ class WatchList {
     }
   }
 
-  /** Lowest sequence number watched, or Infinity. */
-  get lowest(): number {
-    if (!this.sorted) this.sort();
-    return this.head < this.items.length ? this.items[this.head]!.seq : Infinity;
-  }
-
   /** Takes entries off the front while `done` holds for them (or they are settled), calling `settle` on the unsettled. */
   popWhile(done: (e: QueueEntry) => boolean, settle: (e: QueueEntry) => void): void {
     if (!this.sorted) this.sort();
@@ -389,11 +385,11 @@ class WatchList {
  *
  * Drop records are forgotten once no Delivery can ask about them: a
  * detached entry asks only while the application holds it, and it holds its
- * epoch ({@link TrackerRef}); a record entirely below the lowest sequence
- * number of any epoch still alive (the current one included) can never be
- * asked about again. Entries not yet detached never ask, and one that is
- * detached later carries a sequence number that was not dropped (a dropped
- * message leaves its queue). @internal
+ * epoch ({@link TrackerRef}); a record outside the sequence numbers of every
+ * epoch still alive (the current one included) can never be asked about
+ * again. Entries not yet detached never ask, and one that is detached later
+ * carries a sequence number that was not dropped (a dropped message leaves
+ * its queue). @internal
  */
 export class DeliveryTracker {
   /** Every detached message numbered up to this one was acknowledged (unless dropped). */
@@ -435,6 +431,7 @@ export class DeliveryTracker {
     }
     const epoch = this.epoch;
     if (seq < epoch.minSeq) epoch.minSeq = seq;
+    if (seq > epoch.maxSeq) epoch.maxSeq = seq;
     return epoch;
   }
 
@@ -525,22 +522,30 @@ export class DeliveryTracker {
   }
 
   /**
-   * @internal Lowest sequence number a Delivery may still ask about: that of
-   * the epochs not collected (and of watched entries, which hold theirs).
-   * Forgets the collected epochs.
+   * @internal The sequence numbers a Delivery may still ask about, as sorted
+   * disjoint `[min, max]` spans: those of the epochs not collected (watched
+   * entries hold theirs). Forgets the collected epochs.
    */
-  lowestAskable(): number {
-    let low = Math.min(this.epoch.minSeq, this.deliverWatch.lowest, this.writeWatch.lowest);
+  askable(): [number, number][] {
+    const spans: [number, number][] = [];
+    if (this.epoch.minSeq <= this.epoch.maxSeq) spans.push([this.epoch.minSeq, this.epoch.maxSeq]);
     const live: WeakRef<TrackerRef>[] = [];
     for (const ref of this.epochs) {
       const epoch = ref.deref();
       if (epoch === undefined) continue;
       live.push(ref);
-      if (epoch.minSeq < low) low = epoch.minSeq;
+      spans.push([epoch.minSeq, epoch.maxSeq]);
     }
     this.epochs = live;
     this.liveEpochs = live.length;
-    return low;
+    spans.sort((a, b) => a[0] - b[0]);
+    const out: [number, number][] = [];
+    for (const span of spans) {
+      const last = out[out.length - 1];
+      if (last !== undefined && span[0] <= last[1] + 1) last[1] = Math.max(last[1], span[1]);
+      else out.push(span);
+    }
+    return out;
   }
 
   /** @internal Drop ranges kept (for tests and memory checks). */
@@ -548,14 +553,18 @@ export class DeliveryTracker {
     return this.drops.length;
   }
 
-  /** Forgets the drop records below {@link lowestAskable} (and the collected epochs). */
+  /** Forgets the drop records that no {@link askable} span reaches (and the collected epochs). */
   prune(): void {
-    const low = this.lowestAskable();
+    const spans = this.askable();
     const drops = this.drops;
+    let k = 0;
     let n = 0;
-    while (n < drops.length && drops[n]!.to < low) n++;
-    if (n > 0) drops.splice(0, n);
-    this.prunedAt = drops.length;
+    for (const r of drops) {
+      while (k < spans.length && spans[k]![1] < r.from) k++;
+      if (k < spans.length && spans[k]![0] <= r.to) drops[n++] = r;
+    }
+    drops.length = n;
+    this.prunedAt = n;
   }
 }
 
