@@ -1290,7 +1290,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    * (at most the rest of one read), undecoded and unacknowledged.
    */
   private claim(conn: PeerConn, holder: PeerConn, ident: string): void {
-    if (holder.probedBy !== null || holder.closing || holder.streamPaused) {
+    // A holder we paused cannot show it is alive; a second claimant waits for no one.
+    if (holder.probedBy !== null || holder.streamPaused) {
       return this.refuse(conn, new DuplicateIdentityError(`identity '${ident}' is already connected`));
     }
     if (conn.identifyTimer !== null) clearTimeout(conn.identifyTimer);
@@ -1302,11 +1303,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.packeter.pause(conn.id);
     holder.probedBy = conn;
     log(`conn ${conn.id} claims '${ident}', held by conn ${holder.id}: probing it`);
-    try {
+    // A holder already being closed is not probed: its disconnect (or the timer) hands over.
+    if (!holder.closing) {
       this.packeter.sendPacket(holder.id, encodePing());
       this.packeter.flushConnection(holder.id);
-    } catch {
-      // The holder's connection is already going away: its disconnect hands over.
     }
     holder.probeTimer = setTimeout(this.probeExpired, this.options.keepaliveWait, holder);
   }
