@@ -103,7 +103,7 @@ export class Stack {
       }
       const { SqliteQueuesStorage } = sqlite;
       try {
-        storage = await SqliteQueuesStorage.open(options.storage);
+        storage = await SqliteQueuesStorage.open(options.storage, { identity: options.ident });
       } catch (error) {
         throw new Failure(`cannot open --storage ${options.storage}: ${messageOf(error)}`);
       }

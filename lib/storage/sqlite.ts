@@ -173,13 +173,14 @@ const INSERT_ROWS = 4096;
 const CHUNK = 8192;
 /**
  * Estimated WAL bytes written since the last checkpoint at which an idle
- * storage truncates the WAL: SQLite's own checkpoints (every 1000 pages) never
- * give the file's space back, which on a small disk leaves none for the
- * database to grow into.
+ * storage truncates the WAL. SQLite checkpoints by itself only every 1000
+ * pages (4 MiB) and never gives the file's space back: on a small disk the
+ * WAL then takes the room the database needs to absorb it, and a checkpoint
+ * cannot complete even after space was freed.
  */
-const IDLE_CHECKPOINT_BYTES = 1024 * 1024;
-/** Rough WAL cost of a transaction (its commit frame, b-tree interior pages) and of one row. */
-const TRANSACTION_WAL_BYTES = 8192;
+const IDLE_CHECKPOINT_BYTES = 256 * 1024;
+/** Rough WAL cost of a transaction (the pages of the tables and the index it touches) and of one row. */
+const TRANSACTION_WAL_BYTES = 3 * 4096;
 const ROW_WAL_BYTES = 64;
 
 /** Files (real paths) opened by a storage of this process: see {@link lockKey}. */
@@ -414,9 +415,8 @@ export class SqliteQueuesStorage implements QueuesStorage {
       // the header ourselves so that nothing of ours ever touches such a file.
       await checkHeader(path);
       await checkWritable(path);
-      db = await openDatabase(path);
+      db = await openLocked(path, opts.busyTimeout);
       db.configure('busyTimeout', opts.busyTimeout);
-      await lockFile(db, path);
       await requireFeatures(db);
       await all(db, `PRAGMA synchronous = ${opts.durability === 'power' ? 'FULL' : 'NORMAL'}`);
       if (opts.durability === 'power') await all(db, 'PRAGMA fullfsync = ON');
@@ -902,14 +902,36 @@ async function lockKey(path: string): Promise<string> {
 }
 
 /**
- * Takes the file's lock for as long as the connection lives. In exclusive
- * locking mode SQLite keeps every lock it took; BEGIN EXCLUSIVE takes the
- * strongest one at once, so of two processes opening a new file at the same
- * time one wins, rather than both taking shared locks and waiting on each
- * other. WAL mode entered afterwards keeps its index in the process's memory
- * (no -shm file). The lock is the kernel's (fcntl), released when the process
- * dies however it dies: nothing stale to clean up after a kill -9.
+ * Opens the file and takes its lock for as long as the connection lives:
+ * in exclusive locking mode SQLite keeps every lock it took, and BEGIN
+ * EXCLUSIVE takes the strongest. WAL mode entered afterwards keeps its index
+ * in the process's memory (no -shm file). The lock is the kernel's (fcntl),
+ * released when the process dies however it dies: nothing stale to clean up
+ * after a kill -9, no pid to check.
+ *
+ * A connection that failed to take the lock still holds a shared one (SQLite
+ * keeps it in this mode), and two openers waiting for each other's shared
+ * lock would both time out; so each attempt does not wait, and a failed one
+ * closes its connection and tries again after a random pause, until
+ * `busyTimeout` ran out.
  */
+async function openLocked(path: string, busyTimeout: number): Promise<Database> {
+  const deadline = performance.now() + busyTimeout;
+  for (;;) {
+    const db = await openDatabase(path);
+    try {
+      db.configure('busyTimeout', 0);
+      await lockFile(db, path);
+      return db;
+    } catch (err) {
+      await closeDatabase(db).catch(noop);
+      const left = deadline - performance.now();
+      if (!(err instanceof StorageLockedError) || left <= 0) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(left, 5 + Math.random() * 45)));
+    }
+  }
+}
+
 async function lockFile(db: Database, path: string): Promise<void> {
   await all(db, 'PRAGMA locking_mode = EXCLUSIVE');
   try {

@@ -41,7 +41,7 @@ function say(line: string): void {
   }
 }
 
-const storage = config.storage ? await SqliteQueuesStorage.open(config.storage) : null;
+const storage = config.storage ? await SqliteQueuesStorage.open(config.storage, { identity: config.ident }) : null;
 const link = new Link();
 const messaging = new Messaging(config.ident, new Packeter(link), {
   storage,

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -42,7 +43,11 @@ describe('Messaging with failing storage', () => {
     expect(d.state).toBe('queued');
     await d.persisted();
     expect(d.state).toBe('persisted');
-    const again = await SqliteQueuesStorage.open(file);
+    // The file is locked by this process's storage: copy it (with its WAL) from another process, as it is now.
+    const copy = join(dir, 'copy.sqlite');
+    execFileSync('cp', [file, copy]);
+    execFileSync('cp', [`${file}-wal`, `${copy}-wal`]);
+    const again = await SqliteQueuesStorage.open(copy);
     try {
       const queues = await again.load();
       expect(queues.map((q) => [q.ident, q.messages.map((m) => m.data.toString())])).toEqual([['alice', ['keep me']]]);
