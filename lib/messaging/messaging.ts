@@ -45,6 +45,7 @@ import {
   encodeProtocolVersion,
   messageBeforeIdentification,
   MAX_IDENT_LENGTH,
+  isValidIdent,
   truncateIdent,
 } from './frames.js';
 import { FRAME_REFUSED, decodeRefused, encodeRefused } from './refusal.js';
@@ -561,9 +562,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
 
   /** The queue for a destination given to `send`, after checking it could ever be reached. */
   private destination(ident: string): PeerQueue {
-    if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
-    if (ident.length > MAX_IDENT_LENGTH && truncateIdent(ident) !== ident) {
-      throw new InvalidArgumentError(`identity '${ident.slice(0, 60)}…' is longer than ${MAX_IDENT_LENGTH} characters: no peer can have it`);
+    if (!isValidIdent(ident)) {
+      if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
+      throw new InvalidArgumentError(
+        `identity '${(ident as string).slice(0, 60)}' is longer than ${MAX_IDENT_LENGTH} characters or holds a lone surrogate: no peer can have it`,
+      );
     }
     if (ident === this.identity) throw new InvalidArgumentError(`'${ident}' is this peer's own identity`);
     return this.queue(ident);

@@ -325,6 +325,7 @@ describe('send() and a peer state', () => {
     expect(() => bob.messaging.send('x'.repeat(51), 'hi')).toThrow(InvalidArgumentError);
     expect(() => bob.messaging.send('bob', 'hi')).toThrow(InvalidArgumentError);
     expect(() => bob.messaging.send('x'.repeat(50), 'hi')).not.toThrow();
+    expect(() => bob.messaging.send('\ud800bob', 'hi')).toThrow(InvalidArgumentError);
     expect(bob.messaging.queueLength('x'.repeat(51))).toBe(0);
   });
 });
