@@ -112,6 +112,12 @@ const STREAM_BATCH_FACTOR = 4;
 const STREAM_SLAB_POOL_SIZE = 4;
 /** A batch buffer with less room than this left is flushed for good (and a fresh one taken). */
 const MIN_BATCH_TAIL = 4096;
+/**
+ * A streaming connection keeps its (big) batch buffer between ticks; one that
+ * wrote nothing for a whole sweep interval gives it back (one timer per
+ * Packeter, armed only while some connection streams).
+ */
+const STREAM_IDLE_SWEEP_MS = 1000;
 
 interface ConnState {
   readonly id: ConnId;
@@ -129,6 +135,10 @@ interface ConnState {
   streaming: boolean;
   /** A batch filled up during this tick. */
   filledInTick: boolean;
+  /** It is in the list of streaming connections the idle sweep looks at. */
+  swept: boolean;
+  /** It ended a tick with writes since the last idle sweep. */
+  wroteSinceSweep: boolean;
   flushScheduled: boolean;
   closing: boolean;
   /** Its partial packets count against `restrictedBudget`. */
@@ -176,6 +186,27 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     }
   };
   private flushTick = false;
+  /** Streaming connections, for the idle sweep. */
+  private streamers: ConnState[] = [];
+  private sweepTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly sweep = (): void => {
+    this.sweepTimer = null;
+    const kept: ConnState[] = [];
+    for (const state of this.streamers) {
+      if (state.streaming && (state.wroteSinceSweep || state.flushScheduled)) {
+        state.wroteSinceSweep = false;
+        kept.push(state);
+        continue;
+      }
+      state.swept = false;
+      if (state.streaming) {
+        state.streaming = false;
+        this.closeSlab(state);
+      }
+    }
+    this.streamers = kept;
+    if (kept.length > 0) this.armSweep();
+  };
 
   constructor(transport: Transport, options?: PacketerOptions) {
     super();
@@ -461,7 +492,20 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     else if (!filled && light) {
       state.streaming = false;
       this.closeSlab(state);
+    } else {
+      // It keeps its buffer for the next tick's stream; the sweep takes it back if none comes.
+      state.wroteSinceSweep = true;
+      if (!state.swept) {
+        state.swept = true;
+        this.streamers.push(state);
+        if (this.sweepTimer === null) this.armSweep();
+      }
     }
+  }
+
+  private armSweep(): void {
+    this.sweepTimer = setTimeout(this.sweep, STREAM_IDLE_SWEEP_MS);
+    this.sweepTimer.unref();
   }
 
   /**
@@ -581,6 +625,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       batchUsed: 0,
       streaming: false,
       filledInTick: false,
+      swept: false,
+      wroteSinceSweep: false,
       batchLastId: 0,
       flushScheduled: false,
       closing: false,
@@ -595,6 +641,15 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     if (state === undefined) return;
     state.decoder.stop();
     state.flushScheduled = false;
+    state.streaming = false;
+    if (state.swept) {
+      state.swept = false;
+      this.streamers.splice(this.streamers.indexOf(state), 1);
+      if (this.streamers.length === 0 && this.sweepTimer !== null) {
+        clearTimeout(this.sweepTimer);
+        this.sweepTimer = null;
+      }
+    }
     this.unaccount(state);
     this.closeSlab(state);
     this.conns.delete(connId);

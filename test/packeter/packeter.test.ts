@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { EventEmitter } from 'eventemitter3';
 import { Packeter } from '../../lib/packeter/index.js';
 import { PacketDecoder, encodePacket } from '../../lib/packeter/decoder.js';
@@ -349,6 +349,41 @@ describe('Packeter', () => {
       await tick();
       expect(slabSizes(seen)).toEqual([65536]); // the small buffer's rest serves the next ticks
       expect(t.packets(1)).toEqual(Array.from({ length: 10_012 }, (_, i) => `packet ${i} `.padEnd(100, '.')));
+    });
+
+    it('a connection that stops streaming gives its stream buffer back after a sweep interval without writes', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        const t = new HoldingTransport();
+        const p = new Packeter(t as never);
+        t.connect(1);
+        t.connect(2);
+        const sizes = (from: number, id: number) =>
+          t.held.slice(from).filter((h) => t.writes[t.held.indexOf(h)]!.connId === id).map((h) => h.data.buffer.byteLength);
+        const stream = (id: number) => {
+          for (let i = 0; i < 10_000; i++) p.sendPacket(id, Buffer.alloc(100, id));
+        };
+        stream(1);
+        stream(2);
+        await tick();
+        t.complete();
+        // Connection 2 goes on streaming, a tick every 600 ms; connection 1 stops.
+        for (let k = 0; k < 4; k++) {
+          vi.advanceTimersByTime(600);
+          const seen = t.held.length;
+          stream(2);
+          await tick();
+          t.complete();
+          expect(sizes(seen, 2).every((n) => n === 4 * 65536)).toBe(true);
+        }
+        const seen = t.held.length;
+        p.sendPacket(1, Buffer.from('later'));
+        await tick();
+        expect(sizes(seen, 1)).toEqual([65536]);
+        expect(t.packets(1).at(-1)).toBe('later');
+      } finally {
+        vi.useRealTimers();
+      }
     });
 
     it('an idle connection keeps none: the rest of the buffer serves the next connection that writes', async () => {
