@@ -1,10 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Message } from '../../lib/messaging/index.js';
 import { Child } from '../helpers/child.js';
-import { closeAllPeers, createPeer, delay, type TestPeer } from '../helpers/peers.js';
+import { closeAllPeers, createPeer, type TestPeer } from '../helpers/peers.js';
 import { PlainPeer } from '../helpers/plain-peer.js';
 
 const childScript = join(import.meta.dirname, 'child-peer.ts');
@@ -40,11 +40,28 @@ function indices(c: Child, kind: string): number[] {
 }
 
 async function until(cond: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(25);
-  }
+  await vi.waitFor(
+    () => {
+      if (!cond()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout: timeoutMs, interval: 20 },
+  );
+}
+
+/**
+ * SIGKILLs a child and waits until its stdout is closed: 'exit' can come
+ * before the last lines were read, and a line the child wrote (a message it
+ * received and acknowledged) must not be taken for one that never came.
+ */
+async function killHard(c: Child): Promise<void> {
+  const closed = new Promise<void>((resolve) => {
+    if (c.proc.exitCode !== null || c.proc.signalCode !== null) {
+      if (c.proc.stdout!.closed) return resolve();
+      c.proc.stdout!.once('close', () => resolve());
+    } else c.proc.once('close', () => resolve());
+  });
+  await c.kill('SIGKILL');
+  await closed;
 }
 
 function expectStrictlyIncreasing(got: number[]): void {
@@ -63,7 +80,7 @@ describe('persistent delivery across crashes (child processes, SQLite files)', (
     const first = child({ ident: 'sender', storage, connect: url, sendTo: 'receiver', count: n });
     const killAt = 500 + Math.floor(Math.random() * 5000);
     await until(() => indices(first, 'persisted').length >= killAt || first.lines.includes('drained'), 60_000, 'persisted lines');
-    await first.kill('SIGKILL');
+    await killHard(first);
     const persisted = indices(first, 'persisted');
     const arrivedBeforeRestart = got.length;
 
@@ -86,7 +103,7 @@ describe('persistent delivery across crashes (child processes, SQLite files)', (
     for (let i = 0; i < n; i++) sender.messaging.send('receiver', new Message(`m${i}`));
     const recv = (c: Child) => c.lines.filter((l) => l.startsWith('recv ')).map((l) => Number(l.split(' ')[2]!.slice(1)));
     await until(() => recv(r1).length >= 1000, 60_000, 'first messages');
-    await r1.kill('SIGKILL');
+    await killHard(r1);
     const firstRun = recv(r1);
     const r2 = child({ ident: 'receiver', storage: receiverStorage, listen: url });
     await until(() => sender.messaging.queueLength('receiver') === 0, 60_000, 'sender queue to drain');
@@ -107,7 +124,7 @@ describe('persistent delivery across crashes (child processes, SQLite files)', (
     const n = 2_000;
     const first = child({ ident: 'sender', storage, connect: url, sendTo: 'receiver', count: n });
     await until(() => indices(first, 'persisted').length === n, 60_000, 'all persisted');
-    await first.kill('SIGKILL');
+    await killHard(first);
 
     const second = child({ ident: 'sender', storage, connect: url, sendTo: 'receiver', count: 0 });
     await second.line((l) => l === 'ready');
