@@ -172,13 +172,17 @@ const INSERT_ROWS = 4096;
 /** Entries per DELETE / TTL / away statement, at most. */
 const CHUNK = 8192;
 /**
- * Estimated WAL bytes written since the last checkpoint at which an idle
- * storage truncates the WAL. SQLite checkpoints by itself only every 1000
- * pages (4 MiB) and never gives the file's space back: on a small disk the
- * WAL then takes the room the database needs to absorb it, and a checkpoint
- * cannot complete even after space was freed.
+ * SQLite checkpoints by itself only every 1000 pages (4 MiB) and never gives
+ * the WAL file's space back: on a small disk the WAL then takes the room the
+ * database needs to absorb it, and a checkpoint cannot complete even after
+ * space was freed. So every this many (estimated) WAL bytes an idle storage
+ * looks at the free space, and truncates the WAL when it is below
+ * {@link LOW_DISK_SPACE} (a TRUNCATE checkpoint costs fsyncs, which lone
+ * commits on a roomy disk should not wait for).
  */
 const IDLE_CHECKPOINT_BYTES = 256 * 1024;
+/** Free bytes on the file's filesystem below which an idle storage keeps its WAL truncated. */
+const LOW_DISK_SPACE = 64 * 1024 * 1024;
 /** Rough WAL cost of a transaction (the pages of the tables and the index it touches) and of one row. */
 const TRANSACTION_WAL_BYTES = 3 * 4096;
 const ROW_WAL_BYTES = 64;
@@ -306,8 +310,8 @@ class Batch {
  * A full disk: a transaction that fails with `SQLITE_FULL` is tried once more
  * after a `wal_checkpoint(TRUNCATE)` gave the WAL's space back; while writes
  * keep failing, each transaction starts with such a checkpoint, so writes
- * succeed again as soon as there is room. An idle storage also truncates a WAL
- * that grew (about 1 MiB).
+ * succeed again as soon as there is room. An idle storage on a filesystem with
+ * less than 64 MiB free also truncates its WAL every 256 KiB or so.
  *
  * One process, one storage per file: the file is locked (SQLite's exclusive
  * locking mode, a lock the kernel drops when the process dies, even by
@@ -338,6 +342,8 @@ export class SqliteQueuesStorage implements QueuesStorage {
   };
   /** Estimated bytes written to the WAL since the last checkpoint of ours. */
   private walBytes = 0;
+  /** `walBytes` at which an idle storage next looks at the free disk space. */
+  private nextSpaceCheck = IDLE_CHECKPOINT_BYTES;
   /** A write failed: checkpoint before the next one (to give the WAL's space back). */
   private checkpointDue = false;
   /** The batch collecting calls, not started yet. */
@@ -633,7 +639,10 @@ export class SqliteQueuesStorage implements QueuesStorage {
       log(`transaction of ${batch.calls} calls failed: ${error.message}`);
       batch.reject(error);
     }
-    if (this.pending === null && this.walBytes >= IDLE_CHECKPOINT_BYTES) await this.checkpoint();
+    if (this.pending === null && this.walBytes >= this.nextSpaceCheck) {
+      this.nextSpaceCheck = this.walBytes + IDLE_CHECKPOINT_BYTES;
+      if ((await freeSpace(this.path)) < LOW_DISK_SPACE) await this.checkpoint();
+    }
   }
 
   /** `wal_checkpoint(TRUNCATE)`: whether it completed (the WAL is empty and its space given back). */
@@ -643,6 +652,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
       if (row?.busy) return false;
       this.counters.checkpoints++;
       this.walBytes = 0;
+      this.nextSpaceCheck = IDLE_CHECKPOINT_BYTES;
       this.checkpointDue = false;
       return true;
     } catch (err) {
@@ -1041,6 +1051,16 @@ function foreignError(path: string, found: string): StorageSchemaError {
   return new StorageSchemaError(
     `${path} is not a snakemq-ts storage of this version (found ${found}, want ${want} with its tables)`,
   );
+}
+
+/** Bytes available to us on the filesystem holding `path` (Infinity when unknown). */
+async function freeSpace(path: string): Promise<number> {
+  try {
+    const fs = await fsp.statfs(dirname(path));
+    return fs.bavail * fs.bsize;
+  } catch {
+    return Infinity;
+  }
 }
 
 function sqliteCode(err: unknown): unknown {
