@@ -59,8 +59,9 @@ interface Conn {
   readonly since: number;
   /** Confirmed good by {@link Link.markEstablished}: its end restarts the backoff whatever its age. */
   confirmed: boolean;
-  readonly closed: Promise<void>;
-  readonly resolveClosed: () => void;
+  /** Made when someone waits for the close (most connections just end: no promise per connection). */
+  closed: Promise<void> | undefined;
+  resolveClosed: (() => void) | undefined;
 }
 
 interface ListenerEntry {
@@ -520,7 +521,6 @@ export class Link extends TypedEventSource implements Transport {
         : {}),
       ...(socket instanceof tls.TLSSocket ? { tls: tlsInfo(socket) } : {}),
     });
-    let resolveClosed!: () => void;
     const conn: Conn = {
       id,
       socket,
@@ -534,8 +534,8 @@ export class Link extends TypedEventSource implements Transport {
       gone: false,
       since: performance.now(),
       confirmed: false,
-      closed: new Promise<void>((r) => (resolveClosed = r)),
-      resolveClosed: () => resolveClosed(),
+      closed: undefined,
+      resolveClosed: undefined,
     };
     socket.on('data', (chunk: Buffer) => {
       if (!conn.closing) this.emit('data', id, chunk);
@@ -570,7 +570,7 @@ export class Link extends TypedEventSource implements Transport {
   }
 
   #closeConn(c: Conn, reason?: SnakeMQError): Promise<void> {
-    if (c.closing || c.gone) return c.closed;
+    if (c.closing || c.gone) return closedOf(c);
     c.closing = true;
     c.localReason = reason;
     if (log.enabled) log(`closing #${c.id}${reason ? `: ${reason.message}` : ''}`);
@@ -578,7 +578,7 @@ export class Link extends TypedEventSource implements Transport {
     c.socket.resume();
     c.socket.end();
     c.graceTimer = setTimeout(() => c.socket.destroy(), this.#opts.closeTimeout);
-    return c.closed;
+    return closedOf(c);
   }
 
   #onConnClose(c: Conn): void {
@@ -595,7 +595,7 @@ export class Link extends TypedEventSource implements Transport {
     else reason = { by: 'remote' };
     if (log.enabled) log(`disconnect #${c.id} ${c.info.endpoint} by ${reason.by}${reason.error ? `: ${reason.error.message}` : ''}`);
     this.emit('disconnect', c.id, reason);
-    c.resolveClosed();
+    c.resolveClosed?.();
     if (owner.kind === 'connector' && !owner.removed && !this.closed) {
       // Timestamps rather than a timer per connection: a connection that did
       // not live stableAfter ms counts as one more failed attempt.
@@ -758,6 +758,12 @@ export class Link extends TypedEventSource implements Transport {
     })();
     return entry.stopping;
   }
+}
+
+/** Resolves once the connection's socket closed. */
+function closedOf(c: Conn): Promise<void> {
+  if (c.gone) return Promise.resolve();
+  return (c.closed ??= new Promise<void>((resolve) => (c.resolveClosed = resolve)));
 }
 
 function failSend(onWritten: ((error?: SnakeMQError) => void) | undefined, error: SnakeMQError): false {

@@ -570,7 +570,8 @@ export class DeliveryTracker {
 
 /** A FIFO ring buffer with O(1) push and shift (power-of-two capacity). @internal */
 export class Deque<T> {
-  private buf: (T | undefined)[] = new Array(16);
+  // Empty until the first push: many queues never hold anything.
+  private buf: (T | undefined)[] = [];
   private head = 0;
   private size = 0;
 
@@ -579,7 +580,7 @@ export class Deque<T> {
   }
 
   push(item: T): void {
-    if (this.size === this.buf.length) this.resize(this.buf.length * 2);
+    if (this.size === this.buf.length) this.resize(this.buf.length === 0 ? 16 : this.buf.length * 2);
     this.buf[(this.head + this.size) & (this.buf.length - 1)] = item;
     this.size++;
   }
@@ -604,7 +605,7 @@ export class Deque<T> {
   /** Removes and returns everything, in order. */
   drain(): T[] {
     const out = this.toArray();
-    this.buf = new Array(16);
+    this.buf = [];
     this.head = 0;
     this.size = 0;
     return out;
@@ -632,6 +633,12 @@ export class Deque<T> {
   }
 
   private replace(items: T[]): void {
+    if (items.length === 0) {
+      this.buf = [];
+      this.head = 0;
+      this.size = 0;
+      return;
+    }
     let cap = 16;
     while (cap < items.length) cap *= 2;
     const buf = new Array<T | undefined>(cap);

@@ -273,7 +273,15 @@ class PeerQueue {
   /** The run new detached frames extend, when it is the last thing in flight. */
   openRun: FrameRun | null = null;
   /** Fates of the entries let go of once written. */
-  readonly tracker = new DeliveryTracker();
+  private trackerRef: DeliveryTracker | null = null;
+  /** Made at the first message sent to this identity (a peer that only sends to us needs none). */
+  get tracker(): DeliveryTracker {
+    return (this.trackerRef ??= new DeliveryTracker());
+  }
+  /** The tracker, if one was made. */
+  get trackerIfAny(): DeliveryTracker | null {
+    return this.trackerRef;
+  }
   /** The next detached entry's sequence number. */
   nextSeq = 1;
   /** How many inflight items (from the front) are known written. */
@@ -1056,7 +1064,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     queue.openRun = null;
     queue.inflightCount = 0;
     queue.written = 0;
-    queue.tracker.disconnected();
+    queue.trackerIfAny?.disconnected();
     queue.items.unshiftAll(back);
     // Also while closing: the storage closes after the connections, so a restart knows when the peer went away.
     if (this.storage !== null) {
@@ -1586,9 +1594,10 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       this.unstore(conn.ident, removed);
       return;
     }
-    queue.tracker.sent(lastId);
+    const tracker = queue.trackerIfAny;
+    if (tracker !== null) tracker.sent(lastId);
     // Writes are tracked one by one only for someone who asked (acknowledgements settle the rest).
-    if (!emitSent && queue.tracker.writtenWaiters === 0) return;
+    if (!emitSent && (tracker === null || tracker.writtenWaiters === 0)) return;
     let item;
     while ((item = inflight.at(queue.written)) !== undefined) {
       if (item instanceof FrameRun) {
