@@ -1,8 +1,8 @@
 /**
  * RPC over the real stack (Link, Packeter, Messaging) on 127.0.0.1.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { RpcRemoteError, RpcUnknownMethodError } from '../../lib/errors.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ClosedError, RpcRemoteError, RpcUnknownMethodError } from '../../lib/errors.js';
 import { Link } from '../../lib/link/index.js';
 import { Messaging } from '../../lib/messaging/index.js';
 import { Packeter } from '../../lib/packeter/index.js';
@@ -115,7 +115,7 @@ describe('RPC over TCP', () => {
     for (const id of bob.link.connectionIds()) await bob.link.close(id);
     await back;
     try {
-      for (let i = 0; i < 200 && !lines.some((l) => /still running/.test(l)); i++) await new Promise((r) => setTimeout(r, 10));
+      await vi.waitFor(() => expect(lines.some((l) => /still running/.test(l))).toBe(true), { timeout: 10_000 });
     } finally {
       setLogger(null, process.env.DEBUG ?? '');
     }
@@ -146,5 +146,26 @@ describe('RPC over TCP', () => {
     await back;
     await expect(call).resolves.toBe(2);
     expect(counter.runs).toBe(2);
+  });
+
+  it("closing the caller's Messaging rejects its pending calls with ClosedError at once, not after their timeout", async () => {
+    const bob = peer('bob');
+    const alice = peer('alice');
+    const gate = deferred();
+    bob.server.register('job', { run: () => gate.promise });
+    await pair(bob, alice);
+    // No timeout at all: before this was handled the calls waited for ever (or their whole timeout).
+    const sent = alice.client.call('bob', 'job', 'run', [], { timeout: Infinity });
+    const waiting = alice.client.call('carol', 'job', 'run', [], { timeout: Infinity }); // carol never connects
+    await vi.waitFor(() => expect(bob.server.running).toBe(1), { timeout: 10_000 });
+    const closing = alice.messaging.close();
+    await expect(sent).rejects.toThrow(ClosedError);
+    await expect(waiting).rejects.toThrow(ClosedError);
+    expect(alice.client.pendingCalls).toBe(0);
+    await closing;
+    await expect(alice.client.call('bob', 'job', 'run')).rejects.toThrow(ClosedError);
+    expect(() => new RpcClient(alice.messaging)).toThrow(ClosedError);
+    expect(() => new RpcServer(alice.messaging)).toThrow(ClosedError);
+    gate.resolve();
   });
 });
