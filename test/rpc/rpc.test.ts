@@ -40,7 +40,7 @@ class Calc {
     return a + b;
   }
   async slowAdd(a: number, b: number): Promise<number> {
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setImmediate(r)); // answered in a later turn, not at once
     return a + b;
   }
   fail(): never {
@@ -308,24 +308,31 @@ describe('RpcServer / RpcClient: errors', () => {
   });
 
   it('every call keeps its own timeout, whatever the order calls are made in', async () => {
-    const { client } = setup(undefined, 2000);
-    const t0 = performance.now();
-    const at = (p: Promise<unknown>) => p.then(
-      () => Infinity,
-      (e: unknown) => (e instanceof RpcTimeoutError ? performance.now() - t0 : -1),
-    );
-    const [slow, fast, proxied, settled] = await Promise.all([
-      at(client.call('bob', 'calc', 'hang', [], { timeout: 160 })),
-      at(client.call('bob', 'calc', 'hang', [], { timeout: 40 })),
-      at(client.proxy<Calc>('bob', 'calc', { timeout: 100 }).hang()),
-      client.call('bob', 'calc', 'add', [1, 2], { timeout: 40 }),
+    // Fake timers (the fake network still moves on setImmediate): long timeouts cost nothing, and a busy machine cannot reorder them.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const { client } = setup(undefined, 60_000);
+    const order: string[] = [];
+    const at = (name: string, p: Promise<unknown>) =>
+      p.then(
+        () => order.push(`${name} resolved`),
+        (e: unknown) => order.push(e instanceof RpcTimeoutError ? name : `${name} failed`),
+      );
+    const all = Promise.all([
+      at('slow', client.call('bob', 'calc', 'hang', [], { timeout: 16_000 })),
+      at('fast', client.call('bob', 'calc', 'hang', [], { timeout: 4000 })),
+      at('proxied', client.proxy<Calc>('bob', 'calc', { timeout: 10_000 }).hang()),
+      at('add', client.call('bob', 'calc', 'add', [1, 2], { timeout: 4000 })),
     ]);
-    expect(settled).toBe(3);
-    expect(fast).toBeGreaterThanOrEqual(38);
-    expect(proxied).toBeGreaterThanOrEqual(98);
-    expect(slow).toBeGreaterThanOrEqual(158);
-    expect(fast).toBeLessThan(proxied);
-    expect(proxied).toBeLessThan(slow);
+    await flush();
+    expect(order).toEqual(['add resolved']);
+    await vi.advanceTimersByTimeAsync(3990);
+    expect(order).toEqual(['add resolved']);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(order).toEqual(['add resolved', 'fast']);
+    // The client re-arms its one timer from the real clock: step on until the others are due too (bounded).
+    for (let i = 0; i < 100 && order.length < 4; i++) await vi.advanceTimersByTimeAsync(500);
+    await all;
+    expect(order).toEqual(['add resolved', 'fast', 'proxied', 'slow']);
     expect(client.pendingCalls).toBe(0);
   });
 
