@@ -1,3 +1,4 @@
+import { isValidIdent } from '../messaging/frames.js';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
@@ -301,7 +302,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    */
   call<R = unknown>(ident: string, object: string, method: string, args: readonly unknown[] = [], options?: RpcCallOptions): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      checkTarget('RpcClient.call', ident, object, method, args);
+      checkTarget('RpcClient.call', this.messaging.identity, ident, object, method, args);
       const timeout =
         options === undefined
           ? this.timeout
@@ -376,7 +377,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    */
   signal(ident: string, object: string, method: string, args: readonly unknown[] = [], options?: RpcSignalOptions): Delivery {
     if (this.closed) throw new ClosedError('RpcClient is closed');
-    checkTarget('RpcClient.signal', ident, object, method, args);
+    checkTarget('RpcClient.signal', this.messaging.identity, ident, object, method, args);
     const o = validateOptions<Required<RpcSignalOptions>>('RpcClient.signal', options, { ttl: is.nullableNumber(0) }, { ttl: DEFAULT_TTL });
     const data = encodeRequest({ command: 'signal', object, method, args, kwargs: {} }, this.limits);
     return this.messaging.send(ident, new Message(data, { ttl: o.ttl }));
@@ -401,7 +402,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    * @throws {InvalidOptionsError} unknown option or invalid value.
    */
   proxy<T extends object, S extends MethodName<T> = never>(ident: string, objectName: string, options?: RpcProxyOptions<T>): RemoteProxy<T, S> {
-    checkTarget('RpcClient.proxy', ident, objectName, 'proxy', []);
+    checkTarget('RpcClient.proxy', this.messaging.identity, ident, objectName, 'proxy', []);
     const o = validateOptions<{ timeout: number; signals: readonly string[]; signalTtl: number | null }>(
       'RpcClient.proxy',
       options,
@@ -702,8 +703,11 @@ class Deadlines {
 }
 const PREFIX_LENGTH = REPLY_PREFIX.length;
 
-function checkTarget(what: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {
+function checkTarget(what: string, self: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {
   if (typeof ident !== 'string' || ident.length === 0) throw new InvalidArgumentError(`${what}: ident must be a non-empty string`);
+  // A call waits for its peer to connect: one no peer can ever be would wait out its whole timeout.
+  if (!isValidIdent(ident)) throw new InvalidArgumentError(`${what}: '${(ident as string).slice(0, 60)}' is longer than 50 characters (or holds a lone surrogate): no peer can have it`);
+  if (ident === self) throw new InvalidArgumentError(`${what}: '${ident}' is this peer's own identity`);
   if (typeof object !== 'string' || object.length === 0) throw new InvalidArgumentError(`${what}: object name must be a non-empty string`);
   if (typeof method !== 'string' || method.length === 0) throw new InvalidArgumentError(`${what}: method name must be a non-empty string`);
   if (!Array.isArray(args)) throw new InvalidArgumentError(`${what}: args must be an array`);

@@ -4,6 +4,7 @@ import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { Message } from '../../lib/messaging/index.js';
 import { MemoryQueuesStorage } from '../../lib/storage/index.js';
+import { RpcClient } from '../../lib/rpc/index.js';
 import {
   DuplicateIdentityError,
   HandlerError,
@@ -327,6 +328,14 @@ describe('send() and a peer state', () => {
     expect(() => bob.messaging.send('x'.repeat(50), 'hi')).not.toThrow();
     expect(() => bob.messaging.send('\ud800bob', 'hi')).toThrow(InvalidArgumentError);
     expect(bob.messaging.queueLength('x'.repeat(51))).toBe(0);
+  });
+
+  it('RPC calls to such destinations reject at once instead of waiting out their timeout', async () => {
+    const bob = createPeer('bob');
+    const client = new RpcClient(bob.messaging, { timeout: 60_000 });
+    await expect(client.call('x'.repeat(51), 'calc', 'add', [1, 2])).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(client.call('bob', 'calc', 'add', [1, 2])).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(() => client.proxy('x'.repeat(51), 'calc')).toThrow(InvalidArgumentError);
   });
 });
 
