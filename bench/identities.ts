@@ -31,18 +31,11 @@
  * @module
  */
 import { cpus, loadavg } from 'node:os';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { helpAndExit } from './lib/ipc.js';
 import { Child, cliArgs, emit, guard, mb, numArg, sleep } from './lib/proc.js';
 
 const args = cliArgs();
-if (args.has('help')) {
-  const header = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
-  const from = header.findIndex((l) => l.startsWith(' * Options:'));
-  const to = header.findIndex((l, i) => i > from && l.startsWith(' * @module'));
-  process.stderr.write(`${header.slice(from, to).map((l) => l.replace(/^ \* ?/, '')).join('\n')}\n`);
-  process.exit(0);
-}
+helpAndExit(import.meta.url, args);
 const N = numArg(args, 'identities', 200_000, 1, 10_000_000);
 const CONCURRENCY = numArg(args, 'concurrency', 500, 1, 5000);
 const GRACE_MS = numArg(args, 'grace-ms', 2000, 0, 600_000);

@@ -49,22 +49,14 @@ import { mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchArgs, type ChildReport, type ParentCommand } from './lib/ipc.js';
+import { benchArgs, helpAndExit, type ChildReport, type ParentCommand } from './lib/ipc.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
 const args = benchArgs();
 const opt = (name: string, def: string): string => args.get(name) ?? def;
-if (args.has('help')) {
-  // The options block of this file's header.
-  const { readFileSync } = await import('node:fs');
-  const header = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
-  const from = header.findIndex((l) => l.startsWith(' * Options:'));
-  const to = header.findIndex((l, i) => i > from && l.startsWith(' * @module'));
-  process.stderr.write(`${header.slice(from, to).map((l) => l.replace(/^ \* ?/, '')).join('\n')}\n`);
-  process.exit(0);
-}
+helpAndExit(import.meta.url, args);
 
 /** Measured rounds per implementation: up to ROUNDS, fewer (but MIN_ROUNDS at least) once a size has taken BUDGET_MS. */
 const ROUNDS = Number(opt('rounds', '5'));

@@ -42,20 +42,13 @@
  *   --help               this list
  * @module
  */
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Link, Message, Messaging, Packeter } from '../lib/index.js';
+import { helpAndExit } from './lib/ipc.js';
 import { Child, cliArgs, emit, guard, mb, numArg, sleep, type MemReading, type Msg } from './lib/proc.js';
 
 const args = cliArgs();
-if (args.has('help')) {
-  const header = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
-  const from = header.findIndex((l) => l.startsWith(' * Options:'));
-  const to = header.findIndex((l, i) => i > from && l.startsWith(' * @module'));
-  process.stderr.write(`${header.slice(from, to).map((l) => l.replace(/^ \* ?/, '')).join('\n')}\n`);
-  process.exit(0);
-}
+helpAndExit(import.meta.url, args);
 const seconds = args.has('seconds') ? numArg(args, 'seconds', 60, 1, 3600) : null;
 const FUZZ_SECS = seconds ?? numArg(args, 'fuzz-seconds', 60, 1, 3600);
 const EXCHANGE_SECS = seconds ?? numArg(args, 'exchange-seconds', 120, 1, 3600);

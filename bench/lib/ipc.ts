@@ -6,6 +6,8 @@
  * sender and one taken in the receiver can be subtracted.
  * @module
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /** Milliseconds on the machine-wide monotonic clock. */
 export function now(): number {
@@ -44,13 +46,16 @@ export function cpuMs(): number {
 }
 
 /** Sends a report to the parent (no-op when not forked). */
-export function report(msg: ChildReport): void {
+export function report<R = ChildReport>(msg: R): void {
   process.send?.(msg);
 }
 
-/** Calls `handler` for each command from the parent; exits when the parent goes away. */
-export function onCommand(handler: (cmd: ParentCommand) => void | Promise<void>): void {
-  process.on('message', (cmd: ParentCommand) => {
+/**
+ * Calls `handler` for each command from the parent; a handler that throws
+ * reports `error` and exits 1. Exits when the parent goes away.
+ */
+export function onCommand<C = ParentCommand>(handler: (cmd: C) => void | Promise<void>): void {
+  process.on('message', (cmd: C) => {
     Promise.resolve()
       .then(() => handler(cmd))
       .catch((error: unknown) => {
@@ -88,4 +93,14 @@ export function benchArgs(argv: readonly string[] = process.argv.slice(2)): Map<
     if (m) args.set(m[1]!, m[2] ?? 'true');
   }
   return args;
+}
+
+/** With `--help`: prints the options block of the benchmark file's header (from ` * Options:` to ` * @module`) and exits. */
+export function helpAndExit(fileUrl: string, args: ReadonlyMap<string, string>): void {
+  if (!args.has('help')) return;
+  const header = readFileSync(fileURLToPath(fileUrl), 'utf8').split('\n');
+  const from = header.findIndex((l) => l.startsWith(' * Options:'));
+  const to = header.findIndex((l, i) => i > from && l.startsWith(' * @module'));
+  process.stderr.write(`${header.slice(from, to).map((l) => l.replace(/^ \* ?/, '')).join('\n')}\n`);
+  process.exit(0);
 }

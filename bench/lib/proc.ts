@@ -10,6 +10,7 @@
  * fails that wait at once (a crash is a result, never a hang).
  * @module
  */
+import { onCommand as ipcOnCommand, report as ipcReport } from './ipc.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,25 +163,10 @@ export function guard<T>(p: Promise<T>, ...children: Child[]): Promise<T> {
 // --- in a child --------------------------------------------------------------
 
 /** Sends a report to the parent (no-op when not forked). */
-export function report(m: Msg): void {
-  process.send?.(m);
-}
+export const report: (m: Msg) => void = ipcReport;
 
-/**
- * Calls `handler` for each command from the parent; a handler that throws
- * reports `error` and exits 1. Exits when the parent goes away.
- */
-export function onCommand(handler: (m: Msg) => void | Promise<void>): void {
-  process.on('message', (m: Msg) => {
-    Promise.resolve()
-      .then(() => handler(m))
-      .catch((error: unknown) => {
-        report({ t: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-        process.exit(1);
-      });
-  });
-  process.on('disconnect', () => process.exit(0));
-}
+/** Calls `handler` for each command from the parent (see bench/lib/ipc.ts). */
+export const onCommand: (handler: (m: Msg) => void | Promise<void>) => void = ipcOnCommand;
 
 /** `process.memoryUsage()` in bytes, as sent to the parent. */
 export interface MemReading {
