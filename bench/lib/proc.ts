@@ -10,7 +10,7 @@
  * fails that wait at once (a crash is a result, never a hang).
  * @module
  */
-import { onCommand as ipcOnCommand, report as ipcReport } from './ipc.js';
+import { benchArgs, onCommand as ipcOnCommand, report as ipcReport } from './ipc.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -215,15 +215,8 @@ export function gcMemory(): MemReading {
   return reading();
 }
 
-/** `--name=value` and `--flag` command-line options. */
-export function cliArgs(argv: readonly string[] = process.argv.slice(2)): Map<string, string> {
-  const args = new Map<string, string>();
-  for (const a of argv) {
-    const m = /^--([^=]+)(?:=(.*))?$/.exec(a);
-    if (m) args.set(m[1]!, m[2] ?? 'true');
-  }
-  return args;
-}
+/** `--name=value` and `--flag` command-line options (bench/lib/ipc.ts `benchArgs`). */
+export const cliArgs: (argv?: readonly string[]) => Map<string, string> = benchArgs;
 
 /** A number option, refused when it is not a finite number in [min, max]. */
 export function numArg(args: Map<string, string>, name: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
