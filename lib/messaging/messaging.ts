@@ -26,7 +26,8 @@ import { HEADER_SIZE, wholePacketEnd, type PacketDecoder } from '../packeter/dec
 import type { QueuesStorage, StoredMessage } from '../storage/types.js';
 import { createLogger } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
-import { DeliveryTracker, Deque, QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
+import { DeliveryTracker, QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
+import { Deque } from '../util/deque.js';
 import {
   FEATURE_ACK,
   FLAG_RESENT,
