@@ -45,6 +45,7 @@ export const ErrorCode = {
   NOT_SNAKEMQ_PEER: 'SMQ_ERR_NOT_SNAKEMQ_PEER',
   HANDLER: 'SMQ_ERR_HANDLER',
   UNAUTHORIZED: 'SMQ_ERR_UNAUTHORIZED',
+  ABORTED: 'SMQ_ERR_ABORTED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -344,5 +345,16 @@ export class HandlerError extends SnakeMQError {
 export class UnauthorizedError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.UNAUTHORIZED, message, options);
+  }
+}
+
+/**
+ * An operation was given an `AbortSignal` that fired: a waiting send, an RPC call,
+ * a `messages()` iterator. `cause` is the signal's `reason`. Nothing already sent
+ * is taken back: an aborted RPC call may still have run on the remote side.
+ */
+export class AbortedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.ABORTED, message, options);
   }
 }
