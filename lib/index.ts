@@ -15,4 +15,5 @@ export * from './messaging/index.js';
 export { certificateIdentity, parseSubjectAltName, DEFAULT_MATCH_COMMON_NAME, DEFAULT_MATCH_DNS_NAMES, type CertificateIdentityOptions } from './messaging/authorize.js';
 export * from './storage/index.js';
 export * from './rpc/index.js';
+export * from './peer/index.js';
 export { setLogger, type LogSink } from './util/log.js';
