@@ -1,7 +1,6 @@
 import { isValidIdent } from '../messaging/frames.js';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
-import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { EventEmitter } from 'eventemitter3';
 import {
@@ -25,18 +24,7 @@ import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
-import {
-  DEFAULT_MAX_PAYLOAD,
-  REPLY_PREFIX,
-  encodeCall,
-  encodeCallHead,
-  encodeRequest,
-  decodeOwnReply,
-  takeOwnReplyValue,
-  readCallId,
-  readCallIdAt,
-  tryDecodeReply,
-} from './codec.js';
+import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, RpcCodec, newIdTemplate, ownReplyId, readCallId, readCallIdAt } from './codec.js';
 import type { MethodName, RemoteProxy, RpcClientEvents, RpcTransport } from './types.js';
 
 /** Default call timeout in milliseconds (30 s). */
@@ -237,7 +225,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    * call; a restarted client (whose new calls a server must not answer from
    * its result cache) draws new random bytes.
    */
-  private readonly idTemplate: Buffer = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
+  private readonly idTemplate: Buffer = newIdTemplate();
+  /** The client's encoder and decoder state (see RpcCodec). */
+  private readonly codec = new RpcCodec();
   private nextId = 1;
   /** Encoded request heads by object and method name. */
   private readonly heads = new Map<string, Map<string, Buffer>>();
@@ -316,7 +306,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     let byMethod = this.heads.get(object);
     let head = byMethod?.get(method);
     if (head !== undefined) return head;
-    head = encodeCallHead(object, method);
+    head = this.codec.encodeCallHead(object, method);
     if (this.headCount < HEAD_CACHE_SIZE) {
       if (byMethod === undefined) this.heads.set(object, (byMethod = new Map()));
       byMethod.set(method, head);
@@ -338,7 +328,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   ): void {
     if (this.closed) throw new ClosedError('RpcClient is closed');
     const id = this.nextId++;
-    const data = encodeCall(head, args, this.idTemplate, id, this.limits);
+    const data = this.codec.encodeCall(head, args, this.idTemplate, id, this.limits.maxPayload);
     const p: PendingCall = {
       id,
       ident,
@@ -379,7 +369,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     if (this.closed) throw new ClosedError('RpcClient is closed');
     checkTarget('RpcClient.signal', this.messaging.identity, ident, object, method, args);
     const o = validateOptions<Required<RpcSignalOptions>>('RpcClient.signal', options, { ttl: is.nullableNumber(0) }, { ttl: DEFAULT_TTL });
-    const data = encodeRequest({ command: 'signal', object, method, args, kwargs: {} }, this.limits);
+    const data = this.codec.encodeRequest({ command: 'signal', object, method, args, kwargs: {} }, this.limits.maxPayload);
     return this.messaging.send(ident, new Message(data, { ttl: o.ttl }));
   }
 
@@ -453,7 +443,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private callFunction(ident: string, object: string, method: string, timeout: number): (...args: unknown[]) => Promise<unknown> {
     let head: Buffer | undefined;
     return (...args: unknown[]) =>
-      new Promise((resolve, reject) => this.start(ident, object, method, (head ??= encodeCallHead(object, method)), args, timeout, resolve, reject));
+      new Promise((resolve, reject) => this.start(ident, object, method, (head ??= this.codec.encodeCallHead(object, method)), args, timeout, resolve, reject));
   }
 
   /**
@@ -514,15 +504,14 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
   private onReply(ident: string, message: Message): void {
     // Most replies are successful ones to our own calls, from a snakemq-ts server: read those straight.
-    const id = decodeOwnReply(message.data, this.idTemplate, this.limits.maxPayload);
-    if (id >= 0) {
-      const value = takeOwnReplyValue();
-      const p = this.pending.get(id);
+    const value = this.codec.decodeOwnReply(message.data, this.idTemplate, this.limits.maxPayload);
+    if (value !== undefined) {
+      const p = this.pending.get(ownReplyId(message.data));
       if (p === undefined || p.ident !== ident) log(`dropping a reply from ${ident} nobody waits for`);
       else this.settle(p, true, value);
       return;
     }
-    const decoded = tryDecodeReply(message.data, this.limits);
+    const decoded = this.codec.tryDecodeReply(message.data, this.limits.maxPayload);
     if (!decoded.ok) {
       log(`bad reply from ${ident}: ${decoded.error.message}`);
       const p = decoded.reqId === undefined ? undefined : this.pending.get(readCallId(decoded.reqId, this.idTemplate));

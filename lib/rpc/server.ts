@@ -5,7 +5,7 @@ import { Message } from '../messaging/message.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
 import { CallRegistry, type Slots } from './call-registry.js';
-import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, decodeOwnCall, encodeReply, tryDecodeRequest } from './codec.js';
+import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, RpcCodec } from './codec.js';
 import type { RpcCallInfo, RpcReply, RpcRequest, RpcRequestId, RpcServerEvents, RpcTransport } from './types.js';
 
 /** Options of {@link RpcServer}. */
@@ -241,6 +241,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   readonly maxPending: number;
   private readonly messaging: RpcTransport;
   private readonly limits: { maxPayload: number };
+  /** The server's encoder and decoder state (see RpcCodec). */
+  private readonly codec = new RpcCodec();
   private readonly objects = new Map<string, Registered>();
   /** Calls by caller and request id: running, or answered (with the reply kept for re-sent requests). */
   private readonly calls: CallRegistry;
@@ -373,7 +375,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       }
     }
     for (const { ident, message } of this.backlog.drain()) {
-      const decoded = tryDecodeRequest(message.data, this.limits);
+      const decoded = this.codec.tryDecodeRequest(message.data, this.limits.maxPayload);
       if (decoded.ok && decoded.request.command === 'call') {
         this.replyError(ident, decoded.request.reqId!, 'ClosedError', 'RPC server closed', ErrorCode.CLOSED);
       }
@@ -417,7 +419,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   /** A request decoded in full; a bad one is answered (when it has a request id) and reported, and gives undefined. */
   private decodeRequest(ident: string, message: Message): RpcRequest | undefined {
-    const decoded = tryDecodeRequest(message.data, this.limits);
+    const decoded = this.codec.tryDecodeRequest(message.data, this.limits.maxPayload);
     if (decoded.ok) return decoded.request;
     log(`bad request from ${ident}: ${decoded.error.message}`);
     if (decoded.reqId !== undefined && decoded.command !== 'signal') {
@@ -430,7 +432,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private onRequest(ident: string, message: Message): void {
     if (this.closed) return;
     // Calls from snakemq-ts clients are read on a fast path; anything else is fully decoded.
-    let req = decodeOwnCall(message.data, this.limits.maxPayload);
+    let req = this.codec.decodeOwnCall(message.data, this.limits.maxPayload);
     if (req === undefined) req = this.decodeRequest(ident, message);
     if (req === undefined) return;
     let slots: Slots | undefined;
@@ -585,11 +587,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** The reply bytes; a result that cannot be encoded becomes an error reply. */
   private encodeResult(reply: RpcReply, job: Job): Buffer | undefined {
     try {
-      return encodeReply(reply, this.limits);
+      return this.codec.encodeReply(reply, this.limits.maxPayload);
     } catch (error) {
       this.safeEmit('methodError', error, infoOf(job));
       try {
-        return encodeReply(
+        return this.codec.encodeReply(
           {
             reqId: reply.reqId,
             ok: false,
@@ -600,7 +602,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
             },
             exceptionFormat: '',
           },
-          this.limits,
+          this.limits.maxPayload,
         );
       } catch {
         log(`cannot send any reply for ${job.object}.${job.method} to ${job.ident} within maxPayload`);
@@ -612,7 +614,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private replyError(ident: string, reqId: RpcRequestId, name: string, message: string, code: string): void {
     let data: Buffer;
     try {
-      data = encodeReply({ reqId, ok: false, exception: { name, message, code }, exceptionFormat: '' }, this.limits);
+      data = this.codec.encodeReply({ reqId, ok: false, exception: { name, message, code }, exceptionFormat: '' }, this.limits.maxPayload);
     } catch {
       return; // only an absurd maxPayload gets here
     }

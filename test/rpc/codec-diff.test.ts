@@ -1,5 +1,5 @@
 /**
- * Differential tests. The single-pass decoder in lib/rpc/codec.ts against the
+ * Differential tests. The single-pass decoder in lib/rpc/codec/reader.ts against the
  * original decoder (test/rpc/reference-decoder.ts: byte scanner + msgpackr +
  * conversion) on random well-formed messages and on random corruptions of
  * them: both must accept and refuse the same inputs, with the same values,
@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../lib/errors.js';
 import { decodeReply, encodeReply, encodeRequest, tryDecodeReply, tryDecodeRequest } from '../../lib/rpc/index.js';
 import { referenceDecodeReply, referenceDecodeRequest } from './reference-decoder.js';
-import { decodeOwnCall, decodeOwnReply, encodeCall, encodeCallHead, packrOptions, takeOwnReplyValue } from '../../lib/rpc/codec.js';
+import { decodeOwnCall, decodeOwnReply, encodeCall, encodeCallHead, ownReplyId, packrOptions } from '../../lib/rpc/codec.js';
 
 /** mulberry32 */
 function rng(seed: number): () => number {
@@ -246,8 +246,8 @@ describe('rpc codec: single-pass decoder = reference decoder', () => {
         expect(sameShape({ ...fast, kwargs: {} }, full.ok ? full.request : null, true)).toBe(true);
       }
       const fullReply = tryDecodeReply(reply);
-      const fastId = decodeOwnReply(reply, template, 1 << 24);
-      const value = takeOwnReplyValue();
+      const value = decodeOwnReply(reply, template, 1 << 24);
+      const fastId = value === undefined ? -1 : ownReplyId(reply);
       if (fastId >= 0) {
         fastReplies++;
         expect(fullReply.ok && fullReply.reply.ok).toBe(true);

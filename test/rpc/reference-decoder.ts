@@ -2,7 +2,7 @@
  * The original RPC decoder (a byte scanner refusing non-standard types, then
  * msgpackr decoding maps as Maps, then a conversion to plain objects with
  * safe keys), kept as a reference for the differential tests of the
- * single-pass decoder in lib/rpc/codec.ts. Not fast, and not meant to be.
+ * single-pass decoder in lib/rpc/codec/reader.ts. Not fast, and not meant to be.
  */
 import { Unpackr, type Options as MsgpackrOptions } from 'msgpackr';
 import { RpcBadRequestError } from '../../lib/errors.js';
