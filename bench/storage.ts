@@ -15,7 +15,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sqlite3 from 'sqlite3';
-import { SqliteQueuesStorage, type SqliteDurability, type StoredMessage } from '../lib/storage/index.js';
+import type { StoredMessage } from '../lib/storage/index.js';
+import { SqliteQueuesStorage, type SqliteDurability } from '../lib/storage/sqlite.js';
 
 const N = Number(process.argv[2] ?? 100_000);
 const PER_TURN = 1000;

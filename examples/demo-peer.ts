@@ -7,7 +7,8 @@
  * `{ op: 'send', text, persistent? }`, `{ op: 'call' }`, `{ op: 'quit' }`.
  */
 import { basename } from 'node:path';
-import { Link, Packeter, Messaging, Message, RpcClient, RpcServer, SqliteQueuesStorage } from '../lib/index.js';
+import { Link, Packeter, Messaging, Message, RpcClient, RpcServer } from '../lib/index.js';
+import { SqliteQueuesStorage } from '../lib/sqlite.js';
 import { deadline } from './support/processes.js';
 
 interface Config {

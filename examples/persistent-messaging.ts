@@ -17,7 +17,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Link, Packeter, Messaging, Message, SqliteQueuesStorage } from '../lib/index.js';
+import { Link, Packeter, Messaging, Message } from '../lib/index.js';
+import { SqliteQueuesStorage } from '../lib/sqlite.js';
 import { deadline } from './support/processes.js';
 
 deadline(40_000);

@@ -23,7 +23,7 @@ import { Link } from '../../lib/link/index.js';
 import { Packeter } from '../../lib/packeter/index.js';
 import { Messaging, Message } from '../../lib/messaging/index.js';
 import type { Delivery } from '../../lib/messaging/index.js';
-import { SqliteQueuesStorage } from '../../lib/storage/index.js';
+import { SqliteQueuesStorage } from '../../lib/storage/sqlite.js';
 import { cpuMs, makePayload, now, onCommand, report, turn } from './ipc.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -95,9 +95,9 @@ export class Stack {
     let storage: QueuesStorage | null = null;
     if (options.storage !== undefined) {
       // Imported only when needed: sqlite3 is a native module.
-      let sqlite: typeof import('../storage/index.js');
+      let sqlite: typeof import('../storage/sqlite.js');
       try {
-        sqlite = await import('../storage/index.js');
+        sqlite = await import('../storage/sqlite.js');
       } catch (error) {
         throw new Failure(`--storage needs the sqlite3 module, which failed to load: ${messageOf(error)}`);
       }

@@ -1,19 +1,9 @@
 /**
- * Queue storage: the {@link QueuesStorage} contract and its implementations,
- * {@link SqliteQueuesStorage} (durable, one SQLite file) and
- * {@link MemoryQueuesStorage} (not persistent).
+ * Queue storage: the {@link QueuesStorage} contract and
+ * {@link MemoryQueuesStorage} (not persistent). The durable
+ * `SqliteQueuesStorage` is in its own entry, `snakemq-ts/sqlite`
+ * (lib/sqlite.ts), so that this one never loads the sqlite3 native addon.
  * @module
  */
 export type { QueuesStorage, StoredMessage, StoredQueue } from './types.js';
 export { MemoryQueuesStorage } from './memory.js';
-export {
-  SqliteQueuesStorage,
-  DEFAULT_SQLITE_BUSY_TIMEOUT,
-  DEFAULT_SQLITE_DURABILITY,
-  DEFAULT_SQLITE_MAX_PAGE_COUNT,
-  DEFAULT_SQLITE_IDENTITY,
-  DEFAULT_SQLITE_ALLOW_IDENTITY_CHANGE,
-  SQLITE_APPLICATION_ID,
-  SQLITE_SCHEMA_VERSION,
-} from './sqlite.js';
-export type { SqliteDurability, SqliteSettings, SqliteStorageOptions, SqliteStorageStats } from './sqlite.js';

@@ -1,7 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Link, Messaging, Packeter, RpcServer, SqliteQueuesStorage } from '../../lib/index.js';
+import { Link, Messaging, Packeter, RpcServer } from '../../lib/index.js';
+import { SqliteQueuesStorage } from '../../lib/sqlite.js';
 import { Smq, closedPort, jsonLines, killAll, removeTempDirs, smq, tempDir } from './helpers.js';
 
 afterEach(() => killAll());

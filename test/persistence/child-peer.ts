@@ -12,7 +12,7 @@ import { writeSync } from 'node:fs';
 import { Link } from '../../lib/link/index.js';
 import { Packeter } from '../../lib/packeter/index.js';
 import { Messaging, Message } from '../../lib/messaging/index.js';
-import { SqliteQueuesStorage } from '../../lib/storage/index.js';
+import { SqliteQueuesStorage } from '../../lib/storage/sqlite.js';
 
 interface Config {
   ident: string;

@@ -4,7 +4,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Message } from '../../lib/messaging/index.js';
-import { SqliteQueuesStorage } from '../../lib/storage/index.js';
+import { SqliteQueuesStorage } from '../../lib/storage/sqlite.js';
 import { StorageError, type SnakeMQError } from '../../lib/errors.js';
 import { closeAllPeers, createPeer } from '../helpers/peers.js';
 

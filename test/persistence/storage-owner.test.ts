@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { SqliteQueuesStorage } from '../../lib/storage/index.js';
+import { SqliteQueuesStorage } from '../../lib/storage/sqlite.js';
 import { Child } from '../helpers/child.js';
 import { Smq, closedPort, killAll, removeTempDirs, smq, tempDir } from '../cli/helpers.js';
 

@@ -1,12 +1,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClosedError, InvalidArgumentError } from '../../lib/errors.js';
-import {
-  MemoryQueuesStorage,
-  SqliteQueuesStorage,
-  type QueuesStorage,
-  type StoredMessage,
-} from '../../lib/storage/index.js';
+import { MemoryQueuesStorage, type QueuesStorage, type StoredMessage } from '../../lib/storage/index.js';
+import { SqliteQueuesStorage } from '../../lib/storage/sqlite.js';
 import { msg, plain, removeTempDirs, tempDir, turn, uuid } from './helpers.js';
 
 interface Impl {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteQueuesStorage, type SqliteDurability } from '../../lib/storage/index.js';
+import { SqliteQueuesStorage, type SqliteDurability } from '../../lib/storage/sqlite.js';
 import { FIXTURES, REPO_ROOT, removeTempDirs, tempDir } from './helpers.js';
 
 afterEach(removeTempDirs);

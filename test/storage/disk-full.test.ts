@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StorageError } from '../../lib/errors.js';
-import { SqliteQueuesStorage, type StoredMessage } from '../../lib/storage/index.js';
+import type { StoredMessage } from '../../lib/storage/index.js';
+import { SqliteQueuesStorage } from '../../lib/storage/sqlite.js';
 import { uuid } from './helpers.js';
 
 /*

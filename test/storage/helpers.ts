@@ -82,10 +82,15 @@ export interface ChildResult {
 }
 
 /** Runs a TypeScript fixture with tsx; as an unprivileged user if we are root (so file modes apply). */
-export function runFixture(script: string, args: string[], opts: { unprivileged?: boolean } = {}): Promise<ChildResult> {
+export function runFixture(
+  script: string,
+  args: string[],
+  opts: { unprivileged?: boolean; imports?: string[] } = {},
+): Promise<ChildResult> {
   const asNobody = opts.unprivileged && process.getuid?.() === 0;
+  const imports = (opts.imports ?? []).flatMap((m) => ['--import', m]);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(FIXTURES, script), ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...imports, join(FIXTURES, script), ...args], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(asNobody ? { uid: 65534, gid: 65534 } : {}),

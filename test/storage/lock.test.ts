@@ -13,7 +13,7 @@ import {
   SQLITE_APPLICATION_ID,
   SQLITE_SCHEMA_VERSION,
   SqliteQueuesStorage,
-} from '../../lib/storage/index.js';
+} from '../../lib/storage/sqlite.js';
 import { FIXTURES, REPO_ROOT, msg, plain, removeTempDirs, runFixture, tempDir, withRawDb } from './helpers.js';
 
 const opened: SqliteQueuesStorage[] = [];

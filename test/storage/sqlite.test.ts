@@ -10,8 +10,8 @@ import {
   SQLITE_APPLICATION_ID,
   SQLITE_SCHEMA_VERSION,
   SqliteQueuesStorage,
-  type StoredMessage,
-} from '../../lib/storage/index.js';
+} from '../../lib/storage/sqlite.js';
+import type { StoredMessage } from '../../lib/storage/index.js';
 import { msg, plain, removeTempDirs, runFixture, tempDir, turn, uuid, withRawDb } from './helpers.js';
 
 const opened: SqliteQueuesStorage[] = [];
