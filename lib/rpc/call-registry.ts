@@ -1,3 +1,4 @@
+import { Deque } from '../util/deque.js';
 import { reqIdKey } from './codec.js';
 import type { RpcRequestId } from './types.js';
 
@@ -63,20 +64,19 @@ export class CallRegistry {
 
   private readonly callers = new Map<string, Caller>();
   private last: Caller | null = null;
-  // The kept replies, oldest at `head`: their place, size and the sweep tick they were kept in.
-  private ringSlots: (Slots | undefined)[] = [];
-  private ringKeys: Key[] = [];
-  private ringBytes: number[] = [];
-  private ringTicks: number[] = [];
-  private head = 0;
+  // The kept replies, oldest first, in four parallel FIFOs (no object per reply): their place, size and the sweep tick they were kept in.
+  private readonly ringSlots = new Deque<Slots>();
+  private readonly ringKeys = new Deque<Key>();
+  private readonly ringBytes = new Deque<number>();
+  private readonly ringTicks = new Deque<number>();
   private tick = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly period: number;
   private readonly ticksPerAge: number;
   private readonly sweep = (): void => {
     const kept = ++this.tick - this.ticksPerAge - 1;
-    while (this.head < this.ringSlots.length && this.ringTicks[this.head]! <= kept) this.evictOldest();
-    if (this.head === this.ringSlots.length) this.stopTimer();
+    while (this.ringTicks.length > 0 && this.ringTicks.peek()! <= kept) this.evictOldest();
+    if (this.ringSlots.length === 0) this.stopTimer();
   };
 
   constructor(
@@ -131,7 +131,7 @@ export class CallRegistry {
     }
     const pinned = data.buffer.byteLength;
     if (pinned > SHARED_BUFFER && pinned - size > size >>> 3) data = Buffer.from(data);
-    while (this.ringSlots.length - this.head >= this.capacity || this.bytes + size > this.maxBytes) this.evictOldest();
+    while (this.ringSlots.length >= this.capacity || this.bytes + size > this.maxBytes) this.evictOldest();
     slots.map.set(key, data);
     this.ringSlots.push(slots);
     this.ringKeys.push(key);
@@ -146,29 +146,14 @@ export class CallRegistry {
 
   /** Number of replies kept. */
   get kept(): number {
-    return this.ringSlots.length - this.head;
+    return this.ringSlots.length;
   }
 
   private evictOldest(): void {
-    const i = this.head++;
-    const slots = this.ringSlots[i]!;
-    this.ringSlots[i] = undefined;
-    this.bytes -= this.ringBytes[i]!;
-    this.forget(slots, this.ringKeys[i]!);
-    const n = this.ringSlots.length;
-    if (this.head === n) {
-      this.ringSlots = [];
-      this.ringKeys = [];
-      this.ringBytes = [];
-      this.ringTicks = [];
-      this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= n) {
-      this.ringSlots = this.ringSlots.slice(this.head);
-      this.ringKeys = this.ringKeys.slice(this.head);
-      this.ringBytes = this.ringBytes.slice(this.head);
-      this.ringTicks = this.ringTicks.slice(this.head);
-      this.head = 0;
-    }
+    const slots = this.ringSlots.shift()!;
+    this.ringTicks.shift();
+    this.bytes -= this.ringBytes.shift()!;
+    this.forget(slots, this.ringKeys.shift()!);
   }
 
   private stopTimer(): void {
@@ -203,11 +188,10 @@ export class CallRegistry {
   clear(): void {
     this.callers.clear();
     this.last = null;
-    this.ringSlots = [];
-    this.ringKeys = [];
-    this.ringBytes = [];
-    this.ringTicks = [];
-    this.head = 0;
+    this.ringSlots.clear();
+    this.ringKeys.clear();
+    this.ringBytes.clear();
+    this.ringTicks.clear();
     this.bytes = 0;
     this.stopTimer();
   }

@@ -22,6 +22,7 @@ import {
 } from '../errors.js';
 import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
+import { Deque } from '../util/deque.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
 import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, RpcCodec, newIdTemplate, ownReplyId, readCallId, readCallIdAt } from './codec.js';
@@ -573,8 +574,7 @@ const HEAD_CACHE_SIZE = 1024;
 
 /** Calls of one timeout, in the order of their deadlines (settled ones are skipped lazily). */
 class DeadlineList {
-  items: (PendingCall | undefined)[] = [];
-  head = 0;
+  readonly items = new Deque<PendingCall>();
   /** Settled calls still in `items`. */
   settled = 0;
 }
@@ -604,18 +604,18 @@ class Deadlines {
     const expired: PendingCall[] = [];
     for (const [timeout, list] of this.lists) {
       for (;;) {
-        const p = list.items[list.head];
+        const p = list.items.peek();
         if (p === undefined) {
           this.lists.delete(timeout);
           break;
         }
         if (!this.isPending(p)) {
-          list.items[list.head++] = undefined;
+          list.items.shift();
           list.settled--;
           continue;
         }
         if (p.deadline > now) break;
-        list.items[list.head++] = undefined;
+        list.items.shift();
         p.deadline = Infinity; // out of the lists
         expired.push(p);
       }
@@ -647,21 +647,13 @@ class Deadlines {
     if (list === undefined) return;
     list.settled++;
     const items = list.items;
-    while (list.head < items.length && !this.isPending(items[list.head]!)) {
-      items[list.head++] = undefined;
+    while (items.length > 0 && !this.isPending(items.peek()!)) {
+      items.shift();
       list.settled--;
     }
-    if (list.head === items.length) {
-      list.items = [];
-      list.head = 0;
-    } else if (list.head >= 1024 && list.head * 2 >= items.length) {
-      // Calls keep coming while others are pending (never all settled at once): drop the consumed front, or the array grows forever.
-      list.items = items.slice(list.head);
-      list.head = 0;
-    } else if (list.settled > 1024 && list.settled * 2 > items.length - list.head) {
+    if (list.settled > 1024 && list.settled * 2 > items.length) {
       // Replies out of order behind a slow call: drop the settled ones now.
-      list.items = items.slice(list.head).filter((x) => x !== undefined && this.isPending(x));
-      list.head = 0;
+      items.filter(this.isPending);
       list.settled = 0;
     }
   }
@@ -684,7 +676,7 @@ class Deadlines {
   private rearm(): void {
     let earliest = Infinity;
     for (const list of this.lists.values()) {
-      const p = list.items[list.head];
+      const p = list.items.peek();
       if (p !== undefined && p.deadline < earliest) earliest = p.deadline;
     }
     if (earliest < Infinity) this.arm(earliest);

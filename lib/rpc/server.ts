@@ -2,6 +2,7 @@ import { nextTick } from 'node:process';
 import { EventEmitter } from 'eventemitter3';
 import { ClosedError, ErrorCode, InvalidArgumentError } from '../errors.js';
 import { Message } from '../messaging/message.js';
+import { Deque } from '../util/deque.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
 import { CallRegistry, type Slots } from './call-registry.js';
@@ -177,34 +178,6 @@ function isEmpty(object: object): boolean {
   return true;
 }
 
-/** Small FIFO with O(1) shift. */
-class Fifo<T> {
-  private items: (T | undefined)[] = [];
-  private head = 0;
-  get length(): number {
-    return this.items.length - this.head;
-  }
-  push(item: T): void {
-    this.items.push(item);
-  }
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return item;
-  }
-  drain(): T[] {
-    const rest = this.items.slice(this.head) as T[];
-    this.items = [];
-    this.head = 0;
-    return rest;
-  }
-}
-
 /**
  * Serves registered objects to remote {@link RpcClient}s over a messaging
  * instance (snakeMQ's `RpcServer`). It hooks data starting with `rpcreq`;
@@ -246,13 +219,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private readonly objects = new Map<string, Registered>();
   /** Calls by caller and request id: running, or answered (with the reply kept for re-sent requests). */
   private readonly calls: CallRegistry;
-  private readonly queue = new Fifo<Job>();
+  private readonly queue = new Deque<Job>();
   private runningCount = 0;
   private draining = false;
   /** Requests handled in the current burst (one turn of the event loop). */
   private burst = 0;
   /** Requests beyond a burst's share, handled in the next turns. */
-  private readonly backlog = new Fifo<{ readonly ident: string; readonly message: Message }>();
+  private readonly backlog = new Deque<{ readonly ident: string; readonly message: Message }>();
   private backlogScheduled = false;
   private readonly endBurst = (): void => {
     this.burst = 0;

@@ -41,6 +41,13 @@ export class Deque<T> {
     return out;
   }
 
+  /** Removes everything (and lets go of the buffer). */
+  clear(): void {
+    this.buf = [];
+    this.head = 0;
+    this.size = 0;
+  }
+
   /** Puts items in front, keeping their order. */
   unshiftAll(front: T[]): void {
     if (front.length === 0) return;
