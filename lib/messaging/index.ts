@@ -5,4 +5,3 @@ export { Message, FLAG_PERSISTENT, TTL_INFINITE, MAX_TTL, DEFAULT_TTL, randomUui
 export type { MessageOptions } from './message.js';
 export type { ReceivedMessage } from './stream.js';
 export type { Delivery, DeliveryState, MessagingEvents } from './types.js';
-export * as frames from './frames.js';
