@@ -1,15 +1,11 @@
 import { isValidIdent } from '../messaging/frames.js';
-import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
-import { inspect } from 'node:util';
 import { EventEmitter } from 'eventemitter3';
 import {
   ClosedError,
-  ErrorCode,
   InvalidArgumentError,
   PacketTooLargeError,
   QueueFullError,
-  RpcBadRequestError,
   RpcBusyError,
   RpcNotConnectedError,
   RpcPartialCallError,
@@ -22,16 +18,16 @@ import {
 } from '../errors.js';
 import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
-import { Deque } from '../util/deque.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
+import { Deadlines, MAX_TIMER } from './deadlines.js';
 import { log } from './log.js';
+import { remoteProxy } from './proxy.js';
+import { remoteErrorFromReply } from './remote-error.js';
 import { DEFAULT_MAX_PAYLOAD, REPLY_PREFIX, RpcCodec, newIdTemplate, ownReplyId, readCallId, readCallIdAt } from './codec.js';
 import type { MethodName, RemoteProxy, RpcClientEvents, RpcTransport } from './types.js';
 
 /** Default call timeout in milliseconds (30 s). */
 export const DEFAULT_RPC_TIMEOUT = 30_000;
-
-const MAX_TIMER = 0x7fffffff;
 
 /** Options of {@link RpcClient}. */
 export interface RpcClientOptions {
@@ -77,26 +73,6 @@ const timeoutCheck: OptionCheck = (v) =>
 const stringArray: OptionCheck = (v) =>
   Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings';
 
-/**
- * Property names a proxy never turns into remote calls: thenable and
- * serialisation hooks, things inspectors and test matchers probe, and
- * `Object.prototype` members (which no server lets you call anyway).
- */
-const NOT_REMOTE: ReadonlySet<string> = new Set([
-  ...Object.getOwnPropertyNames(Object.prototype),
-  'then',
-  'catch',
-  'finally',
-  'toJSON',
-  'inspect',
-  'asymmetricMatch',
-  '$$typeof',
-  'nodeType',
-  'tagName',
-  '@@__IMMUTABLE_ITERABLE__@@',
-  '@@__IMMUTABLE_RECORD__@@',
-]);
-
 /** Drop reasons that end a call; any other (expired, connection lost…) means "re-send on reconnect". */
 function isTerminalDrop(reason: unknown): boolean {
   return (
@@ -131,63 +107,6 @@ interface PendingCall {
   drops: number;
 }
 
-function display(value: unknown): string {
-  try {
-    // The replacer sees Buffers after their toJSON ran, so look at the holder's original value.
-    const text = JSON.stringify(value, function (this: Record<string, unknown>, k: string, v: unknown) {
-      const original = this[k];
-      return typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(original) ? `<bin ${original.toString('hex')}>` : v;
-    });
-    if (text === undefined) return String(value);
-    return text.length > 1000 ? `${text.slice(0, 1000)}…` : text;
-  } catch {
-    return String(value);
-  }
-}
-
-const firstString = (...values: unknown[]): string | undefined => values.find((v): v is string => typeof v === 'string');
-
-/**
- * Turns an error reply into the error the caller sees. Our servers send
- * `{ name, message, code? }`; other peers (Python) may send a string, a list
- * or another map — anything still gives a readable {@link RpcRemoteError}.
- * The server's own refusals (no traceback) map to
- * {@link RpcUnknownObjectError}, {@link RpcUnknownMethodError},
- * {@link RpcBadRequestError} and {@link RpcBusyError}.
- */
-export function remoteErrorFromReply(exception: unknown, exceptionFormat: string): SnakeMQError {
-  let name = 'Error';
-  let message: string;
-  let code: string | undefined;
-  if (typeof exception === 'string') {
-    message = exception;
-  } else if (Array.isArray(exception)) {
-    if (exception.length >= 2 && exception.every((x) => typeof x === 'string') && /^[A-Za-z_][\w.]*$/.test(exception[0])) {
-      name = exception[0];
-      message = exception.slice(1).join(', ');
-    } else {
-      message = display(exception);
-    }
-  } else if (exception !== null && typeof exception === 'object' && !Buffer.isBuffer(exception) && !(exception instanceof Date)) {
-    const e = exception as Record<string, unknown>;
-    name = firstString(e.name, e.type) ?? 'Error';
-    message = firstString(e.message, e.msg) ?? display(e.args !== undefined ? e.args : exception);
-    code = typeof e.code === 'string' ? e.code : typeof e.code === 'number' ? String(e.code) : undefined;
-  } else {
-    message = exception === null || exception === undefined ? 'remote call failed' : display(exception);
-  }
-  if (exceptionFormat === '') {
-    if (name === 'RpcUnknownObjectError' && code === ErrorCode.RPC_UNKNOWN_OBJECT) return new RpcUnknownObjectError(message);
-    if (name === 'RpcUnknownMethodError' && code === ErrorCode.RPC_UNKNOWN_METHOD) return new RpcUnknownMethodError(message);
-    if (name === 'RpcBadRequestError' && code === ErrorCode.RPC_BAD_REQUEST) return new RpcBadRequestError(`the peer refused the request: ${message}`);
-    if (name === 'RpcBusyError' && code === ErrorCode.RPC_BUSY) return new RpcBusyError(message);
-  }
-  return new RpcRemoteError(message === '' ? name : message, {
-    name,
-    code,
-    stack: exceptionFormat === '' ? undefined : exceptionFormat,
-  });
-}
 
 /**
  * Calls methods of objects registered on remote {@link RpcServer}s
@@ -233,7 +152,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** Encoded request heads by object and method name. */
   private readonly heads = new Map<string, Map<string, Buffer>>();
   private headCount = 0;
-  private readonly deadlines = new Deadlines((p) => this.pending.get(p.id) === p, (p) => this.onTimeout(p));
+  private readonly deadlines = new Deadlines<PendingCall>((p) => this.pending.get(p.id) === p, (p) => this.onTimeout(p));
   private idleCheckQueued = false;
   private readonly idleCheck = (): void => {
     this.idleCheckQueued = false;
@@ -402,42 +321,18 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     );
     const signals = new Set(o.signals);
     const signalOptions = { ttl: o.signalTtl };
-    const label = `[RemoteProxy ${ident}/${objectName}]`;
-    const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
-    const handler: ProxyHandler<object> = {
-      get: (_target, prop) => {
-        // Repeated use of a method: one Map lookup.
-        const known = methods.get(prop as string);
-        if (known !== undefined) return known;
-        if (typeof prop === 'symbol') {
-          if (prop === inspect.custom) return () => label;
-          if (prop === Symbol.toStringTag) return 'RemoteProxy';
-          return undefined;
-        }
-        if (prop === 'toString') return () => label;
-        if (NOT_REMOTE.has(prop)) return undefined;
-        const fn = signals.has(prop)
-          ? (...args: unknown[]) => {
-              try {
-                this.signal(ident, objectName, prop, args, signalOptions);
-                return Promise.resolve();
-              } catch (error) {
-                return Promise.reject(error);
-              }
+    return remoteProxy<T, S>(`[RemoteProxy ${ident}/${objectName}]`, (method) =>
+      signals.has(method)
+        ? (...args: unknown[]) => {
+            try {
+              this.signal(ident, objectName, method, args, signalOptions);
+              return Promise.resolve();
+            } catch (error) {
+              return Promise.reject(error);
             }
-          : this.callFunction(ident, objectName, prop, o.timeout);
-        methods.set(prop, fn);
-        return fn;
-      },
-      set: () => false,
-      defineProperty: () => false,
-      deleteProperty: () => false,
-      setPrototypeOf: () => false,
-    };
-    // util.inspect looks at the target, not through the traps.
-    const target = Object.create(null) as object;
-    Object.defineProperty(target, inspect.custom, { value: () => label, configurable: true });
-    return new Proxy(target, handler) as RemoteProxy<T, S>;
+          }
+        : this.callFunction(ident, objectName, method, o.timeout),
+    );
   }
 
   /** A proxy's function for calls of object.method. */
@@ -572,116 +467,6 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** Most object/method pairs whose encoded request head a client keeps. */
 const HEAD_CACHE_SIZE = 1024;
 
-/** Calls of one timeout, in the order of their deadlines (settled ones are skipped lazily). */
-class DeadlineList {
-  readonly items = new Deque<PendingCall>();
-  /** Settled calls still in `items`. */
-  settled = 0;
-}
-
-/**
- * The deadlines of a client's pending calls, on one Node timer armed for
- * the earliest. Calls with the same timeout expire in the order they were
- * made, so each distinct timeout has a FIFO list; a settled call stays in
- * it until it reaches the front (or the list is compacted). The (monotonic)
- * clock is read once per burst of calls: like Node's timers, which take their
- * start time from the event loop's cached time.
- */
-class Deadlines {
-  private readonly lists = new Map<number, DeadlineList>();
-  private timer: NodeJS.Timeout | undefined;
-  private armedFor = Infinity;
-  private now = -1;
-  private readonly forgetNow = (): void => {
-    this.now = -1;
-  };
-  private readonly fire = (): void => {
-    const firedFor = this.armedFor;
-    this.timer = undefined;
-    this.armedFor = Infinity;
-    // With fake timers the clock may not have moved: the timer firing is what counts.
-    const now = Math.max(performance.now(), firedFor);
-    const expired: PendingCall[] = [];
-    for (const [timeout, list] of this.lists) {
-      for (;;) {
-        const p = list.items.peek();
-        if (p === undefined) {
-          this.lists.delete(timeout);
-          break;
-        }
-        if (!this.isPending(p)) {
-          list.items.shift();
-          list.settled--;
-          continue;
-        }
-        if (p.deadline > now) break;
-        list.items.shift();
-        p.deadline = Infinity; // out of the lists
-        expired.push(p);
-      }
-    }
-    this.rearm();
-    for (const p of expired) this.expire(p);
-  };
-
-  constructor(
-    private readonly isPending: (p: PendingCall) => boolean,
-    private readonly expire: (p: PendingCall) => void,
-  ) {}
-
-  add(p: PendingCall): void {
-    if (this.now < 0) {
-      this.now = performance.now();
-      RESOLVED.then(this.forgetNow); // not queueMicrotask: it makes an async resource per call
-    }
-    p.deadline = this.now + p.timeout;
-    let list = this.lists.get(p.timeout);
-    if (list === undefined) this.lists.set(p.timeout, (list = new DeadlineList()));
-    list.items.push(p);
-    if (p.deadline < this.armedFor) this.arm(p.deadline);
-  }
-
-  /** A call in a list settled (there are pending calls left). */
-  settled(p: PendingCall): void {
-    const list = p.deadline === Infinity ? undefined : this.lists.get(p.timeout);
-    if (list === undefined) return;
-    list.settled++;
-    const items = list.items;
-    while (items.length > 0 && !this.isPending(items.peek()!)) {
-      items.shift();
-      list.settled--;
-    }
-    if (list.settled > 1024 && list.settled * 2 > items.length) {
-      // Replies out of order behind a slow call: drop the settled ones now.
-      items.filter(this.isPending);
-      list.settled = 0;
-    }
-  }
-
-  /** No call is pending (any more): forget everything, stop the timer. */
-  clear(): void {
-    this.lists.clear();
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.armedFor = Infinity;
-  }
-
-  private arm(deadline: number): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.armedFor = deadline;
-    const now = this.now >= 0 ? this.now : performance.now();
-    this.timer = setTimeout(this.fire, Math.min(MAX_TIMER, Math.max(1, deadline - now)));
-  }
-
-  private rearm(): void {
-    let earliest = Infinity;
-    for (const list of this.lists.values()) {
-      const p = list.items.peek();
-      if (p !== undefined && p.deadline < earliest) earliest = p.deadline;
-    }
-    if (earliest < Infinity) this.arm(earliest);
-  }
-}
 const PREFIX_LENGTH = REPLY_PREFIX.length;
 
 function checkTarget(what: string, self: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {

@@ -15,12 +15,12 @@ export {
 export {
   RpcClient,
   DEFAULT_RPC_TIMEOUT,
-  remoteErrorFromReply,
   type RpcClientOptions,
   type RpcCallOptions,
   type RpcSignalOptions,
   type RpcProxyOptions,
 } from './client.js';
+export { remoteErrorFromReply } from './remote-error.js';
 export {
   REQUEST_PREFIX,
   REPLY_PREFIX,

@@ -3,78 +3,21 @@ import { EventEmitter } from 'eventemitter3';
 import { ClosedError, ErrorCode, InvalidArgumentError } from '../errors.js';
 import { Message } from '../messaging/message.js';
 import { Deque } from '../util/deque.js';
-import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { log } from './log.js';
 import { CallRegistry, type Slots } from './call-registry.js';
-import { DEFAULT_MAX_PAYLOAD, REQUEST_PREFIX, RpcCodec } from './codec.js';
+import { REQUEST_PREFIX, RpcCodec } from './codec.js';
+import { describeThrown, findMethod } from './methods.js';
+import { registerOptions, serverOptions, type RpcRegisterOptions, type RpcServerOptions } from './server-options.js';
 import type { RpcCallInfo, RpcReply, RpcRequest, RpcRequestId, RpcServerEvents, RpcTransport } from './types.js';
 
-/** Options of {@link RpcServer}. */
-export interface RpcServerOptions {
-  /**
-   * Send a failing method's exception (name, message, code, stack) back to
-   * the caller. When `false` the caller gets a generic error without details
-   * (the exception is still emitted as `methodError`).
-   * @default true
-   */
-  transferExceptions?: boolean;
-  /**
-   * Most method invocations running at once (async methods count until they
-   * settle); excess calls and signals wait in a FIFO. An integer >= 1 or `Infinity`.
-   * @default Infinity
-   */
-  concurrency?: number;
-  /**
-   * How many recent call results (per caller identity and request id) are
-   * kept to answer a re-sent request again instead of running it twice.
-   * `0` disables the cache (a request re-sent after its result was sent then
-   * runs again). Requests still running are never started twice, whatever this is.
-   * @default 1000 ({@link DEFAULT_RESULT_CACHE_SIZE})
-   */
-  resultCacheSize?: number;
-  /**
-   * Most bytes of results (encoded replies) the result cache keeps; the
-   * oldest go first. A reply larger than this is not kept. `0` disables the cache.
-   * @default 64 MiB ({@link DEFAULT_RESULT_CACHE_BYTES})
-   */
-  resultCacheBytes?: number;
-  /**
-   * How long a result stays in the cache, in ms: it is forgotten between
-   * this and 9/8 of this after the call ended (one timer per server, and
-   * only while results are kept). `Infinity`: no age limit.
-   * @default 300000 (5 minutes, {@link DEFAULT_RESULT_CACHE_AGE})
-   */
-  resultCacheAge?: number;
-  /**
-   * Most calls and signals waiting or running at once (running ones, those
-   * waiting for a `concurrency` slot, and requests of a burst not yet looked
-   * at). Beyond it a call is answered with {@link RpcBusyError} at once (the
-   * method does not run; a re-sent call already known is still answered)
-   * and a signal is dropped (`warning` event). An integer >= 1 or `Infinity`.
-   * @default 10000 ({@link DEFAULT_MAX_PENDING_CALLS})
-   */
-  maxPending?: number;
-  /** Largest request accepted and reply sent, in bytes (prefix included). @default 16 MiB */
-  maxPayload?: number;
-}
-
-/** Default {@link RpcServerOptions.resultCacheSize}: 1000 results. */
-export const DEFAULT_RESULT_CACHE_SIZE = 1000;
-/** Default {@link RpcServerOptions.resultCacheBytes}: 64 MiB. */
-export const DEFAULT_RESULT_CACHE_BYTES = 64 * 1024 * 1024;
-/** Default {@link RpcServerOptions.resultCacheAge}: 5 minutes (in ms). */
-export const DEFAULT_RESULT_CACHE_AGE = 5 * 60_000;
-/** Default {@link RpcServerOptions.maxPending}: 10,000 calls waiting or running. */
-export const DEFAULT_MAX_PENDING_CALLS = 10_000;
-
-/** Options of {@link RpcServer.register}. */
-export interface RpcRegisterOptions {
-  /**
-   * Methods meant to be invoked as signals (no reply). A regular call to one
-   * of them, or a signal to any other method, still runs but emits `warning`.
-   */
-  signals?: readonly string[];
-}
+export {
+  DEFAULT_MAX_PENDING_CALLS,
+  DEFAULT_RESULT_CACHE_AGE,
+  DEFAULT_RESULT_CACHE_BYTES,
+  DEFAULT_RESULT_CACHE_SIZE,
+  type RpcRegisterOptions,
+  type RpcServerOptions,
+} from './server-options.js';
 
 interface Registered {
   readonly target: object;
@@ -95,66 +38,6 @@ interface Job {
   readonly reqId: RpcRequestId | undefined;
   readonly slots: Slots | undefined;
   readonly key: number | string;
-}
-
-const integerOrInfinity =
-  (min: number): OptionCheck =>
-  (v) =>
-    v === Infinity || (Number.isInteger(v) && (v as number) >= min) ? undefined : `must be an integer >= ${min} or Infinity`;
-
-const stringArray: OptionCheck = (v) =>
-  Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings';
-
-/**
- * Names never callable, whatever the object: everything `Object.prototype`
- * has (`constructor`, `__proto__`, `toString`, `hasOwnProperty`,
- * `__defineGetter__`, `valueOf`…), even when a class overrides it.
- */
-const FORBIDDEN_METHODS: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
-
-/**
- * The function a remote peer may call as `target[name]`: a function-valued
- * data property of the object or of its prototype chain below
- * `Object.prototype` / `Function.prototype`. Accessors are never invoked and
- * non-function properties are refused, as are the names in FORBIDDEN_METHODS.
- */
-function findMethod(target: object, name: string): ((...args: unknown[]) => unknown) | undefined {
-  if (FORBIDDEN_METHODS.has(name)) return undefined;
-  for (
-    let o: object | null = target;
-    o !== null && o !== Object.prototype && o !== Function.prototype;
-    o = Object.getPrototypeOf(o) as object | null
-  ) {
-    const d = Object.getOwnPropertyDescriptor(o, name);
-    if (d === undefined) continue;
-    return typeof d.value === 'function' ? (d.value as (...args: unknown[]) => unknown) : undefined;
-  }
-  return undefined;
-}
-
-function describeThrown(error: unknown): { name: string; message: string; code?: string; stack: string } {
-  try {
-    return describeThrownUnsafe(error);
-  } catch {
-    // e.g. a thrown Proxy or an object whose getters throw
-    return { name: 'Error', message: 'remote method failed (its exception could not be read)', stack: '' };
-  }
-}
-
-function describeThrownUnsafe(error: unknown): { name: string; message: string; code?: string; stack: string } {
-  const text = (v: unknown, fallback: string): string => (typeof v === 'string' ? v : fallback);
-  if (error !== null && (typeof error === 'object' || typeof error === 'function')) {
-    const e = error as { name?: unknown; message?: unknown; code?: unknown; stack?: unknown };
-    const out: { name: string; message: string; code?: string; stack: string } = {
-      name: text(e.name, 'Error'),
-      message: text(e.message, ''),
-      stack: text(e.stack, ''),
-    };
-    if (typeof e.code === 'string') out.code = e.code;
-    else if (typeof e.code === 'number') out.code = String(e.code);
-    return out;
-  }
-  return { name: 'Error', message: String(error), stack: '' };
 }
 
 const TTL_0 = { ttl: 0 } as const;
@@ -248,28 +131,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
    */
   constructor(messaging: RpcTransport, options?: RpcServerOptions) {
     super();
-    const o = validateOptions<Required<RpcServerOptions>>(
-      'RpcServer',
-      options,
-      {
-        transferExceptions: is.boolean(),
-        concurrency: integerOrInfinity(1),
-        resultCacheSize: is.integer(0),
-        resultCacheBytes: is.integer(0),
-        resultCacheAge: integerOrInfinity(1),
-        maxPending: integerOrInfinity(1),
-        maxPayload: is.integer(64),
-      },
-      {
-        transferExceptions: true,
-        concurrency: Infinity,
-        resultCacheSize: DEFAULT_RESULT_CACHE_SIZE,
-        resultCacheBytes: DEFAULT_RESULT_CACHE_BYTES,
-        resultCacheAge: DEFAULT_RESULT_CACHE_AGE,
-        maxPending: DEFAULT_MAX_PENDING_CALLS,
-        maxPayload: DEFAULT_MAX_PAYLOAD,
-      },
-    );
+    const o = serverOptions(options);
     if (messaging.closed) throw new ClosedError('RpcServer: the messaging is closed');
     this.transferExceptions = o.transferExceptions;
     this.concurrency = o.concurrency;
@@ -322,7 +184,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       throw new InvalidArgumentError('RpcServer.register: target must be an object');
     }
     if (this.objects.has(name)) throw new InvalidArgumentError(`RpcServer.register: '${name}' is already registered (unregister it first)`);
-    const o = validateOptions<Required<RpcRegisterOptions>>('RpcServer.register', options, { signals: stringArray }, { signals: [] });
+    const o = registerOptions(options);
     this.objects.set(name, { target, signals: new Set(o.signals), methods: new Map() });
   }
 
