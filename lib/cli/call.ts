@@ -1,5 +1,4 @@
 import { RpcRemoteError, SnakeMQError } from '../errors.js';
-import { RpcClient } from '../rpc/index.js';
 import { COMMON_OPTIONS, commonOptions, identity, parse, required, str } from './args.js';
 import { Failure, UsageError } from './errors.js';
 import { toJsonValue } from './format.js';
@@ -39,12 +38,11 @@ export async function call(args: string[]): Promise<void> {
   const timeout = common.timeout ?? DEFAULT_CALL_TIMEOUT;
   // The client enforces the time limit (with a precise error); the stack only handles signals and TLS failures.
   const stack = await Stack.open({ ...common, timeout: undefined });
-  const client = new RpcClient(stack.messaging, { timeout: timeout * 1000 });
   try {
     await stack.start();
     let result: unknown;
     try {
-      result = await stack.until(client.call(to, object, method, callArgs), () => undefined);
+      result = await stack.until(stack.peer.rpc.call(to, object, method, callArgs, { timeout: timeout * 1000 }), () => undefined);
     } catch (error) {
       if (error instanceof RpcRemoteError) {
         throw new Failure(`${to}: ${object}.${method} raised ${error.remoteName}: ${error.message}`);
@@ -55,7 +53,6 @@ export async function call(args: string[]): Promise<void> {
     }
     process.stdout.write(`${JSON.stringify(toJsonValue(result))}\n`);
   } finally {
-    client.close();
     await stack.close();
   }
 }

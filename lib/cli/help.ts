@@ -1,4 +1,4 @@
-const COMMON = `Peer options (listen, send, call):
+const COMMON = `Peer options (listen, send, call, serve):
   --ident NAME         this peer's identity (required, at most 50 characters)
   --listen URL         accept connections on URL (repeatable); the bound URL is
                        printed on stderr as 'listening on URL' (port 0 = any free port)
@@ -27,6 +27,7 @@ Commands:
   listen    print the messages peers send to this identity
   send      send messages to a peer and wait until they are delivered
   call      call a method of an object served by a peer's RpcServer
+  serve     serve an example RPC object (calc) to call with 'smq call'
   certs     create a CA and certificates for mutual TLS
 
 Run 'smq <command> --help' for a command's options.
@@ -34,6 +35,11 @@ Run 'smq <command> --help' for a command's options.
 Examples:
   smq listen --ident bob --listen tcp://127.0.0.1:4000
   smq send --ident alice --connect tcp://127.0.0.1:4000 --to bob 'hi bob'
+  smq serve --ident bob --listen tcp://127.0.0.1:4000 --example calc
+  smq call --ident alice --connect tcp://127.0.0.1:4000 --to bob \\
+      --object calc --method add --args '[1, 2]'
+  smq send --ident alice --connect tcp://127.0.0.1:4000 --to bob \\
+      --storage alice.sqlite --count 0       # deliver what alice.sqlite holds for bob
   smq certs --out certs bob alice
   smq listen --ident bob --listen tls://127.0.0.1:4443 \\
       --tls-cert certs/bob.pem --tls-key certs/bob-key.pem --tls-ca certs/ca.pem
@@ -73,16 +79,27 @@ by peers that support acknowledgements (snakemq-ts), written to the socket for
 plain snakeMQ peers.
 
 With --storage FILE, whatever FILE still holds for IDENT from earlier runs
-(persistent messages not delivered then) is delivered first; --count 0 sends
-nothing new and only delivers those.
+(persistent messages not delivered then) is delivered first.
+
+Deliver what is stored, and nothing new:
+  smq send --ident NAME --connect URL --to IDENT --storage FILE --count 0
+
+Re-running a timed-out persistent send with its MESSAGEs or --count sends
+them again, beside the stored ones (which are delivered first): use --count 0
+to deliver only those. The file does not shrink after delivery (SQLite keeps
+the free pages for later messages); delete FILE (and FILE-wal) when it holds
+nothing you need.
 
 Options:
   --to IDENT           the receiving peer's identity (required)
   --base64             MESSAGE arguments are base64 (to send any bytes)
-  --count N            send N generated messages
+  --count N            send N generated messages; --count 0: send nothing new,
+                       only deliver what --storage holds for IDENT
   --size BYTES         size of each generated message (at least the text 'msg <i>')
   --ttl SECONDS        how long a message may wait for IDENT to be connected
-                       (default: no limit; 0 = only if connected now)
+                       (default: no limit). 0 = only if connected now: the
+                       command waits up to 5 s (within --timeout) for IDENT to
+                       connect, and fails without sending if it does not
   --persistent         mark messages persistent: with --storage they are stored
                        durably until delivered, and survive this command
   --timeout SECONDS    exit 1 if not everything is delivered by then (persistent
@@ -90,7 +107,11 @@ Options:
 
 ${COMMON}
 
-Progress is shown on stderr when it is a terminal and many messages are sent.
+Progress is shown on stderr when it is a terminal and many messages are sent
+(with --persistent and --storage: how many are stored so far). When the
+command ends with messages undelivered (--timeout, Ctrl-C), it says how many
+are stored in --storage and how many are not. A first Ctrl-C stores what is
+queued, then exits; a second one exits at once.
 
 ${EXIT}
 `,
@@ -109,6 +130,29 @@ Options:
   --args JSON          the arguments as a JSON array (default: [])
   --timeout SECONDS    time for the whole call, waiting for the peer included
                        (default: 30)
+
+${COMMON}
+
+${EXIT}
+`,
+
+  serve: `Usage: smq serve --ident NAME (--listen URL | --connect URL)... --example NAME [options]
+
+Serves an example object over RPC, to try 'smq call' (or an RpcClient)
+against, until interrupted or --timeout (then exit 0). Calls that raise are
+reported on stderr.
+
+Examples:
+  calc                 add(a, b), subtract(a, b), multiply(a, b), divide(a, b)
+                       (divide by 0 raises RangeError), echo(value)
+
+  smq serve --ident bob --listen tcp://127.0.0.1:4000 --example calc
+  smq call --ident alice --connect tcp://127.0.0.1:4000 --to bob \\
+      --object calc --method add --args '[1, 2]'        # prints 3
+
+Options:
+  --example NAME       the object to serve, under that name (repeatable)
+  --timeout SECONDS    how long to serve (default: until interrupted)
 
 ${COMMON}
 

@@ -5,6 +5,7 @@ import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/index.js';
 import { COMMON_OPTIONS, commonOptions, identity, integer, parse, required, ttl as ttlOption } from './args.js';
 import { Failure, UsageError } from './errors.js';
 import { Stack } from './stack.js';
+import { CountingStorage } from './stored.js';
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -62,14 +63,36 @@ export async function send(args: string[]): Promise<void> {
   const data = (i: number): Buffer => (count === undefined ? messages[i]! : generated(i, size ?? 0));
   const options = { persistent, ...(ttl !== undefined ? { ttl } : {}) };
 
-  const stack = await Stack.open(common);
+  let counter: CountingStorage | undefined;
+  const stack = await Stack.open(common, { wrapStorage: (storage) => (counter = new CountingStorage(storage, to)) });
   const { messaging, status } = stack;
+  const stored = messaging.queueLength(to);
+  let next = 0;
+  /** Messages still queued for `to` when the command began to close (closing drops them from memory). */
+  let queuedAtClose: number | undefined;
+  /** What is stored and what is not, once something is left undelivered (null otherwise, or without --storage). */
+  const storedSummary = (): string | null => {
+    if (counter === undefined || (!persistent && stored === 0)) return null;
+    const waiting = Math.max(0, stored + counter.committed - counter.removed - counter.removing);
+    const lost = Math.max(0, (queuedAtClose ?? messaging.queueLength(to)) + (total - next) - waiting);
+    if (waiting === 0 && lost === 0) return null;
+    let text = `${waiting} message(s) for ${to} stored in ${common.storage}`;
+    if (waiting > 0) text += ` (a later 'smq send --storage ${common.storage} --to ${to} --count 0' delivers them)`;
+    return `${text}, ${lost} not stored${lost > 0 ? ' (lost)' : ''}`;
+  };
+  const storing = persistent && counter !== undefined;
+  if (storing) {
+    stack.onStopping('smq send: interrupted: storing what is queued before exiting (interrupt again to exit at once)');
+    stack.onForcedExit(() => {
+      const summary = storedSummary();
+      return summary === null ? null : `smq send: exiting at once: ${summary}`;
+    });
+  }
   let progressTimer: NodeJS.Timeout | undefined;
+  let failure: unknown;
   try {
-    const stored = messaging.queueLength(to);
     if (stored > 0) status.note(`${stored} stored message(s) for ${to} from earlier runs`);
     const all = stored + total;
-    let next = 0;
     let dropped = 0;
     let firstDrop: SnakeMQError | undefined;
     let pumpScheduled = false;
@@ -117,20 +140,21 @@ export async function send(args: string[]): Promise<void> {
     poll.unref();
 
     if (process.stderr.isTTY && all >= PROGRESS_FROM) {
-      progressTimer = setInterval(() => status.progress(`${delivered()}/${all} delivered to ${to}`), 250);
+      const line = storing
+        ? () => `stored ${counter!.committed}/${total} in ${common.storage}, ${delivered()}/${all} delivered to ${to}`
+        : () => `${delivered()}/${all} delivered to ${to}`;
+      progressTimer = setInterval(() => status.progress(line()), 250);
       progressTimer.unref();
     }
 
     await stack.start();
+    if (ttl === 0) await connectedNow(stack, to, total);
     pump();
     try {
       await stack.until(finished, (seconds) => {
         const queued = messaging.queueLength(to);
         let text = `timed out after ${seconds} s: ${delivered()} of ${all} messages delivered to ${to}, ${queued} still queued`;
         if (next < total) text += `, ${total - next} not queued yet`;
-        if (common.storage !== undefined && (persistent || stored > 0) && queued > 0) {
-          text += ` (persistent ones stay in ${common.storage} for the next run)`;
-        }
         throw new Failure(text);
       });
     } finally {
@@ -141,9 +165,50 @@ export async function send(args: string[]): Promise<void> {
     }
     status.clearProgress();
     if (all >= PROGRESS_FROM || stored > 0) status.note(`${all} messages delivered to ${to}`);
+  } catch (error) {
+    failure = error;
   } finally {
+    // Closing stores what is queued (the progress line goes on meanwhile): the summary comes after it.
+    if (!storing) clearInterval(progressTimer);
+    queuedAtClose = messaging.queueLength(to);
+    await stack.close();
     clearInterval(progressTimer);
     status.clearProgress();
-    await stack.close();
+  }
+  const summary = storedSummary();
+  if (failure instanceof Failure && summary !== null) throw new Failure(`${failure.message}; ${summary}`);
+  if (summary !== null) status.note(`smq send: ${summary}`);
+  if (failure !== undefined) throw failure;
+}
+
+/** How long `--ttl 0` waits for the peer to be connected, at most (and within `--timeout`). */
+export const TTL0_CONNECT_WAIT = 5;
+
+/**
+ * `--ttl 0` sends only to a peer connected now. The command has just started
+ * its connectors, so it waits for `to` to be connected for a short while,
+ * then fails instead of queueing messages that would all expire at once.
+ */
+async function connectedNow(stack: Stack, to: string, total: number): Promise<void> {
+  if (stack.peer.isConnected(to)) return;
+  let timer: NodeJS.Timeout | undefined;
+  let onConnect!: (connId: number, ident: string) => void;
+  const connected = new Promise<boolean>((resolve) => {
+    onConnect = (_connId, ident) => {
+      if (ident === to) resolve(true);
+    };
+    stack.peer.on('connect', onConnect);
+    timer = setTimeout(() => resolve(false), TTL0_CONNECT_WAIT * 1000);
+  });
+  const notConnected = (waited: number) =>
+    new Failure(`${to} is not connected (waited ${waited} s): --ttl 0 sends only to a peer connected now, so none of ${total} message(s) was sent`);
+  try {
+    const ok = await stack.until(connected, (seconds) => {
+      throw notConnected(seconds);
+    });
+    if (!ok) throw notConnected(TTL0_CONNECT_WAIT);
+  } finally {
+    clearTimeout(timer);
+    stack.peer.off('connect', onConnect);
   }
 }

@@ -1,7 +1,7 @@
 import { ErrorCode, type SnakeMQError } from '../errors.js';
-import { Link, type ConnectorOptions, type ListenerOptions, type TlsOptions } from '../link/index.js';
-import { Messaging, type MessagingOptions } from '../messaging/index.js';
-import { Packeter } from '../packeter/index.js';
+import type { Link, TlsOptions } from '../link/index.js';
+import type { Messaging, MessagingOptions } from '../messaging/index.js';
+import { createPeer, type Peer } from '../peer/index.js';
 import type { QueuesStorage } from '../storage/index.js';
 import type { CommonOptions } from './args.js';
 import { Failure, Stopped } from './errors.js';
@@ -42,14 +42,21 @@ export class Status {
   }
 }
 
+/** How {@link Stack.open} is set up beyond the common options. */
+export interface StackSetup {
+  /** Options of the peer's Messaging. */
+  messaging?: Omit<MessagingOptions, 'storage'>;
+  /** Wraps the opened `--storage` (e.g. to count what is stored). */
+  wrapStorage?: (storage: QueuesStorage) => QueuesStorage;
+}
+
 /**
- * A Link + Packeter + Messaging (+ optional SQLite storage) configured from
- * the common options, with the command's timeout, signal handling and
+ * The command's peer ({@link createPeer}, with the `--storage` file) configured
+ * from the common options, with the command's timeout, signal handling and
  * fatal-error reporting.
  */
 export class Stack {
-  readonly link: Link;
-  readonly messaging: Messaging;
+  readonly peer: Peer;
   readonly status: Status;
   /** Rejects with a {@link Failure} or {@link Stopped} when the command must end early. */
   private readonly aborted: Promise<never>;
@@ -59,40 +66,65 @@ export class Stack {
   private readonly options: CommonOptions;
   private readonly reported = new Set<string>();
   private closing: Promise<void> | null = null;
+  private interrupted = false;
+  /** Said on stderr at the first signal (what the command does before it exits). */
+  private stoppingNote: string | null = null;
+  /** Said on stderr before an exit at once (a second signal while closing). */
+  private exitNote: (() => string | null) | null = null;
   private readonly onSignal = (signal: NodeJS.Signals): void => {
-    if (this.closing !== null) process.exit(128 + (SIGNALS[signal as keyof typeof SIGNALS] ?? 0));
-    this.abort(new Stopped(128 + (SIGNALS[signal as keyof typeof SIGNALS] ?? 0)));
+    const code = 128 + (SIGNALS[signal as keyof typeof SIGNALS] ?? 0);
+    if (this.interrupted || this.closing !== null) {
+      const note = this.exitNote?.();
+      if (note) this.status.note(note);
+      process.exit(code);
+    }
+    this.interrupted = true;
+    if (this.stoppingNote !== null) this.status.note(this.stoppingNote);
+    this.abort(new Stopped(code));
   };
   private readonly onStdoutError = (error: NodeJS.ErrnoException): void => {
     // `smq listen | head -3`: the reader went away; stop quietly.
     this.abort(error.code === 'EPIPE' ? new Stopped(0) : new Failure(`cannot write to stdout: ${error.message}`));
   };
 
-  private constructor(options: CommonOptions, storage: QueuesStorage | null, status: Status, messagingOptions?: MessagingOptions) {
+  private constructor(options: CommonOptions, peer: Peer, status: Status) {
     this.options = options;
     this.status = status;
+    this.peer = peer;
     this.timeoutSeconds = options.timeout;
     this.deadline = options.timeout === undefined ? undefined : Date.now() + options.timeout * 1000;
     this.aborted = new Promise<never>((_resolve, reject) => (this.abort = reject));
     this.aborted.catch(() => undefined);
-    this.link = new Link();
-    this.messaging = new Messaging(options.ident, new Packeter(this.link), { ...messagingOptions, storage });
 
-    this.link.on('connectFailed', (endpoint, error) => this.connectFailed(endpoint, error));
-    this.link.on('acceptFailed', (endpoint, error) => status.note(`rejected a connection on ${endpoint}: ${error.message}`));
-    this.link.on('connect', (info) => {
+    peer.link.on('connectFailed', (endpoint, error) => this.connectFailed(endpoint, error));
+    peer.link.on('acceptFailed', (endpoint, error) => status.note(`rejected a connection on ${endpoint}: ${error.message}`));
+    peer.link.on('connect', (info) => {
       if (info.side === 'connector') this.reported.delete(info.endpoint);
     });
-    this.messaging.on('connect', (_connId, ident) => status.note(`connected to ${ident}`));
-    this.messaging.on('disconnect', (_connId, ident) => status.note(`disconnected from ${ident}`));
-    this.messaging.on('protocolError', (_connId, error) => status.note(`protocol error: ${error.message}`));
+    peer.on('connect', (_connId, ident) => status.note(`connected to ${ident}`));
+    peer.on('disconnect', (_connId, ident) => status.note(`disconnected from ${ident}`));
+    peer.on('protocolError', (_connId, error) => status.note(`protocol error: ${error.message}`));
     for (const signal of Object.keys(SIGNALS)) process.on(signal, this.onSignal);
     process.stdout.on('error', this.onStdoutError);
   }
 
-  /** Opens the storage (if any) and the messaging, and waits until stored queues are loaded. */
-  static async open(options: CommonOptions, messagingOptions?: MessagingOptions): Promise<Stack> {
-    let storage: QueuesStorage | null = null;
+  /** The peer's link. */
+  get link(): Link {
+    return this.peer.link;
+  }
+
+  /** The peer's messaging. */
+  get messaging(): Messaging {
+    return this.peer.messaging;
+  }
+
+  /**
+   * Opens the storage (if any) and the peer, and waits until stored queues
+   * are loaded. Listeners and connectors start with {@link Stack.start}, once
+   * the command has attached its handlers.
+   */
+  static async open(options: CommonOptions, setup: StackSetup = {}): Promise<Stack> {
+    let storage: QueuesStorage | undefined;
     if (options.storage !== undefined) {
       // Imported only when needed: sqlite3 is a native module.
       let sqlite: typeof import('../storage/sqlite.js');
@@ -107,15 +139,26 @@ export class Stack {
       } catch (error) {
         throw new Failure(`cannot open --storage ${options.storage}: ${messageOf(error)}`);
       }
+      if (setup.wrapStorage) storage = setup.wrapStorage(storage);
     }
-    const stack = new Stack(options, storage, new Status(), messagingOptions);
+    let peer: Peer;
     try {
-      await stack.messaging.ready;
+      peer = await createPeer({ identity: options.ident, storage, tls: tlsOptions(options), messaging: setup.messaging });
     } catch (error) {
-      await stack.close();
-      throw new Failure(`cannot load --storage ${options.storage}: ${messageOf(error)}`);
+      // createPeer closed the storage.
+      throw new Failure(options.storage === undefined ? messageOf(error) : `cannot load --storage ${options.storage}: ${messageOf(error)}`);
     }
-    return stack;
+    return new Stack(options, peer, new Status());
+  }
+
+  /** What to say at the first signal, before the command closes (e.g. that it is still storing). */
+  onStopping(note: string): void {
+    this.stoppingNote = note;
+  }
+
+  /** What to say when a second signal makes the command exit at once (e.g. what is stored and what is not). */
+  onForcedExit(note: () => string | null): void {
+    this.exitNote = note;
   }
 
   /** Starts the listeners (printing `listening on URL` on stderr with the bound port) and the connectors. */
@@ -126,31 +169,17 @@ export class Stack {
       this.status.note('smq: warning: --tls-* options only apply to tls:// and unix+tls:// endpoints');
     }
     for (const endpoint of listen) {
-      const options: ListenerOptions = {};
-      if (endpoint.tls) {
-        const t: TlsOptions = { cert: tls.cert!, key: tls.key! };
-        // With a CA, listeners require and verify client certificates: mutual TLS.
-        if (tls.ca !== undefined) Object.assign(t, { ca: tls.ca, requestCert: true });
-        options.tls = t;
-      }
       let url: string;
       try {
-        url = await this.link.addListener(endpoint.url, options);
+        url = await this.peer.listen(endpoint.url);
       } catch (error) {
         throw new Failure(messageOf(error));
       }
       this.status.note(`listening on ${url}`);
     }
     for (const endpoint of connect) {
-      const options: ConnectorOptions = {};
-      if (endpoint.tls) {
-        const t: TlsOptions = {};
-        if (tls.cert !== undefined) Object.assign(t, { cert: tls.cert, key: tls.key });
-        if (tls.ca !== undefined) t.ca = tls.ca;
-        options.tls = t;
-      }
       try {
-        this.link.addConnector(endpoint.url, options);
+        this.peer.connect(endpoint.url);
       } catch (error) {
         throw new Failure(messageOf(error));
       }
@@ -205,7 +234,7 @@ export class Stack {
         }, CLOSE_GRACE_MS);
       });
       try {
-        await Promise.race([this.messaging.close().catch((error: unknown) => this.status.note(`smq: warning: close failed: ${messageOf(error)}`)), grace]);
+        await Promise.race([this.peer.close().catch((error: unknown) => this.status.note(`smq: warning: close failed: ${messageOf(error)}`)), grace]);
       } finally {
         clearTimeout(timer);
         for (const signal of Object.keys(SIGNALS)) process.off(signal, this.onSignal);
@@ -214,4 +243,19 @@ export class Stack {
     })();
     return this.closing;
   }
+}
+
+/**
+ * The peer's TLS settings for every tls:// and unix+tls:// endpoint: the
+ * certificate and key when given, and with a CA, verification against it
+ * (listeners then require client certificates: mutual TLS). `{}` for a
+ * connector without files: Node's CA list.
+ */
+function tlsOptions(options: CommonOptions): TlsOptions | undefined {
+  const { tls } = options;
+  if (!options.listen.some((e) => e.tls) && !options.connect.some((e) => e.tls)) return undefined;
+  const out: TlsOptions = {};
+  if (tls.cert !== undefined) Object.assign(out, { cert: tls.cert, key: tls.key });
+  if (tls.ca !== undefined) Object.assign(out, { ca: tls.ca, requestCert: true });
+  return out;
 }
