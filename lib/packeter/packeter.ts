@@ -6,6 +6,7 @@ import type { ConnId, ConnectionInfo, DisconnectReason, Transport } from '../lin
 import { createLogger, preview } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
 import { HEADER_SIZE, PacketDecoder, type PacketRun, type PacketSink } from './decoder.js';
+import type { ConnPacketRun, ConnPacketSink, PacketTransport, PacketTransportEvents } from './packet-transport.js';
 
 const log = createLogger('snakemq:packeter');
 
@@ -69,11 +70,7 @@ export interface PacketerEvents {
   protocolError: (connId: ConnId, error: SnakeMQError) => void;
 }
 
-/** Receives every packet of every connection as a range of a buffer. @internal */
-export type ConnPacketSink = (connId: ConnId, buf: Buffer, start: number, end: number) => void;
-
-/** Takes over runs of whole packets of a chunk (see {@link PacketRun}). @internal */
-export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder: PacketDecoder) => number;
+export type { ConnPacketRun, ConnPacketSink } from './packet-transport.js';
 
 /**
  * A write-batch buffer. It is filled from the front by one connection at a
@@ -149,6 +146,9 @@ interface ConnState {
 
 const emptyBuffer = Buffer.alloc(0);
 
+type Names = EventEmitter.EventNames<PacketerEvents>;
+type Fn<T extends Names> = EventEmitter.EventListener<PacketerEvents, T>;
+
 /**
  * Packet framing over a {@link Transport} (a Link or a Throttle): 4-byte
  * big-endian length prefix, packet ids, and "packet sent" notification.
@@ -160,7 +160,7 @@ const emptyBuffer = Buffer.alloc(0);
  * packeter.on('sent', (connId, lastId) => { if (lastId >= id) … });
  * ```
  */
-export class Packeter extends EventEmitter<PacketerEvents> {
+export class Packeter extends EventEmitter<PacketerEvents> implements PacketTransport {
   /** The transport below (Link or Throttle). */
   readonly transport: Transport;
   /** Options in force. */
@@ -174,6 +174,8 @@ export class Packeter extends EventEmitter<PacketerEvents> {
   private restrictedBytes = 0;
   private packetSink: ConnPacketSink | null = null;
   private packetRun: ConnPacketRun | null = null;
+  /** Someone listens to `packet` (kept by the listener overrides below: a field read per packet is far cheaper than listenerCount()). */
+  private packetListened = false;
   /** Connections with a flush due at the end of this tick (not all of them: many may be idle). */
   private scheduled: ConnState[] = [];
   private readonly flushAll = (): void => {
@@ -377,6 +379,11 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     this.packetRun = run ?? null;
   }
 
+  /** @internal Subscribes the layer above to one of the events of {@link PacketTransport}. */
+  onEvent<E extends keyof PacketTransportEvents>(event: E, fn: PacketTransportEvents[E]): void {
+    this.on(event, fn as never);
+  }
+
   /**
    * Restricts a connection: from now on it accepts packets of at most
    * `maxPacketSize` bytes (capped at `options.maxPacketSize`; a peer announcing
@@ -460,6 +467,43 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       this.unaccount(state);
     }
     return this.transport.close(connId, reason);
+  }
+
+  // --- listeners: `packetListened` kept in step --------------------------------
+
+  override on<T extends Names>(event: T, fn: Fn<T>, context?: unknown): this {
+    super.on(event, fn, context);
+    return this.listenersChanged();
+  }
+
+  override addListener<T extends Names>(event: T, fn: Fn<T>, context?: unknown): this {
+    super.addListener(event, fn, context);
+    return this.listenersChanged();
+  }
+
+  override once<T extends Names>(event: T, fn: Fn<T>, context?: unknown): this {
+    super.once(event, fn, context);
+    return this.listenersChanged();
+  }
+
+  override removeListener<T extends Names>(event: T, fn?: Fn<T>, context?: unknown, once?: boolean): this {
+    super.removeListener(event, fn, context, once);
+    return this.listenersChanged();
+  }
+
+  override off<T extends Names>(event: T, fn?: Fn<T>, context?: unknown, once?: boolean): this {
+    super.removeListener(event, fn, context, once);
+    return this.listenersChanged();
+  }
+
+  override removeAllListeners(event?: Names): this {
+    super.removeAllListeners(event);
+    return this.listenersChanged();
+  }
+
+  private listenersChanged(): this {
+    this.packetListened = this.listenerCount('packet') > 0;
+    return this;
   }
 
   private flush(connId: ConnId, state: ConnState): void {
@@ -614,8 +658,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
       decoder: new PacketDecoder(this.options.maxPacketSize),
       sink: (buf, start, end) => {
         if (this.packetSink !== null) this.packetSink(connId, buf, start, end);
-        // eventemitter3 keeps listeners in `_events`: a property check is far cheaper per packet than listenerCount().
-        if ((this as unknown as { _events: Record<string, unknown> })._events.packet !== undefined) {
+        if (this.packetListened) {
           this.emit('packet', connId, buf.subarray(start, end));
         }
       },
@@ -661,8 +704,7 @@ export class Packeter extends EventEmitter<PacketerEvents> {
     const state = this.conns.get(connId);
     if (state === undefined || state.closing) return;
     try {
-      const packetListeners = (this as unknown as { _events: Record<string, unknown> })._events.packet;
-      state.decoder.push(chunk, state.sink, this.packetRun !== null && packetListeners === undefined ? state.run : null);
+      state.decoder.push(chunk, state.sink, this.packetRun !== null && !this.packetListened ? state.run : null);
     } catch (error) {
       if (!(error instanceof PacketTooLargeError)) throw error;
       log(`conn ${connId}: ${error.message}; closing`);
