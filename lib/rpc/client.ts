@@ -2,6 +2,7 @@ import { isValidIdent } from '../messaging/frames.js';
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'eventemitter3';
 import {
+  AbortedError,
   ClosedError,
   InvalidArgumentError,
   PacketTooLargeError,
@@ -45,6 +46,14 @@ export interface RpcClientOptions {
 export interface RpcCallOptions {
   /** Overrides the client's `timeout` (ms, or `Infinity`). */
   timeout?: number;
+  /**
+   * Aborts the call: it rejects at once with {@link AbortedError} (`cause`:
+   * the signal's reason) and a reply coming later is dropped. A call already
+   * sent may still run on the server. An already aborted signal rejects the
+   * call without sending it.
+   * @default undefined (no signal)
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of one {@link RpcClient.signal}. */
@@ -65,10 +74,29 @@ export interface RpcProxyOptions<T> {
   signals?: readonly MethodName<T>[];
   /** TTL in seconds of the proxy's signals. @default null (no limit) */
   signalTtl?: number | null;
+  /**
+   * Aborts every call made through the proxy, as {@link RpcCallOptions.signal}
+   * does for one call; once it is aborted, the proxy's signals (see
+   * `signals`) reject with {@link AbortedError} too, unsent. For one call or
+   * one operation, make a proxy with the operation's signal (a proxy is
+   * cheap), or use {@link RpcClient.call}.
+   * @default undefined (no signal)
+   */
+  signal?: AbortSignal;
 }
 
 const timeoutCheck: OptionCheck = (v) =>
   v === Infinity || (typeof v === 'number' && v > 0 && v <= MAX_TIMER) ? undefined : `must be a number of ms in (0, ${MAX_TIMER}] or Infinity`;
+
+/** An AbortSignal, or anything that behaves like one (a polyfill's). */
+const abortSignalCheck: OptionCheck = (v) =>
+  v !== null &&
+  typeof v === 'object' &&
+  typeof (v as AbortSignal).aborted === 'boolean' &&
+  typeof (v as AbortSignal).addEventListener === 'function' &&
+  typeof (v as AbortSignal).removeEventListener === 'function'
+    ? undefined
+    : 'must be an AbortSignal';
 
 const stringArray: OptionCheck = (v) =>
   Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings';
@@ -105,6 +133,9 @@ interface PendingCall {
   /** The current transmission; drops of older ones are stale. */
   message: Message | undefined;
   drops: number;
+  /** The call's AbortSignal and our listener on it (undefined without a signal). */
+  readonly signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
 
 
@@ -123,7 +154,9 @@ interface PendingCall {
  * {@link RpcPartialCallError} (sent, the peer went away, no reply in time: it
  * may or may not have run); {@link RpcTimeoutError} (sent, peer stayed, no reply);
  * {@link RpcBusyError} (the server had `maxPending` calls: it did not run);
- * {@link ClosedError} (the client or its messaging closed: at once);
+ * {@link AbortedError} (the call's `signal` aborted: at once, see
+ * {@link RpcCallOptions.signal}); {@link ClosedError} (the client or its
+ * messaging closed: at once);
  * {@link InvalidArgumentError} (arguments not encodable, too deep or too
  * large); a messaging drop reason such as `QueueFullError`.
  *
@@ -213,11 +246,17 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   call<R = unknown>(ident: string, object: string, method: string, args: readonly unknown[] = [], options?: RpcCallOptions): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       checkTarget('RpcClient.call', this.messaging.identity, ident, object, method, args);
-      const timeout =
-        options === undefined
-          ? this.timeout
-          : validateOptions<Required<RpcCallOptions>>('RpcClient.call', options, { timeout: timeoutCheck }, { timeout: this.timeout }).timeout;
-      this.start(ident, object, method, this.headFor(object, method), args, timeout, resolve as (value: unknown) => void, reject);
+      if (options === undefined) {
+        this.start(ident, object, method, this.headFor(object, method), args, this.timeout, undefined, resolve as (value: unknown) => void, reject);
+        return;
+      }
+      const o = validateOptions<{ timeout: number; signal: AbortSignal | undefined }>(
+        'RpcClient.call',
+        options,
+        { timeout: timeoutCheck, signal: abortSignalCheck },
+        { timeout: this.timeout, signal: undefined },
+      );
+      this.start(ident, object, method, this.headFor(object, method), args, o.timeout, o.signal, resolve as (value: unknown) => void, reject);
     });
   }
 
@@ -243,10 +282,12 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     head: Buffer,
     args: readonly unknown[],
     timeout: number,
+    signal: AbortSignal | undefined,
     resolve: (value: unknown) => void,
     reject: (error: unknown) => void,
   ): void {
     if (this.closed) throw new ClosedError('RpcClient is closed');
+    if (signal?.aborted) throw new AbortedError(`${object}.${method} on ${ident} was not sent: its signal is aborted`, { cause: signal.reason });
     const id = this.nextId++;
     const data = this.codec.encodeCall(head, args, this.idTemplate, id, this.limits.maxPayload);
     const p: PendingCall = {
@@ -264,8 +305,14 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       needsSend: true,
       message: undefined,
       drops: 0,
+      signal,
+      onAbort: undefined,
     };
     this.pending.set(id, p);
+    if (signal !== undefined) {
+      p.onAbort = () => this.onAbort(p);
+      signal.addEventListener('abort', p.onAbort, { once: true });
+    }
     if (timeout !== Infinity) this.deadlines.add(p);
     if (this.messaging.isConnected(ident)) this.transmit(p);
   }
@@ -313,33 +360,39 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    */
   proxy<T extends object, S extends MethodName<T> = never>(ident: string, objectName: string, options?: RpcProxyOptions<T>): RemoteProxy<T, S> {
     checkTarget('RpcClient.proxy', this.messaging.identity, ident, objectName, 'proxy', []);
-    const o = validateOptions<{ timeout: number; signals: readonly string[]; signalTtl: number | null }>(
+    const o = validateOptions<{ timeout: number; signals: readonly string[]; signalTtl: number | null; signal: AbortSignal | undefined }>(
       'RpcClient.proxy',
       options,
-      { timeout: timeoutCheck, signals: stringArray, signalTtl: is.nullableNumber(0) },
-      { timeout: this.timeout, signals: [], signalTtl: DEFAULT_TTL },
+      { timeout: timeoutCheck, signals: stringArray, signalTtl: is.nullableNumber(0), signal: abortSignalCheck },
+      { timeout: this.timeout, signals: [], signalTtl: DEFAULT_TTL, signal: undefined },
     );
+    const abortSignal = o.signal;
     const signals = new Set(o.signals);
     const signalOptions = { ttl: o.signalTtl };
     return remoteProxy<T, S>(`[RemoteProxy ${ident}/${objectName}]`, (method) =>
       signals.has(method)
         ? (...args: unknown[]) => {
             try {
+              if (abortSignal?.aborted) {
+                throw new AbortedError(`signal ${objectName}.${method} to ${ident} was not sent: the proxy's signal is aborted`, { cause: abortSignal.reason });
+              }
               this.signal(ident, objectName, method, args, signalOptions);
               return Promise.resolve();
             } catch (error) {
               return Promise.reject(error);
             }
           }
-        : this.callFunction(ident, objectName, method, o.timeout),
+        : this.callFunction(ident, objectName, method, o.timeout, abortSignal),
     );
   }
 
   /** A proxy's function for calls of object.method. */
-  private callFunction(ident: string, object: string, method: string, timeout: number): (...args: unknown[]) => Promise<unknown> {
+  private callFunction(ident: string, object: string, method: string, timeout: number, signal: AbortSignal | undefined): (...args: unknown[]) => Promise<unknown> {
     let head: Buffer | undefined;
     return (...args: unknown[]) =>
-      new Promise((resolve, reject) => this.start(ident, object, method, (head ??= this.codec.encodeCallHead(object, method)), args, timeout, resolve, reject));
+      new Promise((resolve, reject) =>
+        this.start(ident, object, method, (head ??= this.codec.encodeCallHead(object, method)), args, timeout, signal, resolve, reject),
+      );
   }
 
   /**
@@ -442,11 +495,22 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.settle(p, false, error);
   }
 
+  /** The call's signal aborted: it ends now; a reply coming later finds no call (like one after a timeout). */
+  private onAbort(p: PendingCall): void {
+    const what = `${p.object}.${p.method} on ${p.ident}`;
+    const message = p.sent ? `${what} was aborted after it was sent; it may or may not have run` : `${what} was aborted before it was sent`;
+    this.settle(p, false, new AbortedError(message, { cause: p.signal!.reason }));
+  }
+
   private settle(p: PendingCall, ok: boolean, value: unknown): void {
     if (this.pending.get(p.id) !== p) return;
     this.pending.delete(p.id);
     if (p.timeout !== Infinity) this.deadlines.settled(p);
     p.message = undefined;
+    if (p.onAbort !== undefined) {
+      p.signal!.removeEventListener('abort', p.onAbort);
+      p.onAbort = undefined;
+    }
     if (ok) p.resolve(value);
     else p.reject(value);
     if (this.pending.size === 0 && !this.idleCheckQueued) {
