@@ -77,7 +77,7 @@ export async function send(args: string[]): Promise<void> {
     const lost = Math.max(0, (queuedAtClose ?? messaging.queueLength(to)) + (total - next) - waiting);
     if (waiting === 0 && lost === 0) return null;
     let text = `${waiting} message(s) for ${to} stored in ${common.storage}`;
-    if (waiting > 0) text += ` (a later 'smq send --storage ${common.storage} --to ${to} --count 0' delivers them)`;
+    if (waiting > 0) text += ` (a later run with --storage ${common.storage} --count 0 delivers them)`;
     return `${text}, ${lost} not stored${lost > 0 ? ' (lost)' : ''}`;
   };
   const storing = persistent && counter !== undefined;
