@@ -4,7 +4,8 @@
  *
  * The stack, bottom to top: {@link Link} (sockets) → optional
  * {@link Throttle} → {@link Packeter} (framing) → {@link Messaging}
- * (identities, queues) → {@link RpcServer} / {@link RpcClient}.
+ * (identities, queues) → {@link RpcServer} / {@link RpcClient}; or all of
+ * it, owned by one {@link Peer}, with {@link createPeer}.
  * @module
  */
 export * from './errors.js';
