@@ -165,6 +165,9 @@ interface PendingCall {
  * const calc = client.proxy<Calc>('server', 'calc');
  * const sum = await calc.add(1, 2); // number
  * ```
+ *
+ * The client is attached to `messaging`, which it does not own: it closes
+ * when the messaging closes, and its own {@link close} only detaches it.
  */
 export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** Default call timeout in ms (see {@link RpcClientOptions.timeout}). */
@@ -192,6 +195,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     if (this.pending.size === 0) this.deadlines.clear();
   };
   private closed = false;
+  private closedPromise: Promise<void> | undefined;
   private readonly unhook: () => void;
   private readonly onConnect = (_connId: number, ident: string): void => {
     for (const p of this.callsOf(ident)) if (p.needsSend) this.transmit(p);
@@ -398,10 +402,21 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /**
    * Rejects every pending call with {@link ClosedError}, clears their timers,
    * and detaches from messaging. Later calls reject with `ClosedError`.
-   * Done by itself when the messaging closes. Idempotent.
+   *
+   * Who closes what: a layer owns the layer it is built on (its `close()`
+   * closes it); RPC objects are attached to a Messaging they do not own:
+   * they close when it closes, and their own `close()` only detaches them
+   * (the messaging stays open). Idempotent: every call returns the same
+   * promise, resolved once every pending call has settled.
    */
-  close(): void {
+  close(): Promise<void> {
     this.shutDown(new ClosedError('RpcClient closed'));
+    return (this.closedPromise ??= Promise.resolve());
+  }
+
+  /** `await using client = new RpcClient(messaging)`: {@link close} at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   private shutDown(reason: ClosedError): void {

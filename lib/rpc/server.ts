@@ -81,6 +81,9 @@ function isEmpty(object: object): boolean {
  * const server = new RpcServer(messaging);
  * server.register('calc', { add: (a: number, b: number) => a + b });
  * ```
+ *
+ * The server is attached to `messaging`, which it does not own: it closes
+ * when the messaging closes, and its own {@link close} only detaches it.
  */
 export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** See {@link RpcServerOptions.transferExceptions}. */
@@ -122,8 +125,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (this.backlog.length > 0 && !this.closed) this.scheduleBacklog();
   };
   private closed = false;
+  private closedPromise: Promise<void> | undefined;
   private readonly unhook: () => void;
-  private readonly onMessagingClose = (): void => this.close();
+  private readonly onMessagingClose = (): void => this.shutDown();
 
   /**
    * @throws {InvalidOptionsError} unknown option or invalid value.
@@ -196,10 +200,25 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /**
    * Stops serving: unhooks from messaging, answers queued calls with a
    * `ClosedError` exception, drops the replies of calls still running, and
-   * forgets the result cache. Called by itself when the messaging closes.
-   * Idempotent.
+   * forgets the result cache.
+   *
+   * Who closes what: a layer owns the layer it is built on (its `close()`
+   * closes it); RPC objects are attached to a Messaging they do not own:
+   * they close when it closes, and their own `close()` only detaches them
+   * (the messaging stays open). Idempotent: every call returns the same
+   * promise, resolved once the server is detached.
    */
-  close(): void {
+  close(): Promise<void> {
+    this.shutDown();
+    return (this.closedPromise ??= Promise.resolve());
+  }
+
+  /** `await using server = new RpcServer(messaging)`: {@link close} at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private shutDown(): void {
     if (this.closed) return;
     this.closed = true;
     this.unhook();
