@@ -1,3 +1,10 @@
+/**
+ * {@link RpcClient}: calls on remote {@link RpcServer}s, their re-sends,
+ * timeouts (deadlines.ts) and aborts, proxies (proxy.ts) and what error
+ * replies become (remote-error.ts). Builds on a Messaging ({@link RpcTransport})
+ * and the codec.
+ * @module
+ */
 import { isValidIdent } from '../messaging/frames.js';
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'eventemitter3';

@@ -1,3 +1,10 @@
+/**
+ * {@link RpcServer}: serves registered objects to remote RpcClients: bursts
+ * and backlog, the job queue under `concurrency`, the result cache
+ * (call-registry.ts), what may be called (methods.ts) and its options
+ * (server-options.ts). Builds on a Messaging ({@link RpcTransport}) and the codec.
+ * @module
+ */
 import { nextTick } from 'node:process';
 import { EventEmitter } from 'eventemitter3';
 import { ClosedError, ErrorCode, InvalidArgumentError } from '../errors.js';
