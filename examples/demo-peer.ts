@@ -7,8 +7,7 @@
  * `{ op: 'send', text, persistent? }`, `{ op: 'call' }`, `{ op: 'quit' }`.
  */
 import { basename } from 'node:path';
-import { Link, Packeter, Messaging, Message, RpcClient, RpcServer } from '../lib/index.js';
-import { SqliteQueuesStorage } from '../lib/sqlite.js';
+import { Message, createPeer } from '../lib/index.js';
 import { deadline } from './support/processes.js';
 
 interface Config {
@@ -34,31 +33,28 @@ class Greeter {
   }
 }
 
-const storage = await SqliteQueuesStorage.open(config.storage);
-const link = new Link();
-const messaging = new Messaging(ident, new Packeter(link), { storage });
-const server = new RpcServer(messaging);
-server.register('greeter', new Greeter());
-const client = new RpcClient(messaging, { timeout: 5000 });
-const remote = client.proxy<Greeter>(peer, 'greeter');
+// Link, Packeter, Messaging and the SQLite file in one call; RPC server and client on first use.
+const me = await createPeer({ identity: ident, storage: config.storage, rpc: { client: { timeout: 5000 } } });
+me.rpc.serve('greeter', new Greeter());
+const remote = me.rpc.proxy<Greeter>(peer, 'greeter');
 
-await messaging.ready;
-say(`started: pid ${process.pid}, queues in ${basename(config.storage)}`);
-const waiting = messaging.queueLength(peer);
+say(`started: pid ${process.pid}, queues in ${basename(config.storage)}`); // stored queues are loaded by now
+const waiting = me.queueLength(peer);
 if (waiting > 0) say(`${waiting} message(s) for ${peer} loaded from ${basename(config.storage)}`);
 
-messaging.on('connect', (_connId, who) => say(`${who} connected`));
-messaging.on('disconnect', (_connId, who) => say(`${who} disconnected`));
-messaging.on('message', (_connId, from, message) =>
+me.on('connect', (_connId, who) => say(`${who} connected`));
+me.on('disconnect', (_connId, who) => say(`${who} disconnected`));
+me.on('message', (_connId, from, message) =>
   say(`received from ${from}: "${message.data.toString()}"${message.persistent ? ' (persistent)' : ''}`),
 );
-messaging.on('acknowledged', (to, message) => {
+me.on('acknowledged', (to, message) => {
   if (message.persistent) say(`${to} acknowledged "${message.data.toString()}": removed from ${basename(config.storage)}`);
 });
 
-if (config.listen) say(`listening on ${await link.addListener(config.listen)}`);
+// Listening and connecting come after the handlers, so that nothing arrives unheard.
+if (config.listen) say(`listening on ${await me.listen(config.listen)}`);
 if (config.connect) {
-  link.addConnector(config.connect);
+  me.connect(config.connect);
   say(`connecting to ${config.connect}`);
 }
 
@@ -66,11 +62,11 @@ process.on('message', (command: Command) => {
   void (async () => {
     switch (command.op) {
       case 'send': {
-        const delivery = messaging.send(peer, new Message(command.text, { persistent: command.persistent ?? false }));
+        const delivery = me.send(peer, new Message(command.text, { persistent: command.persistent ?? false }));
         say(`sending to ${peer}: "${command.text}"${command.persistent ? ' (persistent)' : ''}`);
         if (command.persistent) {
           await delivery.persisted();
-          say(`"${command.text}" is committed to ${basename(config.storage)} (${peer} is ${messaging.isConnected(peer) ? 'connected' : 'away'})`);
+          say(`"${command.text}" is committed to ${basename(config.storage)} (${peer} is ${me.isConnected(peer) ? 'connected' : 'away'})`);
         }
         break;
       }
@@ -78,9 +74,7 @@ process.on('message', (command: Command) => {
         say(`${peer}.greet("${ident}") returned "${await remote.greet(ident)}"`);
         break;
       case 'quit':
-        client.close();
-        server.close();
-        await messaging.close(); // link, packeter, storage
+        await me.close(); // RPC, messaging, packeter, link, storage
         say('stopped'); // nothing is left open: the process exits by itself
         break;
     }
