@@ -7,7 +7,7 @@
 import { Buffer } from 'node:buffer';
 import type { StoredMessage } from './types.js';
 
-/** Length of a message uuid in bytes. */
+/** @internal Length of a message uuid in bytes. */
 export const UUID_LENGTH = 16;
 
 const isUuid = (u: unknown): u is Buffer => Buffer.isBuffer(u) && u.length === UUID_LENGTH;
@@ -20,15 +20,18 @@ const SURROGATE = /[\ud800-\udfff]/;
 /**
  * The ident as stored: lone UTF-16 surrogates replaced by U+FFFD, as UTF-8
  * encoding does anyway (so every path into SQLite agrees on the bytes).
+ * @internal
  */
 export function wellFormed(ident: string): string {
   return SURROGATE.test(ident) ? Buffer.from(ident, 'utf8').toString('utf8') : ident;
 }
 
+/** @internal */
 export function checkIdent(ident: unknown): string | undefined {
   return typeof ident === 'string' ? undefined : 'ident must be a string';
 }
 
+/** @internal */
 export function checkMessages(messages: unknown): string | undefined {
   if (!Array.isArray(messages)) return 'messages must be an array';
   for (let i = 0; i < messages.length; i++) {
@@ -46,6 +49,7 @@ export function checkMessages(messages: unknown): string | undefined {
   return undefined;
 }
 
+/** @internal */
 export function checkUuids(uuids: unknown): string | undefined {
   if (!Array.isArray(uuids)) return 'uuids must be an array';
   for (let i = 0; i < uuids.length; i++) {
@@ -54,6 +58,7 @@ export function checkUuids(uuids: unknown): string | undefined {
   return undefined;
 }
 
+/** @internal */
 export function checkTtlEntries(entries: unknown): string | undefined {
   if (!Array.isArray(entries)) return 'entries must be an array';
   for (let i = 0; i < entries.length; i++) {
@@ -67,6 +72,7 @@ export function checkTtlEntries(entries: unknown): string | undefined {
   return undefined;
 }
 
+/** @internal */
 export function checkAwaySince(awaySince: unknown): string | undefined {
   return awaySince === null || isNumber(awaySince)
     ? undefined
