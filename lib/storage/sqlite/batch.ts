@@ -2,7 +2,6 @@
  * The calls collected for one transaction of the group commit ({@link Batch})
  * and the rows it will insert ({@link PendingInsert}). Plain data: builds on
  * nothing; lib/storage/sqlite/storage.ts fills and writes them.
- * @internal
  * @module
  */
 import type { Buffer } from 'node:buffer';

@@ -3,7 +3,6 @@
  * opens, for it is a native addon and an optional peer dependency), opening
  * and closing a connection, running SQL, and turning its errors into
  * `StorageError`s. Builds on sqlite3 and lib/errors.ts.
- * @internal
  * @module
  */
 import type { Database, Statement } from 'sqlite3';

@@ -2,7 +2,6 @@
  * One process, one storage per file: the set of files this process has open
  * and the exclusive lock SQLite takes on a file for as long as its connection
  * lives. Builds on driver.ts.
- * @internal
  * @module
  */
 import { promises as fsp } from 'node:fs';

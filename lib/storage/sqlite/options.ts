@@ -4,7 +4,6 @@
  * and {@link SqliteQueuesStorage.settings} return. Types and constants only.
  * @module
  */
-import type { SqliteQueuesStorage } from './storage.js';
 
 /**
  * What a committed write survives (both modes use a WAL journal):

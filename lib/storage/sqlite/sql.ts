@@ -2,7 +2,6 @@
  * The SQL text of the batched statements a transaction runs, and how values
  * are packed into their few large parameters (the limits that come with it
  * and {@link exactNumber}). Strings and numbers only: builds on nothing.
- * @internal
  * @module
  */
 

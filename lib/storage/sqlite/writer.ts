@@ -3,7 +3,6 @@
  * {@link Batch} in one transaction with the batched statements of sql.ts,
  * retries it once after a checkpoint on a full disk, keeps the WAL truncated
  * on a disk low on space, and counts what it did. Builds on driver.ts.
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';
