@@ -125,7 +125,7 @@ async function lockfile(tgz: string, tgzBytes: Buffer): Promise<object> {
   };
 }
 
-describe('the packed package, installed into an empty project', () => {
+describe('the packed package, installed into an empty project', { timeout: 120_000 }, () => {
   let work: string;
   let app: string;
 
@@ -172,8 +172,12 @@ describe('the packed package, installed into an empty project', () => {
   });
 
   it("require('snakemq-ts') works (require of an ES module, Node >= 20.19)", async () => {
-    await writeFile(join(app, 'main.cjs'), "const smq = require('snakemq-ts'); console.log(typeof smq.Messaging, typeof smq.Link);");
-    expect((await ok(process.execPath, ['main.cjs'], app)).trim()).toBe('function function');
+    await writeFile(
+      join(app, 'main.cjs'),
+      "const smq = require('snakemq-ts'); const { SqliteQueuesStorage } = require('snakemq-ts/sqlite');\n" +
+        'console.log(typeof smq.Messaging, typeof smq.Link, typeof SqliteQueuesStorage.open);',
+    );
+    expect((await ok(process.execPath, ['main.cjs'], app)).trim()).toBe('function function function');
   });
 
   it("without sqlite3, 'snakemq-ts/sqlite' imports and open() rejects with a StorageError naming npm install sqlite3", async () => {
