@@ -4,6 +4,9 @@ import type { LinkEvents, TransportEventSource } from './types.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- eventemitter3's own listener type
 type AnyListener = (...args: any[]) => void;
 
+/** The emitter behind a {@link TypedEventSource}, typed by event. @internal */
+export type LinkEmitter = EventEmitter<LinkEvents>;
+
 /**
  * Typed `on`/`once`/`off` over a private emitter. Link and Throttle extend
  * this rather than EventEmitter because snakeMQ's `addListener`/`removeListener`
@@ -34,6 +37,14 @@ export abstract class TypedEventSource implements TransportEventSource {
   /** Number of subscribers of an event. */
   listenerCount(event: keyof LinkEvents): number {
     return this.#events.listenerCount(event);
+  }
+
+  /**
+   * The emitter itself, for the link's own modules: they emit on it directly
+   * (per-chunk `data` without one more call in between).
+   */
+  protected get emitter(): LinkEmitter {
+    return this.#events as unknown as LinkEmitter;
   }
 
   protected emit<E extends keyof LinkEvents>(event: E, ...args: Parameters<LinkEvents[E]>): void {
