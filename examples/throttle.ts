@@ -6,7 +6,8 @@
  * receiver's is unlimited. 150 kB in 15 messages take about 1.4 s to arrive
  * (the first 10 kB go at once: the default burst is 100 ms worth of
  * traffic). The limit applies per connection, to outgoing data only. The
- * Throttle has the Link's interface, so nothing above it changes.
+ * Throttle wraps any Transport (a Link, another Throttle, your own) and has
+ * the same interface, so nothing above it changes.
  *
  *   npx tsx examples/throttle.ts
  *
@@ -56,5 +57,6 @@ const seconds = await allArrived;
 const rate = (COUNT * SIZE) / 1000 / seconds;
 log('receiver', `all ${(COUNT * SIZE) / 1000} kB in ${seconds.toFixed(2)} s: ${rate.toFixed(0)} kB/s (limit ${RATE / 1000} kB/s + burst)`);
 
-await Promise.all([sender.close(), receiver.close()]); // the sender's close goes through the throttle to the link
+// A layer owns the layer it is built on: the sender's close closes its Packeter, the Throttle and the Link.
+await Promise.all([sender.close(), receiver.close()]);
 log('sender', 'closed');

@@ -1,5 +1,6 @@
 import type { PeerCertificate } from 'node:tls';
 import type { SnakeMQError } from '../errors.js';
+import type { ConnectorOptions, ListenerOptions } from './options.js';
 
 /** Connection id: unique for the life of one {@link Link} (never reused). */
 export type ConnId = number;
@@ -109,8 +110,9 @@ export interface TransportEventSource {
 }
 
 /**
- * What the Packeter needs from below: a Link, or a Throttle presenting the
- * same interface.
+ * What the Packeter needs from below: a Link, a Throttle presenting the same
+ * interface (over a Link, another Throttle, or any Transport), or your own.
+ * Only the non-optional members are required.
  */
 export interface Transport extends TransportEventSource {
   /**
@@ -143,6 +145,21 @@ export interface Transport extends TransportEventSource {
    * ids and accepted connections. A wrapping transport (Throttle) forwards it.
    */
   markEstablished?(connId: ConnId): void;
+  /**
+   * Optional, for a transport that opens its own connections (a Link): listen
+   * on an endpoint, resolving with the bound URL (see {@link Link.addListener}).
+   * A wrapping transport (Throttle) forwards it.
+   */
+  addListener?(endpoint: Endpoint, options?: ListenerOptions): Promise<string>;
+  /** Optional: stop a listener (see {@link Link.removeListener}). A wrapping transport forwards it. */
+  removeListener?(endpoint: Endpoint): Promise<void>;
+  /**
+   * Optional: connect to an endpoint and keep reconnecting, returning the
+   * connector key (see {@link Link.addConnector}). A wrapping transport forwards it.
+   */
+  addConnector?(endpoint: Endpoint, options?: ConnectorOptions): string;
+  /** Optional: stop a connector (see {@link Link.removeConnector}). A wrapping transport forwards it. */
+  removeConnector?(endpoint: Endpoint): Promise<void>;
   /**
    * Close one connection (`disconnect` follows with `by: 'local'` and the
    * given reason), or with no id close everything: resolves once every socket

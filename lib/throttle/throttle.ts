@@ -1,10 +1,9 @@
 import { nextTick } from 'node:process';
-import { performance } from 'node:perf_hooks';
 import { ClosedError, ConnectionError, InvalidArgumentError, InvalidOptionsError, type SnakeMQError } from '../errors.js';
 import { TypedEventSource } from '../link/event-source.js';
-import type { Link } from '../link/link.js';
 import type { ConnectorOptions, ListenerOptions } from '../link/options.js';
 import type { ConnId, ConnectionInfo, Endpoint, Transport } from '../link/types.js';
+import { Deque } from '../util/deque.js';
 import { createLogger } from '../util/log.js';
 import { validateOptions, type OptionCheck } from '../util/options.js';
 
@@ -36,7 +35,7 @@ interface Bucket {
   readonly id: ConnId;
   tokens: number;
   refilledAt: number;
-  readonly queue: Pending[];
+  readonly queue: Deque<Pending>;
   timer: NodeJS.Timeout | undefined;
   /** send() returned false: a `drain` is owed. */
   needDrain: boolean;
@@ -50,22 +49,30 @@ const atLeastOne: OptionCheck = (v) =>
   typeof v === 'number' && Number.isFinite(v) && v >= 1 ? undefined : 'must be a finite number >= 1';
 
 /**
- * Outgoing bandwidth limit (a token bucket per connection) between a
- * {@link Link} and the Packeter, presenting the same {@link Transport}
- * interface. Incoming data is not limited.
+ * Outgoing bandwidth limit (a token bucket per connection) over any
+ * {@link Transport} (a Link, another Throttle, or your own), presenting the
+ * same interface, so a Packeter sits on it as on a Link. Incoming data is not
+ * limited.
  *
- * `send` passes data straight to the link while the bucket has tokens for it;
- * otherwise the data is queued and trickles out in slices as tokens refill
+ * `send` passes data straight to the transport while the bucket has tokens for
+ * it; otherwise the data is queued and trickles out in slices as tokens refill
  * (one timer per throttled connection, none while nothing is throttled).
  * While anything is queued for a connection `send` returns false, and `drain`
- * follows once the queue went out and the link is writable. `onWritten` fires
- * when the link wrote the last slice of that data.
+ * follows once the queue went out and the transport is writable. `onWritten`
+ * fires when the transport wrote the last slice of that data.
  *
- * Link events are re-emitted; `addListener`, `addConnector`, … are forwarded.
+ * Events of the transport below are re-emitted; `addListener`, `addConnector`,
+ * `markEstablished`, … are forwarded to it.
+ *
+ * A layer owns the layer it is built on: its close() closes it (Messaging →
+ * Packeter → Throttle → Link).
+ *
+ * Timing uses the global `performance.now()` and `setTimeout` (so fake timers
+ * drive it in tests).
  */
-export class Throttle extends TypedEventSource implements Transport {
-  /** The wrapped link. */
-  readonly link: Link;
+export class Throttle extends TypedEventSource implements Transport, AsyncDisposable {
+  /** The wrapped transport (a Link, another Throttle, …). */
+  readonly transport: Transport;
   readonly #rate: number;
   readonly #burst: number;
   /** Smallest partial slice worth a write: 50 ms of traffic (capped by the burst). */
@@ -73,9 +80,10 @@ export class Throttle extends TypedEventSource implements Transport {
   readonly #buckets = new Map<ConnId, Bucket>();
   #timers = 0;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   /** @throws InvalidOptionsError when `bytesPerSecond` is missing or options are invalid. */
-  constructor(link: Link, options: ThrottleOptions) {
+  constructor(transport: Transport, options: ThrottleOptions) {
     super();
     if (typeof options !== 'object' || options === null || (options as Partial<ThrottleOptions>).bytesPerSecond === undefined) {
       throw new InvalidOptionsError("Throttle options: 'bytesPerSecond' is required");
@@ -86,14 +94,14 @@ export class Throttle extends TypedEventSource implements Transport {
       { bytesPerSecond: positive, burst: atLeastOne },
       { bytesPerSecond: options.bytesPerSecond },
     );
-    this.link = link;
+    this.transport = transport;
     this.#rate = opts.bytesPerSecond;
     this.#burst = opts.burst ?? Math.max(1, Math.ceil(opts.bytesPerSecond / 10));
     this.#slice = Math.max(1, Math.min(this.#burst, Math.ceil(opts.bytesPerSecond / 20)));
 
-    link.on('connect', (info) => this.emit('connect', info));
-    link.on('data', (id, chunk) => this.emit('data', id, chunk));
-    link.on('disconnect', (id, reason) => {
+    transport.on('connect', (info) => this.emit('connect', info));
+    transport.on('data', (id, chunk) => this.emit('data', id, chunk));
+    transport.on('disconnect', (id, reason) => {
       const error =
         reason.error ??
         (reason.by === 'local'
@@ -102,10 +110,10 @@ export class Throttle extends TypedEventSource implements Transport {
       this.#drop(id, error);
       this.emit('disconnect', id, reason);
     });
-    link.on('drain', (id) => this.#onLinkDrain(id));
-    link.on('connectFailed', (endpoint, error) => this.emit('connectFailed', endpoint, error));
-    link.on('reconnect', (endpoint, attempt, delay) => this.emit('reconnect', endpoint, attempt, delay));
-    link.on('acceptFailed', (endpoint, error) => this.emit('acceptFailed', endpoint, error));
+    transport.on('drain', (id) => this.#onLinkDrain(id));
+    transport.on('connectFailed', (endpoint, error) => this.emit('connectFailed', endpoint, error));
+    transport.on('reconnect', (endpoint, attempt, delay) => this.emit('reconnect', endpoint, attempt, delay));
+    transport.on('acceptFailed', (endpoint, error) => this.emit('acceptFailed', endpoint, error));
   }
 
   /** Bucket size in bytes in effect. */
@@ -125,24 +133,36 @@ export class Throttle extends TypedEventSource implements Transport {
     return this.#timers;
   }
 
-  /** Forwards to {@link Link.addListener}. */
-  addListener(endpoint: Endpoint, options?: ListenerOptions): Promise<string> {
-    return this.link.addListener(endpoint, options);
+  /**
+   * Forwards to the transport's `addListener` (see {@link Link.addListener}).
+   * @throws (rejects) InvalidArgumentError when the transport below has none.
+   */
+  async addListener(endpoint: Endpoint, options?: ListenerOptions): Promise<string> {
+    return below(this.transport.addListener, 'addListener').call(this.transport, endpoint, options);
   }
 
-  /** Forwards to {@link Link.removeListener}. */
-  removeListener(endpoint: Endpoint): Promise<void> {
-    return this.link.removeListener(endpoint);
+  /**
+   * Forwards to the transport's `removeListener` (see {@link Link.removeListener}).
+   * @throws (rejects) InvalidArgumentError when the transport below has none.
+   */
+  async removeListener(endpoint: Endpoint): Promise<void> {
+    return below(this.transport.removeListener, 'removeListener').call(this.transport, endpoint);
   }
 
-  /** Forwards to {@link Link.addConnector}. */
+  /**
+   * Forwards to the transport's `addConnector` (see {@link Link.addConnector}).
+   * @throws InvalidArgumentError when the transport below has none.
+   */
   addConnector(endpoint: Endpoint, options?: ConnectorOptions): string {
-    return this.link.addConnector(endpoint, options);
+    return below(this.transport.addConnector, 'addConnector').call(this.transport, endpoint, options);
   }
 
-  /** Forwards to {@link Link.removeConnector}. */
-  removeConnector(endpoint: Endpoint): Promise<void> {
-    return this.link.removeConnector(endpoint);
+  /**
+   * Forwards to the transport's `removeConnector` (see {@link Link.removeConnector}).
+   * @throws (rejects) InvalidArgumentError when the transport below has none.
+   */
+  async removeConnector(endpoint: Endpoint): Promise<void> {
+    return below(this.transport.removeConnector, 'removeConnector').call(this.transport, endpoint);
   }
 
   /** See {@link Transport.send}; returns false while data is queued in the throttle for this connection. */
@@ -152,19 +172,19 @@ export class Throttle extends TypedEventSource implements Transport {
       if (onWritten) nextTick(onWritten, new ClosedError('throttle is closed'));
       return false;
     }
-    // Unknown connections: let the link report it.
-    if (!this.link.connection(connId)) return this.link.send(connId, data, onWritten);
+    // Unknown connections: let the transport report it.
+    if (!this.transport.connection(connId)) return this.transport.send(connId, data, onWritten);
     const b = this.#bucket(connId);
     this.#refill(b);
     if (b.queue.length === 0 && b.tokens >= data.length) {
       b.tokens -= data.length;
-      const ok = this.link.send(connId, data, onWritten);
+      const ok = this.transport.send(connId, data, onWritten);
       if (!ok) b.needDrain = true;
       return ok;
     }
     b.queue.push({ data, onWritten });
     this.#pump(b);
-    const ok = b.queue.length === 0 && this.link.isWritable(connId);
+    const ok = b.queue.length === 0 && this.transport.isWritable(connId);
     if (!ok) b.needDrain = true;
     return ok;
   }
@@ -178,38 +198,54 @@ export class Throttle extends TypedEventSource implements Transport {
 
   /** Whether {@link send} would currently return true for data the bucket can cover. */
   isWritable(connId: ConnId): boolean {
-    return !this.#closed && !(this.#buckets.get(connId)?.queue.length) && this.link.isWritable(connId);
+    return !this.#closed && !(this.#buckets.get(connId)?.queue.length) && this.transport.isWritable(connId);
   }
 
-  /** Forwards to {@link Link.pause}. */
+  /** Forwards to the transport's `pause`. */
   pause(connId: ConnId): void {
-    this.link.pause(connId);
+    this.transport.pause(connId);
   }
 
-  /** Forwards to {@link Link.resume}. */
+  /** Forwards to the transport's `resume`. */
   resume(connId: ConnId): void {
-    this.link.resume(connId);
+    this.transport.resume(connId);
   }
 
-  /** Forwards to {@link Link.connection}. */
+  /** Forwards to the transport's `connection`. */
   connection(connId: ConnId): ConnectionInfo | undefined {
-    return this.link.connection(connId);
+    return this.transport.connection(connId);
+  }
+
+  /** Forwards to the transport's `markEstablished` (see {@link Link.markEstablished}); no-op when it has none. */
+  markEstablished(connId: ConnId): void {
+    this.transport.markEstablished?.(connId);
   }
 
   /**
    * Like {@link Link.close}; data still queued in the throttle for the closed
-   * connection(s) is dropped and its `onWritten` gets a ClosedError.
+   * connection(s) is dropped and its `onWritten` gets a ClosedError. Without an
+   * id it closes the transport below (the rule below) and is idempotent: every
+   * call returns the same promise.
+   *
+   * A layer owns the layer it is built on: its close() closes it (Messaging →
+   * Packeter → Throttle → Link).
    */
   close(connId?: ConnId, reason?: SnakeMQError): Promise<void> {
     if (connId !== undefined) {
       this.#drop(connId, new ClosedError(`connection ${connId} closed`));
-      return this.link.close(connId, reason);
+      return this.transport.close(connId, reason);
     }
-    if (!this.#closed) {
+    if (!this.#closing) {
       this.#closed = true;
       for (const id of [...this.#buckets.keys()]) this.#drop(id, new ClosedError('throttle is closed'));
+      this.#closing = this.transport.close();
     }
-    return this.link.close();
+    return this.#closing;
+  }
+
+  /** `await using throttle = new Throttle(...)`: the same as {@link close} without an id (and the same promise). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #bucket(id: ConnId): Bucket {
@@ -219,7 +255,7 @@ export class Throttle extends TypedEventSource implements Transport {
         id,
         tokens: this.#burst,
         refilledAt: performance.now(),
-        queue: [],
+        queue: new Deque(),
         timer: undefined,
         needDrain: false,
         waitingForLink: false,
@@ -240,27 +276,27 @@ export class Throttle extends TypedEventSource implements Transport {
     this.#refill(b);
     b.waitingForLink = false;
     while (b.queue.length > 0) {
-      if (!this.link.isWritable(b.id)) {
-        // The link emits `drain` for it (it returned false), which pumps again.
+      if (!this.transport.isWritable(b.id)) {
+        // The transport emits `drain` for it (it returned false), which pumps again.
         b.waitingForLink = true;
         return;
       }
-      const head = b.queue[0]!;
+      const head = b.queue.peek()!;
       const want = Math.min(head.data.length, this.#slice);
       if (b.tokens < want) break;
       const n = Math.min(head.data.length, Math.floor(b.tokens));
       b.tokens -= n;
       if (n === head.data.length) {
         b.queue.shift();
-        this.link.send(b.id, head.data, head.onWritten);
+        this.transport.send(b.id, head.data, head.onWritten);
       } else {
         const part = head.data.subarray(0, n);
         head.data = head.data.subarray(n);
-        this.link.send(b.id, part);
+        this.transport.send(b.id, part);
       }
     }
     if (b.queue.length > 0) {
-      const want = Math.min(b.queue[0]!.data.length, this.#slice);
+      const want = Math.min(b.queue.peek()!.data.length, this.#slice);
       const ms = Math.max(1, Math.ceil(((want - b.tokens) * 1000) / this.#rate));
       b.timer = setTimeout(() => {
         b.timer = undefined;
@@ -270,7 +306,7 @@ export class Throttle extends TypedEventSource implements Transport {
       this.#timers++;
       return;
     }
-    if (b.needDrain && this.link.isWritable(b.id)) {
+    if (b.needDrain && this.transport.isWritable(b.id)) {
       b.needDrain = false;
       this.emit('drain', b.id);
     }
@@ -301,6 +337,12 @@ export class Throttle extends TypedEventSource implements Transport {
     this.#disarm(b);
     this.#buckets.delete(id);
     if (b.queue.length > 0) log(`connection ${id}: dropping ${b.queue.length} throttled sends`);
-    for (const p of b.queue.splice(0)) if (p.onWritten) nextTick(p.onWritten, error);
+    for (const p of b.queue.drain()) if (p.onWritten) nextTick(p.onWritten, error);
   }
+}
+
+/** An optional Transport method, or an InvalidArgumentError saying the transport below lacks it. */
+function below<F>(method: F | undefined, name: string): F {
+  if (method === undefined) throw new InvalidArgumentError(`Throttle.${name}: the transport below has no ${name}`);
+  return method;
 }

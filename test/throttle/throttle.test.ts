@@ -199,7 +199,7 @@ describe('Throttle', () => {
     await receiver.close();
     await waitUntil(() => errors.length === 1);
     expect(errors[0]).toBeInstanceOf(ClosedError);
-    expect(throttle.link.closed).toBe(true);
+    expect((throttle.transport as Link).closed).toBe(true);
     const late = await new Promise<SnakeMQError | undefined>((r) => expect(throttle.send(sendId, Buffer.alloc(1), r)).toBe(false));
     expect(late).toBeInstanceOf(ClosedError);
     const after = resourceCounts();
