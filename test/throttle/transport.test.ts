@@ -149,6 +149,25 @@ describe('Throttle over any Transport', () => {
     expect(memory.closes).toBe(1);
   });
 
+  it('close() closes the transport below once and returns the same promise; `await using` closes it', async () => {
+    const memory = new MemoryTransport();
+    let throttle: Throttle;
+    {
+      await using t = new Throttle(memory, { bytesPerSecond: 1000 });
+      throttle = t;
+      memory.open(1);
+      expect(t.send(1, Buffer.alloc(5000))).toBe(false);
+      expect(t.activeTimers).toBe(1);
+    }
+    expect(memory.closes).toBe(1);
+    expect(throttle.activeTimers).toBe(0);
+    const first = throttle.close();
+    expect(throttle.close()).toBe(first);
+    expect(throttle[Symbol.asyncDispose]()).toBe(first);
+    await first;
+    expect(memory.closes).toBe(1);
+  });
+
   it('listener/connector calls fail clearly when the transport below has none', async () => {
     const throttle = new Throttle(new MemoryTransport(), { bytesPerSecond: 1000 });
     expect(() => throttle.addConnector('tcp://127.0.0.1:4000')).toThrow(InvalidArgumentError);
