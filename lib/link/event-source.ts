@@ -42,6 +42,7 @@ export abstract class TypedEventSource implements TransportEventSource {
   /**
    * The emitter itself, for the link's own modules: they emit on it directly
    * (per-chunk `data` without one more call in between).
+   * @internal
    */
   protected get emitter(): LinkEmitter {
     return this.#events as unknown as LinkEmitter;
