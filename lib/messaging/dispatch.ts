@@ -153,7 +153,7 @@ export function addHook(s: MessagingCore, matcher: string | Uint8Array | RegExp,
 }
 
 /** A new iterator of received messages (see `Messaging.messages`). */
-export function openStream(s: MessagingCore): AsyncIterableIterator<ReceivedMessage> {
+export function openStream(s: MessagingCore, signal: AbortSignal | undefined): AsyncIterableIterator<ReceivedMessage> {
   const stream = new MessageStream(
     s.options.streamHighWaterMark,
     () => updateReadPause(s),
@@ -161,7 +161,9 @@ export function openStream(s: MessagingCore): AsyncIterableIterator<ReceivedMess
       s.streams.delete(stream);
       updateReadPause(s);
     },
+    signal,
   );
+  if (signal?.aborted) return stream;
   if (s.isClosed) stream.end();
   else s.streams.add(stream);
   return stream;

@@ -12,6 +12,7 @@ import { ProtocolError, SnakeMQError } from '../errors.js';
 import type { ConnId } from '../link/types.js';
 import { HEADER_SIZE } from '../packeter/decoder.js';
 import type { Slab } from '../packeter/packeter.js';
+import { checkDrain } from './backpressure.js';
 import type { MessagingCore } from './core.js';
 import { QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
 import { fail, Mode, type PeerConn } from './handshake.js';
@@ -127,6 +128,7 @@ export function onAck(s: MessagingCore, conn: PeerConn, count: number): void {
     if (emitAck) s.emitter.emit('acknowledged', ident, item.message);
   }
   unstore(s, ident, removed);
+  if (queue.blocked) checkDrain(s, queue);
 }
 
 export function onSent(s: MessagingCore, connId: ConnId, lastId: number): void {
@@ -146,6 +148,7 @@ export function onSent(s: MessagingCore, connId: ConnId, lastId: number): void {
       if (emitSent) s.emitter.emit('sent', conn.ident, entry.message);
     }
     unstore(s, conn.ident, removed);
+    if (queue.blocked) checkDrain(s, queue);
     return;
   }
   const tracker = queue.trackerIfAny;

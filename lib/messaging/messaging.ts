@@ -22,6 +22,7 @@ import { onConnect, onDisconnect, onFramingError } from './handshake.js';
 import { encodeExtensions, encodeIdentification, encodePing, encodeProtocolVersion, FEATURE_ACK, truncateIdent } from './frames.js';
 import type { Message } from './message.js';
 import { resolveMessagingOptions, type MessagingOptions, type ResolvedMessagingOptions } from './options.js';
+import { drained, rejectDrainWaiters, writable } from './backpressure.js';
 import { enqueue } from './peer-queue.js';
 import { load } from './persist.js';
 import { onPacket, onRun, sendAck } from './receive-path.js';
@@ -168,9 +169,60 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    * Received messages as an async iterator (in addition to the `message`
    * event). Reading from peers pauses while an iterator holds more than
    * `streamHighWaterMark` unread messages. Ends when messaging closes.
+   *
+   * With `signal`, aborting it ends the iterator: a waiting `next()` (or,
+   * if none waits, the next one) rejects with {@link AbortedError} (`cause`:
+   * the signal's reason), buffered messages are discarded and the iterator
+   * stops counting towards the read pause, as after `return()`.
    */
-  messages(): AsyncIterableIterator<ReceivedMessage> {
-    return openStream(this.core);
+  messages(options?: { signal?: AbortSignal }): AsyncIterableIterator<ReceivedMessage> {
+    return openStream(this.core, options?.signal);
+  }
+
+  // --- backpressure ------------------------------------------------------------
+
+  /**
+   * Whether a message for `ident` should be sent now: false once the
+   * identity's queue (queued plus in flight, not yet acknowledged, as
+   * {@link queueLength} counts) is at or above `highWaterMark` messages or
+   * `highWaterMarkBytes`, and from then on until it has fallen to the
+   * low-water mark, half of each (the `drain` event tells). Also false after
+   * {@link close}. Advice only: `send()` never waits and is refused only at
+   * `maxQueueMessages`/`maxQueueBytes`. The recommended streaming loop:
+   *
+   * ```ts
+   * for (const item of items) {
+   *   if (!messaging.writable('bob')) await messaging.drained('bob');
+   *   messaging.send('bob', item);
+   * }
+   * ```
+   */
+  writable(ident: string): boolean {
+    return writable(this.core, ident);
+  }
+
+  /**
+   * Resolves once {@link writable}(`ident`) is true: at once if it is, else
+   * at the `drain` of that identity (a peer that is away keeps it waiting
+   * until it connects and acknowledges).
+   * @throws (rejects) {@link AbortedError} when `signal` is aborted (`cause`: its reason).
+   * @throws (rejects) {@link ClosedError} at or after {@link close}.
+   */
+  drained(ident: string, options?: { signal?: AbortSignal }): Promise<void> {
+    return drained(this.core, ident, options?.signal);
+  }
+
+  /**
+   * {@link send} once {@link writable}(`ident`) (see {@link drained}). Callers
+   * waiting at the same time each send when the queue drains, so the queue may
+   * exceed the mark by their number: one loop per identity keeps it exact.
+   * @throws (rejects) {@link AbortedError} when `signal` is aborted before the message was queued.
+   * @throws (rejects) what {@link send} throws, and {@link ClosedError} at or after {@link close}.
+   */
+  async sendWhenReady(ident: string, message: Message | Uint8Array | string, options?: { signal?: AbortSignal }): Promise<Delivery> {
+    const signal = options?.signal;
+    if (signal?.aborted || !writable(this.core, ident)) await drained(this.core, ident, signal);
+    return enqueue(this.core, ident, message);
   }
 
   /**
@@ -185,7 +237,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     if (s.idleTimer !== null) clearTimeout(s.idleTimer);
     s.idleTimer = null;
     safeEmit(s, 'close');
-    for (const queue of s.queues.values()) queue.direct = false;
+    const closed = new ClosedError('messaging closed while waiting to drain');
+    for (const queue of s.queues.values()) {
+      queue.direct = false;
+      rejectDrainWaiters(queue, closed);
+    }
     this.closing = (async () => {
       for (const conn of s.conns.values()) {
         sendAck(s, conn);

@@ -10,6 +10,7 @@ import { Buffer } from 'node:buffer';
 import { ClosedError, InvalidArgumentError, MessageExpiredError, QueueFullError, SnakeMQError } from '../errors.js';
 import { Deque } from '../util/deque.js';
 import { createLogger } from '../util/log.js';
+import { checkDrain, type DrainWaiter } from './backpressure.js';
 import type { MessagingCore } from './core.js';
 import { DeliveryTracker, QueueEntry } from './delivery.js';
 import { isValidIdent, MAX_IDENT_LENGTH } from './frames.js';
@@ -57,6 +58,8 @@ export class PeerQueue {
   budget = 0;
   /** `writable()` said false: a `drain` is owed once the queue is down to the low-water mark (see backpressure). */
   blocked = false;
+  /** `drained()` calls waiting for that. */
+  drainWaiters: DrainWaiter[] | null = null;
 
   constructor(ident: string) {
     this.ident = ident;
@@ -160,6 +163,7 @@ export function removeFromQueue(s: MessagingCore, queue: PeerQueue, entry: Queue
     entry.stored = false;
     unstore(s, queue.ident, [entry.uuid]);
   }
+  if (queue.blocked) checkDrain(s, queue);
 }
 
 export function dropEntry(s: MessagingCore, entry: QueueEntry, reason: SnakeMQError): void {
@@ -214,6 +218,7 @@ export function stopCountdown(s: MessagingCore, queue: PeerQueue, awaySince: num
  * idle (least recently idle first). One timer for all, set for the oldest.
  */
 export function markIdle(s: MessagingCore, queue: PeerQueue): void {
+  if (queue.blocked) checkDrain(s, queue);
   const ident = queue.ident;
   s.idle.delete(ident);
   s.idle.set(ident, Date.now());

@@ -1,4 +1,6 @@
+import { AbortedError, type SnakeMQError } from '../errors.js';
 import type { ConnId } from '../link/types.js';
+import { Deque } from '../util/deque.js';
 import type { Message } from './message.js';
 
 /** One received message as yielded by `Messaging.messages()`. */
@@ -8,7 +10,10 @@ export interface ReceivedMessage {
   readonly message: Message;
 }
 
-type Waiter = (result: IteratorResult<ReceivedMessage>) => void;
+interface Waiter {
+  resolve(result: IteratorResult<ReceivedMessage>): void;
+  reject(error: SnakeMQError): void;
+}
 
 const DONE: IteratorResult<ReceivedMessage> = { value: undefined, done: true };
 
@@ -18,37 +23,52 @@ const DONE: IteratorResult<ReceivedMessage> = { value: undefined, done: true };
  * the high-water mark (the owner pauses the connection that delivered the
  * message), `onLevel` is called once when it falls back below it (the owner
  * may resume). Concurrent `next()` calls wait in a FIFO and are settled in
- * order; `end()` and `return()` settle every waiting one with done.
+ * order; `end()` and `return()` settle every waiting one with done,
+ * {@link abort} rejects them.
  * @internal
  */
 export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
-  private buffer: (ReceivedMessage | undefined)[] = [];
-  private head = 0;
-  private waiters: (Waiter | undefined)[] = [];
-  private waitHead = 0;
+  private buffer = new Deque<ReceivedMessage>();
+  private readonly waiters = new Deque<Waiter>();
   private ended = false;
+  /** Why the stream was aborted, until a `next()` has been rejected with it. */
+  private failure: SnakeMQError | null = null;
   /** Whether the level reached the mark since it was last below it (onLevel is owed when it falls below). */
   private full = false;
+  private signal: AbortSignal | null = null;
+  private readonly onAbort = (): void => this.abort(abortedBy(this.signal!, 'messages() aborted'));
 
   /**
    * @param highWaterMark messages buffered unread at which {@link push} returns true (at least 1).
    * @param onLevel called once each time the level falls back below the mark after reaching it.
-   * @param onReturn called once when the consumer stops early (`return()`, `break` out of `for await`).
+   * @param onReturn called once when the consumer stops early (`return()`, `break` out of `for await`, an aborted signal).
+   * @param signal aborting it {@link abort}s the stream with an {@link AbortedError} (`cause`: its reason).
    */
   constructor(
     readonly highWaterMark: number,
     private readonly onLevel: () => void,
     private readonly onReturn: () => void,
-  ) {}
+    signal?: AbortSignal,
+  ) {
+    if (signal === undefined) return;
+    if (signal.aborted) {
+      // Never registered with the owner: nothing to release.
+      this.ended = true;
+      this.failure = abortedBy(signal, 'messages() aborted');
+      return;
+    }
+    this.signal = signal;
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
 
   /** Messages buffered, not yet taken by `next()`. */
   get buffered(): number {
-    return this.buffer.length - this.head;
+    return this.buffer.length;
   }
 
   /** Whether the buffer is at or above the high-water mark. */
   get isFull(): boolean {
-    return this.buffer.length - this.head >= this.highWaterMark;
+    return this.buffer.length >= this.highWaterMark;
   }
 
   /**
@@ -59,12 +79,12 @@ export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
    */
   push(item: ReceivedMessage): boolean {
     if (this.ended) return false;
-    if (this.waitHead < this.waiters.length) {
-      this.takeWaiter()({ value: item, done: false });
+    if (this.waiters.length > 0) {
+      this.waiters.shift()!.resolve({ value: item, done: false });
       return false;
     }
     this.buffer.push(item);
-    if (this.buffer.length - this.head < this.highWaterMark) return false;
+    if (this.buffer.length < this.highWaterMark) return false;
     this.full = true;
     return true;
   }
@@ -72,39 +92,52 @@ export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
   /** No more messages: waiting `next()` calls settle with done; buffered messages can still be read. */
   end(): void {
     this.ended = true;
-    while (this.waitHead < this.waiters.length) this.takeWaiter()(DONE);
+    this.unlisten();
+    let w;
+    while ((w = this.waiters.shift()) !== undefined) w.resolve(DONE);
+  }
+
+  /**
+   * Ends the stream with `error` (its signal was aborted): buffered messages
+   * are discarded, waiting `next()` calls reject with it (or else the next
+   * one does), `onReturn` is called (once), as for `return()`.
+   */
+  abort(error: SnakeMQError): void {
+    if (this.ended) return;
+    this.discard();
+    this.ended = true;
+    this.unlisten();
+    if (this.waiters.length === 0) this.failure = error;
+    let w;
+    while ((w = this.waiters.shift()) !== undefined) w.reject(error);
+    this.onReturn();
   }
 
   next(): Promise<IteratorResult<ReceivedMessage>> {
-    if (this.head < this.buffer.length) {
-      const value = this.buffer[this.head]!;
-      this.buffer[this.head] = undefined;
-      this.head++;
-      if (this.head === this.buffer.length) {
-        this.buffer.length = 0;
-        this.head = 0;
-      } else if (this.head >= 4096 && this.head * 2 >= this.buffer.length) {
-        this.buffer.splice(0, this.head);
-        this.head = 0;
-      }
-      if (this.full && this.buffer.length - this.head < this.highWaterMark) {
+    if (this.buffer.length > 0) {
+      const value = this.buffer.shift()!;
+      if (this.full && this.buffer.length < this.highWaterMark) {
         this.full = false;
         this.onLevel();
       }
       return Promise.resolve({ value, done: false });
     }
-    if (this.ended) return Promise.resolve(DONE);
-    return new Promise((resolve) => {
-      this.waiters.push(resolve);
+    if (this.ended) {
+      const failure = this.failure;
+      if (failure === null) return Promise.resolve(DONE);
+      this.failure = null;
+      return Promise.reject(failure);
+    }
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
     });
   }
 
   /** Stops the iteration: buffered messages are discarded, waiting `next()` calls settle with done, `onReturn` is called (once). */
   return(): Promise<IteratorResult<ReceivedMessage>> {
     const first = !this.ended;
-    this.buffer = [];
-    this.head = 0;
-    this.full = false;
+    this.discard();
+    this.failure = null;
     this.end();
     if (first) this.onReturn();
     return Promise.resolve(DONE);
@@ -114,13 +147,19 @@ export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
     return this;
   }
 
-  private takeWaiter(): Waiter {
-    const w = this.waiters[this.waitHead]!;
-    this.waiters[this.waitHead++] = undefined;
-    if (this.waitHead === this.waiters.length) {
-      this.waiters = [];
-      this.waitHead = 0;
-    }
-    return w;
+  private discard(): void {
+    this.buffer = new Deque<ReceivedMessage>();
+    this.full = false;
   }
+
+  private unlisten(): void {
+    if (this.signal === null) return;
+    this.signal.removeEventListener('abort', this.onAbort);
+    this.signal = null;
+  }
+}
+
+/** The error an aborted `signal` rejects with: an {@link AbortedError} whose `cause` is the signal's reason. @internal */
+export function abortedBy(signal: AbortSignal, what: string): AbortedError {
+  return new AbortedError(what, { cause: signal.reason });
 }

@@ -52,6 +52,12 @@ export interface MessagingEvents {
    * event the first one is reported with `process.emitWarning`.
    */
   handlerError: (error: HandlerError) => void;
+  /**
+   * The queue of `ident` fell to its low-water mark (half of
+   * `highWaterMark`/`highWaterMarkBytes`) after `writable(ident)` returned
+   * false: it is writable again. Once per such time, only then.
+   */
+  drain: (ident: string) => void;
   /** `close()` was called: emitted once, before anything is closed (RPC rejects its pending calls on it). */
   close: () => void;
 }
