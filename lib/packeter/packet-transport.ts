@@ -10,7 +10,7 @@ import type { SnakeMQError } from '../errors.js';
 import type { ConnId, ConnectionInfo } from '../link/types.js';
 import type { PacketDecoder } from './decoder.js';
 import type { PacketerOptions } from './packeter.js';
-import type { Slab } from './packeter.js';
+import type { Slab } from './write-batch.js';
 
 /**
  * Receives every packet of every connection as `buf[start, end)` (no view

@@ -7,6 +7,7 @@ import { createLogger, preview } from '../util/log.js';
 import { is, validateOptions } from '../util/options.js';
 import { HEADER_SIZE, PacketDecoder, type PacketRun, type PacketSink } from './decoder.js';
 import type { ConnPacketRun, ConnPacketSink, PacketTransport, PacketTransportEvents } from './packet-transport.js';
+import { MIN_BATCH_TAIL, SlabPool, type Slab } from './write-batch.js';
 
 const log = createLogger('snakemq:packeter');
 
@@ -71,44 +72,8 @@ export interface PacketerEvents {
 }
 
 export type { ConnPacketRun, ConnPacketSink } from './packet-transport.js';
+export type { Slab } from './write-batch.js';
 
-/**
- * A write-batch buffer. It is filled from the front by one connection at a
- * time, in batches that are flushed as parts of it. A connection that is not
- * streaming gives it back at the end of the tick: its free rest then goes to
- * the Packeter's pool and serves the next connection that writes (an idle
- * connection holds no buffer); once nobody fills it and every write from it
- * has completed (and a caller that {@link Packeter.retain}ed it released it),
- * it is reused from the front: the same few buffers, warm in the caches,
- * serve all connections, instead of a fresh allocation (and its page faults
- * and garbage) per batch. @internal
- */
-export interface Slab {
-  readonly buf: Buffer;
-  /** A DataView over all of `buf`. */
-  readonly view: DataView;
-  /** Writes from it not completed yet. */
-  pending: number;
-  /** A connection still fills it. */
-  open: boolean;
-  /** A write from it failed: it is left to the garbage collector, never reused. */
-  failed: boolean;
-  /** Holds of a caller that keeps packets of it (see `Packeter.retain`): not reused while any is left. */
-  retained: number;
-  /** It is in the Packeter's pool. */
-  pooled: boolean;
-  /** Where its free rest starts (while it is pooled). */
-  tail: number;
-}
-
-/** Batch buffers of `writeBatchSize` bytes (free, or with a free rest) kept for reuse per Packeter. */
-const SLAB_POOL_SIZE = 8;
-/** A stream's batch buffers are this many times `writeBatchSize` (fewer, bigger socket writes). */
-const STREAM_BATCH_FACTOR = 4;
-/** Stream batch buffers kept for reuse per Packeter. */
-const STREAM_SLAB_POOL_SIZE = 4;
-/** A batch buffer with less room than this left is flushed for good (and a fresh one taken). */
-const MIN_BATCH_TAIL = 4096;
 /**
  * A streaming connection keeps its (big) batch buffer between ticks; one that
  * wrote nothing for a whole sweep interval gives it back (one timer per
@@ -168,8 +133,8 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
   private readonly conns = new Map<ConnId, ConnState>();
   private last: ConnState | null = null;
   private nextPacketId = 1;
-  private readonly slabPool: Slab[] = [];
-  private readonly streamSlabPool: Slab[] = [];
+  /** Write-batch buffers for reuse. */
+  private readonly slabs: SlabPool;
   /** Partial-packet bytes of the restricted connections. */
   private restrictedBytes = 0;
   private packetSink: ConnPacketSink | null = null;
@@ -219,6 +184,7 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
       { maxPacketSize: is.integer(1, 0xffffffff), writeBatchSize: is.integer(64, 64 * 1024 * 1024), restrictedBudget: is.integer(0) },
       { maxPacketSize: DEFAULT_MAX_PACKET_SIZE, writeBatchSize: DEFAULT_WRITE_BATCH_SIZE, restrictedBudget: DEFAULT_RESTRICTED_BUDGET },
     );
+    this.slabs = new SlabPool(this.options.writeBatchSize);
     transport.on('connect', (info) => this.onConnect(info));
     transport.on('disconnect', (connId, reason) => this.onDisconnect(connId, reason));
     transport.on('data', (connId, chunk) => this.onData(connId, chunk));
@@ -310,7 +276,7 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
   /** @internal Ends one {@link retain}. */
   release(slab: Slab): void {
     slab.retained--;
-    this.recycle(slab);
+    this.slabs.recycle(slab);
   }
 
   /**
@@ -552,29 +518,9 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
     this.sweepTimer.unref();
   }
 
-  /**
-   * Gives the connection a batch buffer with room for `need` bytes, from the
-   * pool when it has one (the last one given back first).
-   */
+  /** Gives the connection a batch buffer with room for `need` bytes (see {@link SlabPool.take}). */
   private openSlab(state: ConnState, need: number): Buffer {
-    const pool = state.streaming ? this.streamSlabPool : this.slabPool;
-    let slab: Slab | undefined;
-    for (let i = pool.length - 1; i >= 0; i--) {
-      const candidate = pool[i]!;
-      if (candidate.failed) pool.splice(i, 1);
-      else if (candidate.buf.length - candidate.tail >= need) {
-        slab = candidate;
-        pool.splice(i, 1);
-        break;
-      }
-    }
-    if (slab === undefined) {
-      const buf = Buffer.allocUnsafe(state.streaming ? STREAM_BATCH_FACTOR * this.options.writeBatchSize : this.options.writeBatchSize);
-      slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false, retained: 0, pooled: false, tail: 0 };
-    } else {
-      slab.pooled = false;
-      slab.open = true;
-    }
+    const slab = this.slabs.take(state.streaming, need);
     state.slab = slab;
     state.batchStart = state.batchUsed = slab.tail;
     return slab.buf;
@@ -588,29 +534,7 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
     const tail = state.batchUsed;
     state.slab = null;
     state.batchStart = state.batchUsed = 0;
-    slab.open = false;
-    if (slab.pending > 0 || slab.retained > 0) {
-      // Still in use before `tail`: its rest can take other connections' batches meanwhile.
-      if (!slab.failed && slab.buf.length === this.options.writeBatchSize && slab.buf.length - tail >= MIN_BATCH_TAIL && this.slabPool.length < SLAB_POOL_SIZE) {
-        slab.tail = tail;
-        slab.pooled = true;
-        this.slabPool.push(slab);
-      }
-      return;
-    }
-    this.recycle(slab);
-  }
-
-  private recycle(slab: Slab): void {
-    // Only once no write uses it: the transport is done with a buffer when it reports the write complete.
-    if (slab.open || slab.pending > 0 || slab.failed || slab.retained > 0) return;
-    slab.tail = 0;
-    if (slab.pooled) return;
-    const pool = slab.buf.length === this.options.writeBatchSize ? this.slabPool : this.streamSlabPool;
-    if (pool.length < (pool === this.slabPool ? SLAB_POOL_SIZE : STREAM_SLAB_POOL_SIZE)) {
-      slab.pooled = true;
-      pool.push(slab);
-    }
+    this.slabs.giveBack(slab, tail);
   }
 
   /** Counts a restricted connection's partial-packet bytes in the total; closes it when that goes over the budget. */
@@ -640,7 +564,7 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
         slab.failed = true;
         return;
       }
-      this.recycle(slab);
+      this.slabs.recycle(slab);
       this.emit('sent', connId, lastId);
     };
   }
