@@ -1,7 +1,7 @@
 import { InvalidOptionsError } from '../errors.js';
 import type { ConnectionInfo } from '../link/types.js';
 import { validateOptions, is } from '../util/options.js';
-import type { AuthorizePolicy } from './messaging.js';
+import type { AuthorizePolicy } from './options.js';
 
 /** Default of {@link CertificateIdentityOptions.commonName}: the subject's CN may carry the identity. */
 export const DEFAULT_MATCH_COMMON_NAME = true;

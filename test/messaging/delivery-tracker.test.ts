@@ -5,7 +5,8 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DeliveryTracker, QueueEntry } from '../../lib/messaging/delivery.js';
+import { DeliveryTracker } from '../../lib/messaging/delivery-tracker.js';
+import { QueueEntry } from '../../lib/messaging/delivery.js';
 import { ClosedError, MessageExpiredError, QueueFullError, type SnakeMQError } from '../../lib/errors.js';
 import { closeAllPeers, createPeer, waitEvent, type TestPeer } from '../helpers/peers.js';
 import { PlainPeer } from '../helpers/plain-peer.js';
