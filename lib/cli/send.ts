@@ -19,8 +19,6 @@ const OPTIONS = {
 
 /** Largest message data: the default packet limit minus the MESSAGE frame head (25 bytes). */
 const MAX_SIZE = DEFAULT_MAX_PACKET_SIZE - 25;
-/** Transient messages handed to messaging ahead of delivery (bounds memory for large counts). */
-const WINDOW = 10_000;
 /** Show progress (on a terminal) from this many messages on. */
 const PROGRESS_FROM = 1_000;
 
@@ -103,8 +101,9 @@ export async function send(args: string[]): Promise<void> {
     const pump = (): void => {
       pumpScheduled = false;
       while (next < total) {
-        // Persistent messages all go to storage at once (they must survive a timeout); transient ones by windows.
-        if (!persistent && messaging.queueLength(to) >= WINDOW) return;
+        // Persistent messages all go to storage at once (they must survive a timeout); transient ones
+        // while the peer's queue is below its high-water mark (the streaming loop of the README).
+        if (!persistent && !messaging.writable(to)) return;
         try {
           messaging.send(to, new Message(data(next), options));
         } catch (error) {
@@ -127,6 +126,7 @@ export async function send(args: string[]): Promise<void> {
         }
       });
     };
+    messaging.on('drain', progressed);
     messaging.on('sent', progressed);
     messaging.on('acknowledged', progressed);
     messaging.on('drop', (ident, _message, reason) => {

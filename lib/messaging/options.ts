@@ -36,9 +36,9 @@ export const DEFAULT_MAX_IDLE_IDENTITIES = 10_000;
  * allows. Only `writable()`/`drained()`/`sendWhenReady()` look at it: `send()`
  * never waits and never throws because of it.
  */
-export const DEFAULT_HIGH_WATER_MARK = 4096;
+export const DEFAULT_PEER_HIGH_WATER_MARK = 4096;
 /** Default per-identity high-water mark in bytes (counted like `maxQueueBytes`): 16 MiB. */
-export const DEFAULT_HIGH_WATER_MARK_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_PEER_HIGH_WATER_MARK_BYTES = 16 * 1024 * 1024;
 
 /**
  * Decides whether a peer may take the identity it claims on a connection
@@ -135,13 +135,13 @@ export interface MessagingOptions {
    * or above it, and stays false until the queue falls to the low-water mark,
    * half of it (`Math.floor(highWaterMark / 2)`), when `drain` is emitted.
    * `send()` itself ignores it (the hard limit is `maxQueueMessages`).
-   * @default 4096 (`DEFAULT_HIGH_WATER_MARK`)
+   * @default 4096 (`DEFAULT_PEER_HIGH_WATER_MARK`)
    */
   highWaterMark?: number;
   /**
    * The same in bytes (data + 128 per message, as `maxQueueBytes` counts);
    * the low-water mark is half of it too.
-   * @default 16777216 (16 MiB, `DEFAULT_HIGH_WATER_MARK_BYTES`)
+   * @default 16777216 (16 MiB, `DEFAULT_PEER_HIGH_WATER_MARK_BYTES`)
    */
   highWaterMarkBytes?: number;
 }
@@ -186,8 +186,8 @@ export function resolveMessagingOptions(options: MessagingOptions | undefined): 
       maxHandshakePacketSize: DEFAULT_MAX_HANDSHAKE_PACKET_SIZE,
       idleIdentityGrace: DEFAULT_IDLE_IDENTITY_GRACE,
       maxIdleIdentities: DEFAULT_MAX_IDLE_IDENTITIES,
-      highWaterMark: DEFAULT_HIGH_WATER_MARK,
-      highWaterMarkBytes: DEFAULT_HIGH_WATER_MARK_BYTES,
+      highWaterMark: DEFAULT_PEER_HIGH_WATER_MARK,
+      highWaterMarkBytes: DEFAULT_PEER_HIGH_WATER_MARK_BYTES,
       authorize: null,
     },
   );

@@ -112,10 +112,32 @@ export class Peer implements AsyncDisposable {
   /**
    * Received messages as an async iterator (Messaging.messages), with
    * backpressure: reading pauses while it lags `streamHighWaterMark` behind.
-   * Ends when the peer closes.
+   * Ends when the peer closes; `signal` ends it with `AbortedError`.
    */
-  messages(): AsyncIterableIterator<ReceivedMessage> {
-    return this.messaging.messages();
+  messages(options?: { signal?: AbortSignal }): AsyncIterableIterator<ReceivedMessage> {
+    return this.messaging.messages(options);
+  }
+
+  /**
+   * Whether `ident`'s queue is below its high-water mark (Messaging.writable):
+   * a streaming sender sends while this is true and otherwise awaits
+   * {@link Peer.drained}.
+   */
+  writable(ident: string): boolean {
+    return this.messaging.writable(ident);
+  }
+
+  /**
+   * Resolves once `ident` is {@link Peer.writable} (at once if it is now);
+   * rejects with `AbortedError` when `signal` fires, `ClosedError` on close.
+   */
+  drained(ident: string, options?: { signal?: AbortSignal }): Promise<void> {
+    return this.messaging.drained(ident, options);
+  }
+
+  /** Waits until `ident` is writable, then sends (Messaging.sendWhenReady). */
+  sendWhenReady(ident: string, message: Message | Uint8Array | string, options?: { signal?: AbortSignal }): Promise<Delivery> {
+    return this.messaging.sendWhenReady(ident, message, options);
   }
 
   /** Whether peer `ident` is connected now. */

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AbortedError, ClosedError, InvalidOptionsError } from '../../lib/errors.js';
-import { DEFAULT_HIGH_WATER_MARK, DEFAULT_HIGH_WATER_MARK_BYTES, Messaging, type ReceivedMessage } from '../../lib/messaging/index.js';
+import { DEFAULT_PEER_HIGH_WATER_MARK, DEFAULT_PEER_HIGH_WATER_MARK_BYTES, Messaging, type ReceivedMessage } from '../../lib/messaging/index.js';
 import { Packeter } from '../../lib/packeter/index.js';
 import { Link } from '../../lib/link/index.js';
 import { closeAllPeers, collect, connectPair, createPeer, waitEvent } from '../helpers/peers.js';
@@ -28,8 +28,8 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 describe('Messaging backpressure', () => {
   it('has documented defaults and validates the marks', async () => {
     const { messaging } = createPeer('alice');
-    expect(messaging.options.highWaterMark).toBe(DEFAULT_HIGH_WATER_MARK);
-    expect(messaging.options.highWaterMarkBytes).toBe(DEFAULT_HIGH_WATER_MARK_BYTES);
+    expect(messaging.options.highWaterMark).toBe(DEFAULT_PEER_HIGH_WATER_MARK);
+    expect(messaging.options.highWaterMarkBytes).toBe(DEFAULT_PEER_HIGH_WATER_MARK_BYTES);
     const link = new Link();
     try {
       expect(() => new Messaging('x', new Packeter(link), { highWaterMark: 0 })).toThrow(InvalidOptionsError);
