@@ -70,7 +70,10 @@ try {
       const t0 = performance.now();
       const reached = server.next('reached', 300_000);
       server.send({ t: 'wait', messages: N, live: N });
-      const held = await guard(client.ask({ t: 'hold', port: info.port, n: N, concurrency: CONCURRENCY, ack: MODE === 'ack', prefix: `peer-${impl}-` }, 'held', 300_000), server);
+      const held = await guard(
+        client.ask({ t: 'hold', port: info.port, n: N, concurrency: CONCURRENCY, ack: MODE === 'ack', prefix: `peer-${impl}-` }, 'held', 300_000),
+        server,
+      );
       await guard(reached, client);
       const connectSecs = (performance.now() - t0) / 1000;
       const after = (await server.ask({ t: 'measure' }, 'memory', 60_000)).mem as Mem;
@@ -113,5 +116,13 @@ const base = perConn.get('raw-net');
 const ours = perConn.get('snakemq');
 if (base !== undefined && ours !== undefined) {
   const ratio = Math.round((ours / base) * 100) / 100;
-  emit({ bench: 'connections', impl: 'snakemq', baseline: 'raw-net', figure: 'rss per connection, snakemq / raw-net', ratio, target: `<= ${TARGET_RATIO}`, meets_target: ratio <= TARGET_RATIO });
+  emit({
+    bench: 'connections',
+    impl: 'snakemq',
+    baseline: 'raw-net',
+    figure: 'rss per connection, snakemq / raw-net',
+    ratio,
+    target: `<= ${TARGET_RATIO}`,
+    meets_target: ratio <= TARGET_RATIO,
+  });
 }

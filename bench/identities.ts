@@ -49,7 +49,15 @@ interface Mem {
   external: number;
 }
 
-emit({ bench: 'identities-env', node: process.version, cpus: cpus().length, loadavg: loadavg().map((x) => +x.toFixed(2)), identities: N, concurrency: CONCURRENCY, mode: MODE });
+emit({
+  bench: 'identities-env',
+  node: process.version,
+  cpus: cpus().length,
+  loadavg: loadavg().map((x) => +x.toFixed(2)),
+  identities: N,
+  concurrency: CONCURRENCY,
+  mode: MODE,
+});
 
 const serverArgs = ['snakemq', MODE, `--grace-ms=${GRACE_MS}`];
 if (args.has('grace-option')) serverArgs.push(`--grace-option=${args.get('grace-option')}`);
@@ -64,7 +72,10 @@ try {
   const t0 = performance.now();
   const reached = server.next('reached', 1_800_000);
   server.send({ t: 'wait', messages: N, live: 0 });
-  const churned = await guard(client.ask({ t: 'churn', port: info.port, n: N, concurrency: CONCURRENCY, ack: MODE === 'ack', prefix: 'id-' }, 'churned', 1_800_000), server);
+  const churned = await guard(
+    client.ask({ t: 'churn', port: info.port, n: N, concurrency: CONCURRENCY, ack: MODE === 'ack', prefix: 'id-' }, 'churned', 1_800_000),
+    server,
+  );
   await guard(reached, client);
   const runSecs = (performance.now() - t0) / 1000;
   const tRun = performance.now();

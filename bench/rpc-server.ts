@@ -78,7 +78,8 @@ const rawServer = net.createServer((sock) => {
     }
     sock.uncork();
     if (off < buf.length) pending = Buffer.from(buf.subarray(off));
-    buf = chunk; // drop the reference to a joined buffer
+    // eslint-disable-next-line no-useless-assignment -- drops the reference to a joined buffer before the next chunk
+    buf = chunk;
   });
 });
 rawServer.listen(0, '127.0.0.1');
@@ -91,7 +92,7 @@ let exiting = false;
 async function exit(): Promise<void> {
   if (exiting) return;
   exiting = true;
-  for (const s of stacks) s.rpcServer.close();
+  for (const s of stacks) void s.rpcServer.close();
   for (const s of sockets) s.destroy();
   rawServer.close();
   // Give the stacks a second to close cleanly; exit regardless.

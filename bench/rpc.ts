@@ -290,7 +290,7 @@ class SnakeMQClient implements Impl {
   }
 
   async close(): Promise<void> {
-    this.client.close();
+    void this.client.close();
     await Promise.race([this.messaging.close(), new Promise((res) => setTimeout(res, 1000).unref())]);
   }
 }

@@ -167,7 +167,16 @@ async function fuzzPhase(): Promise<boolean> {
         if (!listener.alive) throw error;
         reasons.push(String(probeMs));
       }
-      emit({ bench, t_s: round1(t), rss_mb: mb(mem.rss), heap_used_mb: mb(mem.heapUsed), external_mb: mb(mem.external), fuzz_connections: fuzzConns, ...(s.counters as object), probe_ms: probeMs });
+      emit({
+        bench,
+        t_s: round1(t),
+        rss_mb: mb(mem.rss),
+        heap_used_mb: mb(mem.heapUsed),
+        external_mb: mb(mem.external),
+        fuzz_connections: fuzzConns,
+        ...(s.counters as object),
+        probe_ms: probeMs,
+      });
     };
     while (finished === null && fuzzer.failed === null) {
       const tick = performance.now();
@@ -237,7 +246,16 @@ async function exchangePhase(): Promise<boolean> {
         const mem = s.mem as MemReading;
         const c = s.counters as Record<string, number>;
         readings[name]!.push({ t, rss: mem.rss });
-        emit({ bench, peer: name, t_s: round1(t), rss_mb: mb(mem.rss), heap_used_mb: mb(mem.heapUsed), external_mb: mb(mem.external), ...c, received_per_s: Math.round((c.received! - prev[name]!) / dt) });
+        emit({
+          bench,
+          peer: name,
+          t_s: round1(t),
+          rss_mb: mb(mem.rss),
+          heap_used_mb: mb(mem.heapUsed),
+          external_mb: mb(mem.external),
+          ...c,
+          received_per_s: Math.round((c.received! - prev[name]!) / dt),
+        });
         prev[name] = c.received!;
       });
       if (t >= EXCHANGE_SECS) break;
@@ -263,7 +281,10 @@ async function exchangePhase(): Promise<boolean> {
     if (readings[name]!.length === 0) continue;
     const verdict = judge(readings[name]!, EXCHANGE_SECS);
     perPeer[name] = { ...verdict.figures, ...(final[name] ?? {}) };
-    if (!verdict.ok) reasons.push(`peer ${name} RSS ${verdict.figures.rss_max_after_warmup_mb} MB above the bound ${verdict.figures.limit_mb} MB (warm-up max + ${BOUND_MB} MB)`);
+    if (!verdict.ok)
+      reasons.push(
+        `peer ${name} RSS ${verdict.figures.rss_max_after_warmup_mb} MB above the bound ${verdict.figures.limit_mb} MB (warm-up max + ${BOUND_MB} MB)`,
+      );
   }
   const summary: Record<string, unknown> = {
     bench,
@@ -277,7 +298,16 @@ async function exchangePhase(): Promise<boolean> {
   return reasons.length === 0;
 }
 
-emit({ bench: 'soak-env', node: process.version, cpus: cpus().length, loadavg: loadavg().map((x) => +x.toFixed(2)), phases: PHASES, fuzz_seconds: FUZZ_SECS, exchange_seconds: EXCHANGE_SECS, bound_mb: BOUND_MB });
+emit({
+  bench: 'soak-env',
+  node: process.version,
+  cpus: cpus().length,
+  loadavg: loadavg().map((x) => +x.toFixed(2)),
+  phases: PHASES,
+  fuzz_seconds: FUZZ_SECS,
+  exchange_seconds: EXCHANGE_SECS,
+  bound_mb: BOUND_MB,
+});
 let ok = true;
 if (PHASES.includes('fuzz')) ok = (await fuzzPhase()) && ok;
 if (PHASES.includes('exchange')) ok = (await exchangePhase()) && ok;

@@ -114,13 +114,11 @@ async function benchRaw(dir: string): Promise<number> {
   const db = await new Promise<sqlite3.Database>((resolve, reject) => {
     const d: sqlite3.Database = new sqlite3.Database(join(dir, 'raw.db'), (err) => (err ? reject(err) : resolve(d)));
   });
-  const run = (sql: string): Promise<void> =>
-    new Promise((resolve, reject) => db.run(sql, (err: Error | null) => (err ? reject(err) : resolve())));
+  const run = (sql: string): Promise<void> => new Promise((resolve, reject) => db.run(sql, (err: Error | null) => (err ? reject(err) : resolve())));
   await run('PRAGMA journal_mode = WAL');
   await run('PRAGMA synchronous = NORMAL');
   await run(
-    'CREATE TABLE messages (seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, uuid BLOB NOT NULL, ' +
-      'data BLOB NOT NULL, flags INTEGER NOT NULL, ttl REAL)',
+    'CREATE TABLE messages (seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, uuid BLOB NOT NULL, ' + 'data BLOB NOT NULL, flags INTEGER NOT NULL, ttl REAL)',
   );
   await run('CREATE INDEX messages_queue_uuid ON messages (queue, uuid)');
   const started = performance.now();

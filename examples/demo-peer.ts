@@ -44,9 +44,7 @@ if (waiting > 0) say(`${waiting} message(s) for ${peer} loaded from ${basename(c
 
 me.on('connect', (_connId, who) => say(`${who} connected`));
 me.on('disconnect', (_connId, who) => say(`${who} disconnected`));
-me.on('message', (_connId, from, message) =>
-  say(`received from ${from}: "${message.data.toString()}"${message.persistent ? ' (persistent)' : ''}`),
-);
+me.on('message', (_connId, from, message) => say(`received from ${from}: "${message.data.toString()}"${message.persistent ? ' (persistent)' : ''}`));
 me.on('acknowledged', (to, message) => {
   if (message.persistent) say(`${to} acknowledged "${message.data.toString()}": removed from ${basename(config.storage)}`);
 });

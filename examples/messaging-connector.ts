@@ -31,7 +31,10 @@ const answered = new Promise<void>((resolve, reject) => {
   messaging.on('message', (connId, ident, message) => {
     log(`received from ${ident} (connection ${connId}): "${message.data.toString()}", ttl ${message.ttl}`);
     // Answer on the same footing: no request/response roles in messaging.
-    messaging.send(ident, new Message(`hi ${ident}, thanks`)).delivered().then(resolve, reject);
+    messaging
+      .send(ident, new Message(`hi ${ident}, thanks`))
+      .delivered()
+      .then(resolve, reject);
   });
 });
 

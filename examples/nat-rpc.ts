@@ -59,7 +59,7 @@ log('agent', `no listener; connecting out to ${url}`);
 log('hub', `agent.describe() = ${JSON.stringify(await described)}`);
 log('hub', `agent.run("backup", 2) = ${JSON.stringify(await agentApi.run('backup', 2))}`);
 
-client.close();
-server.close();
+await client.close();
+await server.close();
 await Promise.all([agent.close(), hub.close()]);
 log('hub', 'closed');

@@ -54,7 +54,7 @@ await abc.mysignal('hello from soldier'); // resolves once queued: no reply for 
 log('signal sent');
 log(`abc.signalsSeen() = ${await abc.signalsSeen()}`);
 
-client.close();
+await client.close();
 await messaging.close();
 log('closed');
 await listener?.succeeded();

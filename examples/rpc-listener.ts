@@ -70,7 +70,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]!).href) {
   const connector = !isChild && process.argv[2] === undefined ? startPeer('rpc-connector.ts', [url]) : undefined;
 
   await callerLeft;
-  server.close();
+  await server.close();
   await messaging.close();
   log('closed');
   await connector?.succeeded();

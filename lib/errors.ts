@@ -147,7 +147,11 @@ export class PacketTooLargeError extends SnakeMQError {
 export class BufferLimitError extends SnakeMQError {
   /** The configured `restrictedBudget` in bytes. */
   readonly limit: number;
-  constructor(limit: number, message = `partial packets of restricted connections would exceed ${limit} bytes (restrictedBudget)`, options?: { cause?: unknown }) {
+  constructor(
+    limit: number,
+    message = `partial packets of restricted connections would exceed ${limit} bytes (restrictedBudget)`,
+    options?: { cause?: unknown },
+  ) {
     super(ErrorCode.BUFFER_LIMIT, message, options);
     this.limit = limit;
   }
@@ -265,11 +269,7 @@ export class RpcRemoteError extends SnakeMQError {
   readonly remoteCode: string | undefined;
   /** The remote stack trace / traceback as text, when the server transfers it. */
   readonly remoteStack: string | undefined;
-  constructor(
-    message: string,
-    remote: { name: string; code?: string | undefined; stack?: string | undefined },
-    options?: { cause?: unknown },
-  ) {
+  constructor(message: string, remote: { name: string; code?: string | undefined; stack?: string | undefined }, options?: { cause?: unknown }) {
     super(ErrorCode.RPC_REMOTE, message, options);
     this.remoteName = remote.name;
     this.remoteCode = remote.code;

@@ -13,7 +13,13 @@ export * from './link/index.js';
 export * from './throttle/index.js';
 export * from './packeter/index.js';
 export * from './messaging/index.js';
-export { certificateIdentity, parseSubjectAltName, DEFAULT_MATCH_COMMON_NAME, DEFAULT_MATCH_DNS_NAMES, type CertificateIdentityOptions } from './messaging/authorize.js';
+export {
+  certificateIdentity,
+  parseSubjectAltName,
+  DEFAULT_MATCH_COMMON_NAME,
+  DEFAULT_MATCH_DNS_NAMES,
+  type CertificateIdentityOptions,
+} from './messaging/authorize.js';
 export * from './storage/index.js';
 // Not the codec (encode/decode functions, wire prefixes, request and reply
 // records): lib/rpc/index.ts exports it for the tests and benchmarks.

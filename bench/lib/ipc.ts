@@ -101,6 +101,11 @@ export function helpAndExit(fileUrl: string, args: ReadonlyMap<string, string>):
   const header = readFileSync(fileURLToPath(fileUrl), 'utf8').split('\n');
   const from = header.findIndex((l) => l.startsWith(' * Options:'));
   const to = header.findIndex((l, i) => i > from && l.startsWith(' * @module'));
-  process.stderr.write(`${header.slice(from, to).map((l) => l.replace(/^ \* ?/, '')).join('\n')}\n`);
+  process.stderr.write(
+    `${header
+      .slice(from, to)
+      .map((l) => l.replace(/^ \* ?/, ''))
+      .join('\n')}\n`,
+  );
   process.exit(0);
 }

@@ -75,7 +75,7 @@ async function peerWithRetries(job: Job, ident: string): Promise<net.Socket> {
       stats.errors++;
       const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
       stats.codes[code] = (stats.codes[code] ?? 0) + 1;
-      if (attempt >= ATTEMPTS) throw new Error(`${ident}: ${attempt} attempts failed, last: ${code}`);
+      if (attempt >= ATTEMPTS) throw new Error(`${ident}: ${attempt} attempts failed, last: ${code}`, { cause: error });
       stats.retries++;
       await new Promise((r) => setTimeout(r, 20 * attempt));
     }

@@ -30,16 +30,7 @@ import { InvalidOptionsError, Link, Messaging, Packeter } from '../../lib/index.
 import * as api from '../../lib/index.js';
 import { linkWithMaxConnections } from './link-options.js';
 import { cliArgs, fullGc, onCommand, report, settledMemory, type Msg } from './proc.js';
-import {
-  ACK1_PACKET,
-  FrameReader,
-  handshake,
-  PONG_PACKET,
-  T_EXTENSIONS,
-  T_IDENTIFICATION,
-  T_MESSAGE,
-  T_PING,
-} from './wire.js';
+import { ACK1_PACKET, FrameReader, handshake, PONG_PACKET, T_EXTENSIONS, T_IDENTIFICATION, T_MESSAGE, T_PING } from './wire.js';
 
 const kind = process.argv[2];
 const ack = process.argv[3] !== 'plain';
@@ -67,7 +58,12 @@ function check(): void {
 function findGraceOption(ms: number): string | null {
   const derived = Object.keys(api)
     .filter((k) => /^DEFAULT_\w*GRACE/.test(k))
-    .map((k) => k.slice('DEFAULT_'.length).toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()));
+    .map((k) =>
+      k
+        .slice('DEFAULT_'.length)
+        .toLowerCase()
+        .replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
+    );
   const candidates = [
     ...(args.has('grace-option') ? [args.get('grace-option')!] : []),
     ...derived,

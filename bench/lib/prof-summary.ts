@@ -127,9 +127,7 @@ const chosen = new Map<string, CachedTransform | null>();
 function transformFor(path: string): CachedTransform | null {
   if (chosen.has(path)) return chosen.get(path)!;
   transforms ??= loadTransforms();
-  const named = profile.nodes
-    .map((n) => n.callFrame)
-    .filter((cf) => cf.url.endsWith(path) && cf.functionName && cf.lineNumber === 0);
+  const named = profile.nodes.map((n) => n.callFrame).filter((cf) => cf.url.endsWith(path) && cf.functionName && cf.lineNumber === 0);
   const fits = (t: CachedTransform): boolean =>
     named.every((cf) => {
       const near = t.code.slice(Math.max(0, cf.columnNumber - cf.functionName.length - 12), cf.columnNumber + 4);

@@ -285,5 +285,13 @@ async function worker(): Promise<void> {
 
 await Promise.all(Array.from({ length: concurrency }, worker));
 clearInterval(progress);
-report({ t: 'finished', connections, refused, identities: identSeq, by_kind: byKind, avg_ms_by_kind: Object.fromEntries(names.map((n) => [n, Math.round(msByKind[n]! / Math.max(1, byKind[n]!))])), secs: Math.round((performance.now() - t0) / 1000) });
+report({
+  t: 'finished',
+  connections,
+  refused,
+  identities: identSeq,
+  by_kind: byKind,
+  avg_ms_by_kind: Object.fromEntries(names.map((n) => [n, Math.round(msByKind[n]! / Math.max(1, byKind[n]!))])),
+  secs: Math.round((performance.now() - t0) / 1000),
+});
 process.on('disconnect', () => process.exit(0));

@@ -33,12 +33,7 @@ export function wantsHelp(args: readonly string[]): boolean {
 }
 
 /** `parseArgs` in strict mode, its errors turned into {@link UsageError}s. */
-export function parse(
-  command: string,
-  args: string[],
-  options: OptionSpecs,
-  allowPositionals: boolean,
-): { values: Values; positionals: string[] } {
+export function parse(command: string, args: string[], options: OptionSpecs, allowPositionals: boolean): { values: Values; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args, options, allowPositionals, strict: true });
     return { values: values as Values, positionals };

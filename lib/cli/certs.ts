@@ -97,8 +97,22 @@ export async function certs(args: string[]): Promise<void> {
     if (!reuseCa) {
       await writeFile(join(work, 'ca.cnf'), reqConfig('snakemq-ts', 'smq CA', true));
       await newKey(join(work, 'ca-key.pem'));
-      await openssl(['req', '-x509', '-new', '-config', join(work, 'ca.cnf'), '-key', join(work, 'ca-key.pem'), '-sha256',
-        '-days', String(days), '-set_serial', serial(), '-out', join(work, 'ca.pem')]);
+      await openssl([
+        'req',
+        '-x509',
+        '-new',
+        '-config',
+        join(work, 'ca.cnf'),
+        '-key',
+        join(work, 'ca-key.pem'),
+        '-sha256',
+        '-days',
+        String(days),
+        '-set_serial',
+        serial(),
+        '-out',
+        join(work, 'ca.pem'),
+      ]);
       await chmod(join(work, 'ca-key.pem'), 0o600);
       await chmod(join(work, 'ca.pem'), 0o644);
     }
@@ -109,8 +123,25 @@ export async function certs(args: string[]): Promise<void> {
       await writeFile(join(work, `${name}.cnf`), reqConfig('snakemq-ts', name, false));
       await newKey(key);
       await openssl(['req', '-new', '-config', join(work, `${name}.cnf`), '-key', key, '-out', join(work, `${name}.csr`)]);
-      await openssl(['x509', '-req', '-in', join(work, `${name}.csr`), '-CA', signer.cert, '-CAkey', signer.key,
-        '-set_serial', serial(), '-sha256', '-days', String(days), '-extfile', join(work, 'leaf.ext'), '-out', join(work, `${name}.pem`)]);
+      await openssl([
+        'x509',
+        '-req',
+        '-in',
+        join(work, `${name}.csr`),
+        '-CA',
+        signer.cert,
+        '-CAkey',
+        signer.key,
+        '-set_serial',
+        serial(),
+        '-sha256',
+        '-days',
+        String(days),
+        '-extfile',
+        join(work, 'leaf.ext'),
+        '-out',
+        join(work, `${name}.pem`),
+      ]);
       await openssl(['verify', '-CAfile', signer.cert, join(work, `${name}.pem`)]);
       await chmod(key, 0o600);
       await chmod(join(work, `${name}.pem`), 0o644);

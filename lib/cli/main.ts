@@ -50,7 +50,9 @@ export async function run(argv: readonly string[]): Promise<number> {
       process.stdout.write(HELP[command]!);
       return 0;
     }
-    await (await load())([...rest]);
+    await (
+      await load()
+    )([...rest]);
     return 0;
   } catch (error) {
     return report(error, command);
@@ -87,9 +89,6 @@ export async function main(argv: readonly string[]): Promise<never> {
     if (error.code !== 'EPIPE') process.stderr.write(`smq: cannot write to stdout: ${error.message}\n`);
   });
   const code = await run(argv);
-  await Promise.race([
-    Promise.all([flush(process.stdout), flush(process.stderr)]),
-    new Promise((resolve) => setTimeout(resolve, 2000).unref()),
-  ]);
+  await Promise.race([Promise.all([flush(process.stdout), flush(process.stderr)]), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
   process.exit(code);
 }

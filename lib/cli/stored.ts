@@ -33,7 +33,11 @@ export class CountingStorage implements QueuesStorage {
 
   push(ident: string, messages: readonly StoredMessage[]): Promise<void> {
     const done = this.#inner.push(ident, messages);
-    if (ident === this.#ident) done.then(() => (this.committed += messages.length), () => undefined);
+    if (ident === this.#ident)
+      done.then(
+        () => (this.committed += messages.length),
+        () => undefined,
+      );
     return done;
   }
 

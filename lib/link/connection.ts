@@ -183,11 +183,7 @@ export class Connections {
 
   #afterWrite(c: Conn, err: Error | null | undefined, onWritten?: (error?: SnakeMQError) => void): void {
     if (onWritten) {
-      onWritten(
-        err
-          ? (c.error ?? wrapSocketError(err, `connection ${c.id}: write failed`))
-          : undefined,
-      );
+      onWritten(err ? (c.error ?? wrapSocketError(err, `connection ${c.id}: write failed`)) : undefined);
     }
     if (!err && c.needDrain && !c.closing && !c.gone && c.socket.writableLength < this.#opts.highWaterMark) {
       c.needDrain = false;

@@ -252,4 +252,3 @@ export class Connectors {
     return Promise.all(waits).then(() => undefined);
   }
 }
-

@@ -48,9 +48,7 @@ function parseUrl(text: string): ParsedEndpoint {
   const rest = m[2]!;
   const kind = SCHEMES[scheme];
   if (!kind) {
-    throw new InvalidEndpointError(
-      `invalid endpoint ${JSON.stringify(text)}: unknown scheme '${scheme}' (use tcp, tls, unix or unix+tls)`,
-    );
+    throw new InvalidEndpointError(`invalid endpoint ${JSON.stringify(text)}: unknown scheme '${scheme}' (use tcp, tls, unix or unix+tls)`);
   }
   if (kind.transport === 'tcp') {
     const { host, port } = splitHostPort(text, rest);

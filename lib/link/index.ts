@@ -19,13 +19,5 @@ export {
   DEFAULT_TLS_HANDSHAKE_TIMEOUT,
   DEFAULT_CONNECTION_STABLE_AFTER,
 } from './options.js';
-export type {
-  LinkOptions,
-  TlsOptions,
-  TlsVersion,
-  PemInput,
-  ListenerOptions,
-  ConnectorOptions,
-  BackoffOptions,
-} from './options.js';
+export type { LinkOptions, TlsOptions, TlsVersion, PemInput, ListenerOptions, ConnectorOptions, BackoffOptions } from './options.js';
 export type * from './types.js';

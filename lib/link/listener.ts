@@ -190,15 +190,13 @@ export class Listeners {
 
 /** Listen, replacing a stale Unix socket file once. Node errors are wrapped. */
 async function listen(server: net.Server, p: ParsedEndpoint, backlog: number): Promise<void> {
-  const opts: net.ListenOptions =
-    p.transport === 'tcp' ? { host: p.host!, port: p.port!, backlog } : { path: p.path!, backlog };
+  const opts: net.ListenOptions = p.transport === 'tcp' ? { host: p.host!, port: p.port!, backlog } : { path: p.path!, backlog };
   try {
     await listenOnce(server, opts);
     return;
   } catch (err) {
     const path = p.path;
-    const retry =
-      path !== undefined && !path.startsWith('\0') && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && (await isStaleSocket(path));
+    const retry = path !== undefined && !path.startsWith('\0') && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && (await isStaleSocket(path));
     if (!retry) throw new ConnectionError(`cannot listen on ${p.url}: ${messageOf(err)}`, { cause: err });
     await unlink(path).catch(() => undefined);
     log(`removed stale socket file ${path}`);

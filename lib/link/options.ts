@@ -205,17 +205,19 @@ export function resolveLinkOptions(options: unknown): Required<LinkOptions> {
   );
 }
 
-const pem = (what: string, allowKeyObjects = false): OptionCheck => (v) => {
-  const one = (x: unknown) =>
-    typeof x === 'string' ||
-    Buffer.isBuffer(x) ||
-    (allowKeyObjects &&
-      typeof x === 'object' &&
-      x !== null &&
-      (typeof (x as { pem?: unknown }).pem === 'string' || Buffer.isBuffer((x as { pem?: unknown }).pem)));
-  if (one(v) || (Array.isArray(v) && v.length > 0 && v.every(one))) return undefined;
-  return `must be ${what}`;
-};
+const pem =
+  (what: string, allowKeyObjects = false): OptionCheck =>
+  (v) => {
+    const one = (x: unknown) =>
+      typeof x === 'string' ||
+      Buffer.isBuffer(x) ||
+      (allowKeyObjects &&
+        typeof x === 'object' &&
+        x !== null &&
+        (typeof (x as { pem?: unknown }).pem === 'string' || Buffer.isBuffer((x as { pem?: unknown }).pem)));
+    if (one(v) || (Array.isArray(v) && v.length > 0 && v.every(one))) return undefined;
+    return `must be ${what}`;
+  };
 
 const tlsVersion: OptionCheck = (v) => {
   if (v === 'TLSv1.2' || v === 'TLSv1.3') return undefined;
@@ -258,9 +260,7 @@ function checkTlsPresence(what: string, endpoint: ParsedEndpoint, tls: unknown):
     throw new InvalidOptionsError(`${what} ${endpoint.url}: a TLS endpoint needs the 'tls' option`);
   }
   if (!endpoint.tls && tls !== undefined) {
-    throw new InvalidOptionsError(
-      `${what} ${endpoint.url}: 'tls' options given for a non-TLS endpoint (use tls:// or unix+tls://)`,
-    );
+    throw new InvalidOptionsError(`${what} ${endpoint.url}: 'tls' options given for a non-TLS endpoint (use tls:// or unix+tls://)`);
   }
 }
 
@@ -273,12 +273,7 @@ export interface ResolvedListenerOptions {
 /** @internal Validates {@link ListenerOptions} against the endpoint. */
 export function resolveListenerOptions(endpoint: ParsedEndpoint, options: unknown): ResolvedListenerOptions {
   const what = 'listener';
-  const opts = validateOptions<ListenerOptions>(
-    'listener options',
-    options,
-    { tls: is.any(), backlog: is.integer(0, 65535) },
-    { backlog: DEFAULT_BACKLOG },
-  );
+  const opts = validateOptions<ListenerOptions>('listener options', options, { tls: is.any(), backlog: is.integer(0, 65535) }, { backlog: DEFAULT_BACKLOG });
   checkTlsPresence(what, endpoint, opts.tls);
   const tls = opts.tls === undefined ? undefined : resolveTlsOptions(what, opts.tls);
   if (tls && (tls.key === undefined || tls.cert === undefined)) {

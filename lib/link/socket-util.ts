@@ -13,9 +13,7 @@ export function wrapSocketError(err: unknown, context: string): SnakeMQError {
   if (err instanceof SnakeMQError) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const message = `${context}: ${messageOf(err)}`;
-  return typeof code === 'string' && TLS_CODE.test(code)
-    ? new TlsError(message, { cause: err })
-    : new ConnectionError(message, { cause: err });
+  return typeof code === 'string' && TLS_CODE.test(code) ? new TlsError(message, { cause: err }) : new ConnectionError(message, { cause: err });
 }
 
 /** @internal */

@@ -106,9 +106,7 @@ export function wireTlsServer(server: net.Server, mustAuthorize: boolean, hooks:
 
 /** The TlsError reported (`acceptFailed`) for a client whose handshake failed. @internal */
 export function clientHandshakeError(url: string, socket: tls.TLSSocket, err: Error): TlsError {
-  const why = socket.authorizationError
-    ? `client certificate rejected (${String(socket.authorizationError)})`
-    : messageOf(err);
+  const why = socket.authorizationError ? `client certificate rejected (${String(socket.authorizationError)})` : messageOf(err);
   return new TlsError(`${url}: TLS handshake with a client failed: ${why}`, { cause: err });
 }
 

@@ -2,13 +2,12 @@
  * What happens to messages a queue let go of: a {@link DeliveryTracker} per
  * queue keeps, by sequence number, the fate (written, acknowledged, dropped)
  * of entries that were detached once written (in flight as frames only, see
- * in-flight), so that their {@link Delivery} promises still settle.
+ * in-flight), so that their `Delivery` promises still settle.
  * @internal
  * @module
  */
 import type { SnakeMQError } from '../errors.js';
 import type { QueueEntry } from './delivery.js';
-import type { Delivery } from './types.js';
 
 interface DropRange {
   from: number;

@@ -69,7 +69,17 @@ export class QueueEntry implements Delivery {
   private extra: Extra | null = null;
   private msg: Message | null;
 
-  private constructor(ref: TrackerRef, ident: string, data: Buffer, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, msg: Message | null, persisted: boolean) {
+  private constructor(
+    ref: TrackerRef,
+    ident: string,
+    data: Buffer,
+    flags: number,
+    uuidView: DataView,
+    uuidOffset: number,
+    ttl: number | null,
+    msg: Message | null,
+    persisted: boolean,
+  ) {
     this.ref = ref;
     this.ident = ident;
     this.data = data;
@@ -101,7 +111,17 @@ export class QueueEntry implements Delivery {
   static ofFrame(ident: string, buf: Buffer, view: DataView, start: number, end: number, seq: number, tracker: DeliveryTracker): QueueEntry {
     const wire = view.getUint32(start + 17);
     const flags = (view.getUint32(start + 21) & ~FLAG_RESENT) >>> 0;
-    const entry = new QueueEntry(tracker.root, ident, buf.subarray(start + 25, end), flags, view, start + 1, wire === WIRE_TTL_INFINITE ? null : wire, null, true);
+    const entry = new QueueEntry(
+      tracker.root,
+      ident,
+      buf.subarray(start + 25, end),
+      flags,
+      view,
+      start + 1,
+      wire === WIRE_TTL_INFINITE ? null : wire,
+      null,
+      true,
+    );
     entry.seq = seq;
     entry.bits |= RESENT;
     return entry;

@@ -155,7 +155,16 @@ export function writeMessageHeadOf(out: Buffer, flags: number, uuidView: DataVie
   writeHead(out, viewOf(out), 0, flags, uuidView, uuidOffset, ttl, extraFlags);
 }
 
-function writeHead(out: Buffer, view: DataView, offset: number, flags: number, uuidView: DataView, uuidOffset: number, ttl: number | null, extraFlags: number): void {
+function writeHead(
+  out: Buffer,
+  view: DataView,
+  offset: number,
+  flags: number,
+  uuidView: DataView,
+  uuidOffset: number,
+  ttl: number | null,
+  extraFlags: number,
+): void {
   out[offset] = FrameType.MESSAGE;
   copyUuid(view, offset + 1, uuidView, uuidOffset);
   view.setUint32(offset + 17, ttl === null ? WIRE_TTL_INFINITE : wireTtl(ttl));

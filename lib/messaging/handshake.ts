@@ -7,7 +7,17 @@
  * @module
  */
 import { Buffer } from 'node:buffer';
-import { DuplicateIdentityError, IdentificationTimeoutError, KeepaliveTimeoutError, NotSnakeMQPeerError, PacketTooLargeError, ProtocolError, SnakeMQError, TlsError, UnauthorizedError } from '../errors.js';
+import {
+  DuplicateIdentityError,
+  IdentificationTimeoutError,
+  KeepaliveTimeoutError,
+  NotSnakeMQPeerError,
+  PacketTooLargeError,
+  ProtocolError,
+  SnakeMQError,
+  TlsError,
+  UnauthorizedError,
+} from '../errors.js';
 import type { ConnectionInfo, ConnId } from '../link/types.js';
 import { createLogger } from '../util/log.js';
 import type { MessagingCore } from './core.js';

@@ -9,7 +9,6 @@ import type { MessagingCore } from './core.js';
 import { encodePing } from './frames.js';
 import { fail, type PeerConn } from './handshake.js';
 
-
 export function armKeepalive(s: MessagingCore, conn: PeerConn): void {
   const interval = s.options.keepaliveInterval;
   if (interval === null) return;

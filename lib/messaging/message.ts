@@ -109,8 +109,7 @@ const MAX_FLAGS = 0xffffffff;
 
 /** The checks of {@link MessageOptions}: used to word the error once the cheap checks below found a problem. */
 const OPTION_CHECKS = {
-  ttl: (v: unknown) =>
-    v === null || (typeof v === 'number' && v >= 0 && v <= MAX_TTL) ? undefined : `must be null or a number of seconds in [0, ${MAX_TTL}]`,
+  ttl: (v: unknown) => (v === null || (typeof v === 'number' && v >= 0 && v <= MAX_TTL) ? undefined : `must be null or a number of seconds in [0, ${MAX_TTL}]`),
   flags: (v: unknown) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_FLAGS ? undefined : 'must be a 32-bit unsigned integer'),
   persistent: (v: unknown) => (typeof v === 'boolean' ? undefined : 'must be a boolean'),
   uuid: (v: unknown) => (v instanceof Uint8Array && v.byteLength === 16 ? undefined : 'must be 16 bytes (a Uint8Array)'),
@@ -193,7 +192,14 @@ export class Message {
   constructor(data: Buffer | Uint8Array | string, options?: MessageOptions);
   /** @internal Decoded from a frame (see {@link fromFrame}): nothing to validate or copy. */
   constructor(data: Buffer, options: MessageOptions, ttl: number | null, flags: number, uuidSource: DataView, uuidOffset: number);
-  constructor(data: Buffer | Uint8Array | string, options?: MessageOptions, wireTtl?: number | null, wireFlags?: number, wireView?: DataView, wireOffset?: number) {
+  constructor(
+    data: Buffer | Uint8Array | string,
+    options?: MessageOptions,
+    wireTtl?: number | null,
+    wireFlags?: number,
+    wireView?: DataView,
+    wireOffset?: number,
+  ) {
     if (options === PARTS) {
       this.data = data as Buffer;
       this.ttl = wireTtl!;

@@ -17,7 +17,6 @@ import { schedulePump } from './write-path.js';
 
 const log = createLogger('snakemq:messaging');
 
-
 export function persist(s: MessagingCore, queue: PeerQueue, entry: QueueEntry): void {
   entry.stored = true;
   const stored: StoredMessage = { uuid: entry.uuid, data: entry.data, flags: entry.flags, ttl: entry.ttl };
@@ -98,7 +97,11 @@ export function fitLoaded(s: MessagingCore, queue: PeerQueue, front: QueueEntry[
     bytes -= victim.cost;
     dropped.push(victim);
   }
-  unstore(s, queue.ident, dropped.map((e) => e.uuid));
+  unstore(
+    s,
+    queue.ident,
+    dropped.map((e) => e.uuid),
+  );
   for (const e of dropped) {
     e.stored = false;
     dropEntry(s, e, new QueueFullError(`stored message ${e.id} for ${queue.ident} dropped at load: over the queue limits`));

@@ -13,7 +13,18 @@ import { HEADER_SIZE, type PacketDecoder, wholePacketEnd } from '../packeter/dec
 import { createLogger } from '../util/log.js';
 import type { MessagingCore } from './core.js';
 import { deliver } from './dispatch.js';
-import { decodeFrame, encodeAck, encodeIncompatibleProtocol, encodePong, FEATURE_ACK, FLAG_RESENT, FrameType, messageBeforeIdentification, PROTOCOL_VERSION, WIRE_TTL_INFINITE } from './frames.js';
+import {
+  decodeFrame,
+  encodeAck,
+  encodeIncompatibleProtocol,
+  encodePong,
+  FEATURE_ACK,
+  FLAG_RESENT,
+  FrameType,
+  messageBeforeIdentification,
+  PROTOCOL_VERSION,
+  WIRE_TTL_INFINITE,
+} from './frames.js';
 import { fail, Mode, onIdentification, type PeerConn, probeAnswered, settleMode } from './handshake.js';
 import { onAck } from './in-flight.js';
 import { Message, viewOf } from './message.js';
@@ -126,7 +137,7 @@ export function onRun(s: MessagingCore, connId: ConnId, chunk: Buffer, off: numb
     if (recent !== null) recent.record(view, start + 1);
     if (acks && conn.toAck++ === 0 && !conn.ackQueued && conn.ackImmediate === null) {
       conn.ackQueued = true;
-      RESOLVED.then(conn.ackCheck);
+      void RESOLVED.then(conn.ackCheck);
     }
     const ttl = view.getUint32(start + 17);
     deliver(s, connId, ident, Message.fromFrame(chunk, view, start, end, ttl === WIRE_TTL_INFINITE ? null : ttl, flags));
@@ -162,7 +173,17 @@ export function recentOf(s: MessagingCore, conn: PeerConn, ident: string): Recen
   return recent;
 }
 
-export function onMessage(s: MessagingCore, conn: PeerConn, ident: string, buf: Buffer, view: DataView, start: number, end: number, ttl: number | null, flags: number): void {
+export function onMessage(
+  s: MessagingCore,
+  conn: PeerConn,
+  ident: string,
+  buf: Buffer,
+  view: DataView,
+  start: number,
+  end: number,
+  ttl: number | null,
+  flags: number,
+): void {
   if (conn.peerAcks) {
     let fresh = true;
     const resent = (flags & FLAG_RESENT) !== 0;
@@ -174,7 +195,7 @@ export function onMessage(s: MessagingCore, conn: PeerConn, ident: string, buf: 
     }
     if (conn.toAck++ === 0 && !conn.ackQueued && conn.ackImmediate === null) {
       conn.ackQueued = true;
-      RESOLVED.then(conn.ackCheck);
+      void RESOLVED.then(conn.ackCheck);
     }
     if (!fresh) {
       log(`conn ${conn.id}: duplicate ${buf.toString('hex', start + 1, start + 17)} from ${ident} not delivered again`);

@@ -1,12 +1,5 @@
 import { Buffer } from 'node:buffer';
-import {
-  ConnectionError,
-  DuplicateIdentityError,
-  ErrorCode,
-  IdentificationTimeoutError,
-  SnakeMQError,
-  UnauthorizedError,
-} from '../errors.js';
+import { ConnectionError, DuplicateIdentityError, ErrorCode, IdentificationTimeoutError, SnakeMQError, UnauthorizedError } from '../errors.js';
 
 /**
  * Extension frame type 18, REFUSED: sent right before a peer closes a
@@ -38,6 +31,7 @@ export function decodeRefused(payload: Buffer, peer: string): SnakeMQError {
   const body = payload.subarray(1, 1 + MAX_REFUSAL_BODY).toString('utf8');
   const nul = body.indexOf('\0');
   const code = nul >= 0 ? body.slice(0, nul) : '';
+  // eslint-disable-next-line no-control-regex -- control characters from the peer are exactly what is replaced
   const reason = (nul >= 0 ? body.slice(nul + 1) : body).replace(/[\u0000-\u001f]/g, ' ');
   const message = `${peer} refused the connection: ${reason}`;
   switch (code) {

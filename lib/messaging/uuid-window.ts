@@ -71,7 +71,10 @@ export class UuidWindow {
     const old = this.cur;
     const t = new Uint32Array(old.length * 2);
     for (let i = 0; i < old.length; i += 4) {
-      const w0 = old[i]!, w1 = old[i + 1]!, w2 = old[i + 2]!, w3 = old[i + 3]!;
+      const w0 = old[i]!,
+        w1 = old[i + 1]!,
+        w2 = old[i + 2]!,
+        w3 = old[i + 3]!;
       if ((w0 | w1 | w2 | w3) === 0) continue;
       const at = -find(t, hash(w0, w1, w2, w3), w0, w1, w2, w3) - 1;
       t[at] = w0;
@@ -97,7 +100,10 @@ function find(t: Uint32Array, h: number, w0: number, w1: number, w2: number, w3:
   let i = h & mask;
   for (;;) {
     const at = i << 2;
-    const a = t[at]!, b = t[at + 1]!, c = t[at + 2]!, d = t[at + 3]!;
+    const a = t[at]!,
+      b = t[at + 1]!,
+      c = t[at + 2]!,
+      d = t[at + 3]!;
     if ((a | b | c | d) === 0) return -at - 1;
     if (a === w0 && b === w1 && c === w2 && d === w3) return at;
     i = (i + 1) & mask;
@@ -143,7 +149,10 @@ export class RecentUuids {
       for (let i = 0; i < this.filled * 4; i += 4) index.addWords(ring[i]!, ring[i + 1]!, ring[i + 2]!, ring[i + 3]!);
       this.index = index;
     }
-    const w0 = view.getUint32(off), w1 = view.getUint32(off + 4), w2 = view.getUint32(off + 8), w3 = view.getUint32(off + 12);
+    const w0 = view.getUint32(off),
+      w1 = view.getUint32(off + 4),
+      w2 = view.getUint32(off + 8),
+      w3 = view.getUint32(off + 12);
     if (!this.index.addWords(w0, w1, w2, w3)) return false;
     this.store(w0, w1, w2, w3);
     return true;

@@ -19,7 +19,6 @@ import { FrameRun } from './in-flight.js';
 import { PeerQueue, queueOf } from './peer-queue.js';
 import { sendAck } from './receive-path.js';
 
-
 export function schedulePump(s: MessagingCore, queue: PeerQueue): void {
   if (queue.pumpScheduled || queue.conn === null) return;
   queue.pumpScheduled = true;

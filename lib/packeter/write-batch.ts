@@ -67,7 +67,16 @@ export class SlabPool {
     }
     if (slab === undefined) {
       const buf = Buffer.allocUnsafe(streaming ? STREAM_BATCH_FACTOR * this.batchSize : this.batchSize);
-      slab = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pending: 0, open: true, failed: false, retained: 0, pooled: false, tail: 0 };
+      slab = {
+        buf,
+        view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength),
+        pending: 0,
+        open: true,
+        failed: false,
+        retained: 0,
+        pooled: false,
+        tail: 0,
+      };
     } else {
       slab.pooled = false;
       slab.open = true;

@@ -14,16 +14,14 @@ import {
   InvalidArgumentError,
   PacketTooLargeError,
   QueueFullError,
-  RpcBusyError,
   RpcNotConnectedError,
   RpcPartialCallError,
-  RpcRemoteError,
   RpcTimeoutError,
-  RpcUnknownMethodError,
-  RpcUnknownObjectError,
   StorageError,
   type SnakeMQError,
 } from '../errors.js';
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- named in TSDoc {@link}s only
+import type { RpcBusyError, RpcRemoteError, RpcUnknownMethodError, RpcUnknownObjectError } from '../errors.js';
 import { DEFAULT_TTL, Message } from '../messaging/message.js';
 import type { Delivery } from '../messaging/types.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
@@ -105,8 +103,7 @@ const abortSignalCheck: OptionCheck = (v) =>
     ? undefined
     : 'must be an AbortSignal';
 
-const stringArray: OptionCheck = (v) =>
-  Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings';
+const stringArray: OptionCheck = (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings');
 
 /** Drop reasons that end a call; any other (expired, connection lost…) means "re-send on reconnect". */
 function isTerminalDrop(reason: unknown): boolean {
@@ -144,7 +141,6 @@ interface PendingCall {
   readonly signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
-
 
 /**
  * Calls methods of objects registered on remote {@link RpcServer}s
@@ -195,7 +191,10 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** Encoded request heads by object and method name. */
   private readonly heads = new Map<string, Map<string, Buffer>>();
   private headCount = 0;
-  private readonly deadlines = new Deadlines<PendingCall>((p) => this.pending.get(p.id) === p, (p) => this.onTimeout(p));
+  private readonly deadlines = new Deadlines<PendingCall>(
+    (p) => this.pending.get(p.id) === p,
+    (p) => this.onTimeout(p),
+  );
   private idleCheckQueued = false;
   private readonly idleCheck = (): void => {
     this.idleCheckQueued = false;
@@ -398,7 +397,13 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   /** A proxy's function for calls of object.method. */
-  private callFunction(ident: string, object: string, method: string, timeout: number, signal: AbortSignal | undefined): (...args: unknown[]) => Promise<unknown> {
+  private callFunction(
+    ident: string,
+    object: string,
+    method: string,
+    timeout: number,
+    signal: AbortSignal | undefined,
+  ): (...args: unknown[]) => Promise<unknown> {
     let head: Buffer | undefined;
     return (...args: unknown[]) =>
       new Promise((resolve, reject) =>
@@ -540,7 +545,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       // caller making one call after another: its continuation (queued by resolve above) runs first.
       // Re-arming a timer per call costs.
       this.idleCheckQueued = true;
-      RESOLVED.then(this.idleCheck);
+      void RESOLVED.then(this.idleCheck);
     }
   }
 }
@@ -558,7 +563,10 @@ const PREFIX_LENGTH = REPLY_PREFIX.length;
 function checkTarget(what: string, self: string, ident: unknown, object: unknown, method: unknown, args: unknown): void {
   if (typeof ident !== 'string' || ident.length === 0) throw new InvalidArgumentError(`${what}: ident must be a non-empty string`);
   // A call waits for its peer to connect: one no peer can ever be would wait out its whole timeout.
-  if (!isValidIdent(ident)) throw new InvalidArgumentError(`${what}: '${(ident as string).slice(0, 60)}' is longer than 50 characters (or holds a lone surrogate): no peer can have it`);
+  if (!isValidIdent(ident))
+    throw new InvalidArgumentError(
+      `${what}: '${(ident as string).slice(0, 60)}' is longer than 50 characters (or holds a lone surrogate): no peer can have it`,
+    );
   if (ident === self) throw new InvalidArgumentError(`${what}: '${ident}' is this peer's own identity`);
   if (typeof object !== 'string' || object.length === 0) throw new InvalidArgumentError(`${what}: object name must be a non-empty string`);
   if (typeof method !== 'string' || method.length === 0) throw new InvalidArgumentError(`${what}: method name must be a non-empty string`);

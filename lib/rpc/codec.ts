@@ -13,7 +13,14 @@
  */
 import type { Buffer } from 'node:buffer';
 import type { RpcReply, RpcRequest } from './types.js';
-import { type DecodeReplyResult, type DecodeRequestResult, tryDecodeReply as readReply, tryDecodeRequest as readRequest, writeReply, writeRequest } from './codec/envelope.js';
+import {
+  type DecodeReplyResult,
+  type DecodeRequestResult,
+  tryDecodeReply as readReply,
+  tryDecodeRequest as readRequest,
+  writeReply,
+  writeRequest,
+} from './codec/envelope.js';
 import { decodeOwnCall as readOwnCall, decodeOwnReply as readOwnReply, encodeCall as writeCall, encodeCallHead as writeCallHead } from './codec/layouts.js';
 import { type CodecLimits, DEFAULT_MAX_PAYLOAD } from './codec/limits.js';
 import { MsgpackReader } from './codec/reader.js';

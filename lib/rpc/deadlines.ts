@@ -77,7 +77,7 @@ export class Deadlines<T extends Timed> {
   add(p: T): void {
     if (this.now < 0) {
       this.now = performance.now();
-      RESOLVED.then(this.forgetNow); // not queueMicrotask: it makes an async resource per call
+      void RESOLVED.then(this.forgetNow); // not queueMicrotask: it makes an async resource per call
     }
     p.deadline = this.now + p.timeout;
     let list = this.lists.get(p.timeout);

@@ -12,14 +12,7 @@ export {
   type RpcServerOptions,
   type RpcRegisterOptions,
 } from './server.js';
-export {
-  RpcClient,
-  DEFAULT_RPC_TIMEOUT,
-  type RpcClientOptions,
-  type RpcCallOptions,
-  type RpcSignalOptions,
-  type RpcProxyOptions,
-} from './client.js';
+export { RpcClient, DEFAULT_RPC_TIMEOUT, type RpcClientOptions, type RpcCallOptions, type RpcSignalOptions, type RpcProxyOptions } from './client.js';
 export { remoteErrorFromReply } from './remote-error.js';
 export {
   REQUEST_PREFIX,
@@ -38,14 +31,4 @@ export {
   type DecodeRequestResult,
   type DecodeReplyResult,
 } from './codec.js';
-export type {
-  RpcTransport,
-  RpcRequest,
-  RpcRequestId,
-  RpcReply,
-  RpcCallInfo,
-  RpcServerEvents,
-  RpcClientEvents,
-  MethodName,
-  RemoteProxy,
-} from './types.js';
+export type { RpcTransport, RpcRequest, RpcRequestId, RpcReply, RpcCallInfo, RpcServerEvents, RpcClientEvents, MethodName, RemoteProxy } from './types.js';

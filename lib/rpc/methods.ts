@@ -20,11 +20,7 @@ const FORBIDDEN_METHODS: ReadonlySet<string> = new Set(Object.getOwnPropertyName
  */
 export function findMethod(target: object, name: string): ((...args: unknown[]) => unknown) | undefined {
   if (FORBIDDEN_METHODS.has(name)) return undefined;
-  for (
-    let o: object | null = target;
-    o !== null && o !== Object.prototype && o !== Function.prototype;
-    o = Object.getPrototypeOf(o) as object | null
-  ) {
+  for (let o: object | null = target; o !== null && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o) as object | null) {
     const d = Object.getOwnPropertyDescriptor(o, name);
     if (d === undefined) continue;
     return typeof d.value === 'function' ? (d.value as (...args: unknown[]) => unknown) : undefined;

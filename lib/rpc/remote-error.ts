@@ -5,15 +5,7 @@
  * @module
  */
 import { Buffer } from 'node:buffer';
-import {
-  ErrorCode,
-  RpcBadRequestError,
-  RpcBusyError,
-  RpcRemoteError,
-  RpcUnknownMethodError,
-  RpcUnknownObjectError,
-  type SnakeMQError,
-} from '../errors.js';
+import { ErrorCode, RpcBadRequestError, RpcBusyError, RpcRemoteError, RpcUnknownMethodError, RpcUnknownObjectError, type SnakeMQError } from '../errors.js';
 
 function display(value: unknown): string {
   try {

@@ -78,8 +78,7 @@ const integerOrInfinity =
   (v) =>
     v === Infinity || (Number.isInteger(v) && (v as number) >= min) ? undefined : `must be an integer >= ${min} or Infinity`;
 
-const stringArray: OptionCheck = (v) =>
-  Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings';
+const stringArray: OptionCheck = (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings');
 
 /** @internal The server's options with their defaults. @throws {InvalidOptionsError} unknown option or invalid value. */
 export function serverOptions(options: RpcServerOptions | undefined): Required<RpcServerOptions> {

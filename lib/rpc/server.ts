@@ -394,7 +394,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     const ok = (result: unknown): void => this.finish(job, true, result);
     const fail = (error: unknown): void => this.finish(job, false, error);
-    if (then === nativeThen && value instanceof Promise) (nativeThen as (this: Promise<unknown>, a: typeof ok, b: typeof fail) => unknown).call(value, ok, fail);
+    if (then === nativeThen && value instanceof Promise)
+      (nativeThen as (this: Promise<unknown>, a: typeof ok, b: typeof fail) => unknown).call(value, ok, fail);
     // Another thenable: adopt it like `await` would (it may call back more than once, or resolve to a thenable).
     else Promise.resolve(value).then(ok, fail);
   }
@@ -507,4 +508,3 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
   }
 }
-

@@ -23,10 +23,7 @@ export interface RpcTransport {
    * Routes every message whose data starts with `matcher` to `handler`
    * (instead of the general `message` event). Returns the unsubscribe function.
    */
-  addReceiveHook(
-    matcher: string | Uint8Array | RegExp,
-    handler: (connId: number, ident: string, message: Message) => void,
-  ): () => void;
+  addReceiveHook(matcher: string | Uint8Array | RegExp, handler: (connId: number, ident: string, message: Message) => void): () => void;
   /** `close()` was called: RPC objects on it close at once (pending calls reject with `ClosedError`). */
   on(event: 'close', fn: () => void): unknown;
   on(event: 'connect', fn: (connId: number, ident: string) => void): unknown;
@@ -102,6 +99,7 @@ export interface RpcClientEvents {
   replyError: (error: RpcBadRequestError, ident: string) => void;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the widest function type, for conditional types over methods
 type AnyFunction = (...args: any[]) => any;
 
 /** Names of the string-keyed methods of `T` (`then` excluded: a proxy is never thenable). */

@@ -12,8 +12,7 @@ export const UUID_LENGTH = 16;
 
 const isUuid = (u: unknown): u is Buffer => Buffer.isBuffer(u) && u.length === UUID_LENGTH;
 /** TTLs and times are finite and within ±2^53 (what the SQLite storage stores exactly). */
-const isNumber = (x: unknown): boolean =>
-  typeof x === 'number' && Number.isFinite(x) && Math.abs(x) <= Number.MAX_SAFE_INTEGER;
+const isNumber = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && Math.abs(x) <= Number.MAX_SAFE_INTEGER;
 
 const SURROGATE = /[\ud800-\udfff]/;
 
@@ -74,7 +73,5 @@ export function checkTtlEntries(entries: unknown): string | undefined {
 
 /** @internal */
 export function checkAwaySince(awaySince: unknown): string | undefined {
-  return awaySince === null || isNumber(awaySince)
-    ? undefined
-    : 'awaySince must be null or a finite number within ±2^53';
+  return awaySince === null || isNumber(awaySince) ? undefined : 'awaySince must be null or a finite number within ±2^53';
 }

@@ -43,10 +43,8 @@ interface Bucket {
   waitingForLink: boolean;
 }
 
-const positive: OptionCheck = (v) =>
-  typeof v === 'number' && Number.isFinite(v) && v > 0 ? undefined : 'must be a finite number > 0';
-const atLeastOne: OptionCheck = (v) =>
-  typeof v === 'number' && Number.isFinite(v) && v >= 1 ? undefined : 'must be a finite number >= 1';
+const positive: OptionCheck = (v) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? undefined : 'must be a finite number > 0');
+const atLeastOne: OptionCheck = (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 1 ? undefined : 'must be a finite number >= 1');
 
 /**
  * Outgoing bandwidth limit (a token bucket per connection) over any
@@ -103,10 +101,7 @@ export class Throttle extends TypedEventSource implements Transport, AsyncDispos
     transport.on('data', (id, chunk) => this.emit('data', id, chunk));
     transport.on('disconnect', (id, reason) => {
       const error =
-        reason.error ??
-        (reason.by === 'local'
-          ? new ClosedError(`connection ${id} closed`)
-          : new ConnectionError(`connection ${id} closed by the peer`));
+        reason.error ?? (reason.by === 'local' ? new ClosedError(`connection ${id} closed`) : new ConnectionError(`connection ${id} closed by the peer`));
       this.#drop(id, error);
       this.emit('disconnect', id, reason);
     });
@@ -198,7 +193,7 @@ export class Throttle extends TypedEventSource implements Transport, AsyncDispos
 
   /** Whether {@link send} would currently return true for data the bucket can cover. */
   isWritable(connId: ConnId): boolean {
-    return !this.#closed && !(this.#buckets.get(connId)?.queue.length) && this.transport.isWritable(connId);
+    return !this.#closed && !this.#buckets.get(connId)?.queue.length && this.transport.isWritable(connId);
   }
 
   /** Forwards to the transport's `pause`. */

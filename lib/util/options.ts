@@ -8,12 +8,7 @@ export type OptionCheck = (value: unknown) => string | undefined;
  * misspelt option must not be silently ignored) and every known key is
  * checked. Returns the options merged over the defaults.
  */
-export function validateOptions<T extends object>(
-  what: string,
-  given: unknown,
-  checks: { [K in keyof T]-?: OptionCheck },
-  defaults: T,
-): T {
+export function validateOptions<T extends object>(what: string, given: unknown, checks: { [K in keyof T]-?: OptionCheck }, defaults: T): T {
   if (given === undefined || given === null) return { ...(defaults as Record<string, unknown>) } as T;
   if (typeof given !== 'object' || Array.isArray(given)) {
     throw new InvalidOptionsError(`${what}: options must be an object`);
@@ -38,16 +33,20 @@ export const is = {
   boolean: (): OptionCheck => (v) => (typeof v === 'boolean' ? undefined : 'must be a boolean'),
   string: (): OptionCheck => (v) => (typeof v === 'string' ? undefined : 'must be a string'),
   function: (): OptionCheck => (v) => (typeof v === 'function' ? undefined : 'must be a function'),
-  number: (min = -Infinity, max = Infinity): OptionCheck => (v) =>
-    typeof v === 'number' && !Number.isNaN(v) && v >= min && v <= max
-      ? undefined
-      : `must be a number in [${min}, ${max}]`,
-  integer: (min = 0, max = Number.MAX_SAFE_INTEGER): OptionCheck => (v) =>
-    Number.isInteger(v) && (v as number) >= min && (v as number) <= max
-      ? undefined
-      : `must be an integer in [${min}, ${max}]`,
-  oneOf: (...values: readonly unknown[]): OptionCheck => (v) =>
-    values.includes(v) ? undefined : `must be one of ${values.map((x) => JSON.stringify(x)).join(', ')}`,
-  nullableNumber: (min = 0): OptionCheck => (v) =>
-    v === null || (typeof v === 'number' && v >= min && !Number.isNaN(v)) ? undefined : `must be null or a number >= ${min}`,
+  number:
+    (min = -Infinity, max = Infinity): OptionCheck =>
+    (v) =>
+      typeof v === 'number' && !Number.isNaN(v) && v >= min && v <= max ? undefined : `must be a number in [${min}, ${max}]`,
+  integer:
+    (min = 0, max = Number.MAX_SAFE_INTEGER): OptionCheck =>
+    (v) =>
+      Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `must be an integer in [${min}, ${max}]`,
+  oneOf:
+    (...values: readonly unknown[]): OptionCheck =>
+    (v) =>
+      values.includes(v) ? undefined : `must be one of ${values.map((x) => JSON.stringify(x)).join(', ')}`,
+  nullableNumber:
+    (min = 0): OptionCheck =>
+    (v) =>
+      v === null || (typeof v === 'number' && v >= min && !Number.isNaN(v)) ? undefined : `must be null or a number >= ${min}`,
 };

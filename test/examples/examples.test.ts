@@ -47,7 +47,10 @@ async function check(file: string, patterns: RegExp[], timeoutMs = 50_000): Prom
   expect(run.code, context).toBe(0);
   const lines = run.stdout.split('\n');
   for (const pattern of patterns) {
-    expect(lines.some((line) => pattern.test(line)), `no line matches ${pattern}\n${context}`).toBe(true);
+    expect(
+      lines.some((line) => pattern.test(line)),
+      `no line matches ${pattern}\n${context}`,
+    ).toBe(true);
   }
   return run;
 }
@@ -104,15 +107,19 @@ describe.concurrent('examples', () => {
   it('rpc-listener.ts', () => check('rpc-listener.ts', rpc), 60_000);
   it('rpc-connector.ts', () => check('rpc-connector.ts', rpc), 60_000);
 
-  it('tls.ts', () =>
-    check('tls.ts', [
-      /^\[bob\] listening on tls:\/\/127\.0\.0\.1:\d+$/,
-      /^\[bob\] alice connected over TLSv1\.[23] .*peer certificate CN=alice, verified: true$/,
-      /^\[alice\] bob connected over TLSv1\.[23] .*peer certificate CN=bob, verified: true$/,
-      /^\[alice\] from bob: "hello alice, your certificate checks out"$/,
-      /^\[mallory\] connect to tls:\/\/127\.0\.0\.1:\d+ failed: TlsError \(SMQ_ERR_TLS\)$/,
-      /^\[bob\] closed$/,
-    ]), 60_000);
+  it(
+    'tls.ts',
+    () =>
+      check('tls.ts', [
+        /^\[bob\] listening on tls:\/\/127\.0\.0\.1:\d+$/,
+        /^\[bob\] alice connected over TLSv1\.[23] .*peer certificate CN=alice, verified: true$/,
+        /^\[alice\] bob connected over TLSv1\.[23] .*peer certificate CN=bob, verified: true$/,
+        /^\[alice\] from bob: "hello alice, your certificate checks out"$/,
+        /^\[mallory\] connect to tls:\/\/127\.0\.0\.1:\d+ failed: TlsError \(SMQ_ERR_TLS\)$/,
+        /^\[bob\] closed$/,
+      ]),
+    60_000,
+  );
 
   it('throttle.ts', async () => {
     const run = await check('throttle.ts', [/^\[receiver\] all 150 kB in \d+\.\d+ s/, /^\[sender\] closed$/]);
@@ -121,14 +128,18 @@ describe.concurrent('examples', () => {
     expect(seconds).toBeGreaterThanOrEqual(1.3);
   }, 60_000);
 
-  it('nat-rpc.ts', () =>
-    check('nat-rpc.ts', [
-      /^\[agent\] no listener; connecting out to tcp:\/\/127\.0\.0\.1:\d+$/,
-      /^\[hub\] agent connected from 127\.0\.0\.1:\d+ .*"listener"/,
-      /^\[hub\] agent\.describe\(\) = \{"host":.*"pid":\d+/,
-      /^\[hub\] agent\.run\("backup", 2\) = \["backup #1 done","backup #2 done"\]$/,
-      /^\[hub\] closed$/,
-    ]), 60_000);
+  it(
+    'nat-rpc.ts',
+    () =>
+      check('nat-rpc.ts', [
+        /^\[agent\] no listener; connecting out to tcp:\/\/127\.0\.0\.1:\d+$/,
+        /^\[hub\] agent connected from 127\.0\.0\.1:\d+ .*"listener"/,
+        /^\[hub\] agent\.describe\(\) = \{"host":.*"pid":\d+/,
+        /^\[hub\] agent\.run\("backup", 2\) = \["backup #1 done","backup #2 done"\]$/,
+        /^\[hub\] closed$/,
+      ]),
+    60_000,
+  );
 
   it('demo.ts (npm run demo)', async () => {
     const run = await check('demo.ts', [

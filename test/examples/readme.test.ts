@@ -57,7 +57,9 @@ describe('README', () => {
     writeFileSync(join(dir, 'bob-and-alice.mts'), code);
     writeFileSync(
       join(dir, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', paths: { 'snakemq-ts': [join(ROOT, 'lib', 'index.ts')] } } }),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', paths: { 'snakemq-ts': [join(ROOT, 'lib', 'index.ts')] } },
+      }),
     );
     const result = await run('bob-and-alice.mts');
     expect(result.code, result.stderr).toBe(0);

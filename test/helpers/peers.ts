@@ -84,11 +84,7 @@ export function waitEvent<A extends unknown[]>(
 }
 
 /** Collects `n` messages received by `messaging` (data as utf8 strings). */
-export function collect(
-  messaging: Messaging,
-  n: number,
-  timeoutMs = 20_000,
-): Promise<{ ident: string; data: string; uuid: string }[]> {
+export function collect(messaging: Messaging, n: number, timeoutMs = 20_000): Promise<{ ident: string; data: string; uuid: string }[]> {
   const out: { ident: string; data: string; uuid: string }[] = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -20,13 +20,28 @@ describe('parseEndpoint: accepted forms', () => {
     ['unix://\0snakemq', { transport: 'unix', path: '\0snakemq', url: 'unix://@snakemq' }],
     ['unix+tls:///tmp/s.sock', { transport: 'unix', tls: true, path: '/tmp/s.sock', url: 'unix+tls:///tmp/s.sock' }],
     ['unix+tls://@abs', { transport: 'unix', tls: true, path: '\0abs', url: 'unix+tls://@abs' }],
-    [{ host: '127.0.0.1', port: 1234 }, { transport: 'tcp', tls: false, url: 'tcp://127.0.0.1:1234' }],
-    [{ host: '::1', port: 1234, tls: true }, { transport: 'tcp', tls: true, host: '::1', url: 'tls://[::1]:1234' }],
-    [{ host: '[::1]', port: 1 }, { host: '::1', url: 'tcp://[::1]:1' }],
+    [
+      { host: '127.0.0.1', port: 1234 },
+      { transport: 'tcp', tls: false, url: 'tcp://127.0.0.1:1234' },
+    ],
+    [
+      { host: '::1', port: 1234, tls: true },
+      { transport: 'tcp', tls: true, host: '::1', url: 'tls://[::1]:1234' },
+    ],
+    [
+      { host: '[::1]', port: 1 },
+      { host: '::1', url: 'tcp://[::1]:1' },
+    ],
     [{ path: '/tmp/x.sock' }, { transport: 'unix', tls: false, path: '/tmp/x.sock', url: 'unix:///tmp/x.sock' }],
-    [{ path: 'rel.sock', tls: true }, { transport: 'unix', tls: true, url: 'unix+tls://rel.sock' }],
+    [
+      { path: 'rel.sock', tls: true },
+      { transport: 'unix', tls: true, url: 'unix+tls://rel.sock' },
+    ],
     [{ path: '@name' }, { path: '\0name', url: 'unix://@name' }],
-    [{ path: '\0name', tls: false }, { path: '\0name', url: 'unix://@name' }],
+    [
+      { path: '\0name', tls: false },
+      { path: '\0name', url: 'unix://@name' },
+    ],
   ];
   for (const [input, expected] of cases) {
     it(`parses ${JSON.stringify(input)}`, () => {

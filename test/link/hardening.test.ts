@@ -69,7 +69,12 @@ describe('Link maxConnections', () => {
       expect(error.name).toBe('ConnectionLimitError');
       expect((error as ConnectionLimitError).limit).toBe(3);
     }
-    const accepted = new Set(rec.of('connect').filter(([i]) => i.side === 'listener').map(([i]) => i.remotePort));
+    const accepted = new Set(
+      rec
+        .of('connect')
+        .filter(([i]) => i.side === 'listener')
+        .map(([i]) => i.remotePort),
+    );
     const refused = clients.filter((c) => !accepted.has(c.localPort));
     expect(refused).toHaveLength(2);
     await Promise.all(refused.map((c) => closed(c)));

@@ -4,11 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ClosedError,
   ConnectionError,
-  ConnectionLimitError,
   InvalidArgumentError,
   InvalidEndpointError,
   InvalidOptionsError,
@@ -21,7 +20,7 @@ import { Link } from '../../lib/link/index.js';
 import type { ConnectorOptions, LinkOptions, ListenerOptions } from '../../lib/link/index.js';
 import type { ConnectionInfo, Endpoint } from '../../lib/link/types.js';
 import { setLogger } from '../../lib/util/log.js';
-import { Recorder, Sink, certs, closed, nextEvent, resourceCounts, waitUntil } from './helpers.js';
+import { Recorder, Sink, certs, nextEvent, resourceCounts, waitUntil } from './helpers.js';
 
 let links: Link[] = [];
 let extra: (() => Promise<void> | void)[] = [];
@@ -86,10 +85,7 @@ interface Pair {
   cInfo: ConnectionInfo;
 }
 
-async function pair(
-  endpoint: Endpoint,
-  opts: { listener?: ListenerOptions; connector?: ConnectorOptions; link?: LinkOptions } = {},
-): Promise<Pair> {
+async function pair(endpoint: Endpoint, opts: { listener?: ListenerOptions; connector?: ConnectorOptions; link?: LinkOptions } = {}): Promise<Pair> {
   const server = newLink(opts.link);
   const client = newLink(opts.link);
   const url = await server.addListener(endpoint, opts.listener);
@@ -684,12 +680,10 @@ describe('Link listeners', () => {
 describe('Link validation', () => {
   it('rejects unknown TLS options at addListener and addConnector', async () => {
     const link = newLink();
-    await expect(
-      link.addListener('tls://127.0.0.1:0', { tls: { ...certs.bob(), rejectUnauthorised: false } as never }),
-    ).rejects.toBeInstanceOf(InvalidOptionsError);
-    expect(() => link.addConnector('tls://127.0.0.1:1', { tls: { rejectUnauthorised: false } as never })).toThrow(
+    await expect(link.addListener('tls://127.0.0.1:0', { tls: { ...certs.bob(), rejectUnauthorised: false } as never })).rejects.toBeInstanceOf(
       InvalidOptionsError,
     );
+    expect(() => link.addConnector('tls://127.0.0.1:1', { tls: { rejectUnauthorised: false } as never })).toThrow(InvalidOptionsError);
     expect(() => link.addConnector('tls://127.0.0.1:1')).toThrow(/needs the 'tls' option/);
     await expect(link.addListener('tcp://127.0.0.1:0', { tls: certs.bob() })).rejects.toThrow(/non-TLS endpoint/);
     expect(() => new Link({ highWaterMark: -1 })).toThrow(InvalidOptionsError);
@@ -698,12 +692,8 @@ describe('Link validation', () => {
 
   it('rejects unusable key material up front', async () => {
     const link = newLink();
-    await expect(link.addListener('tls://127.0.0.1:0', { tls: { key: 'junk', cert: 'junk' } })).rejects.toBeInstanceOf(
-      InvalidOptionsError,
-    );
-    expect(() => link.addConnector('tls://127.0.0.1:1', { tls: { key: 'junk', cert: 'junk' } })).toThrow(
-      InvalidOptionsError,
-    );
+    await expect(link.addListener('tls://127.0.0.1:0', { tls: { key: 'junk', cert: 'junk' } })).rejects.toBeInstanceOf(InvalidOptionsError);
+    expect(() => link.addConnector('tls://127.0.0.1:1', { tls: { key: 'junk', cert: 'junk' } })).toThrow(InvalidOptionsError);
   });
 
   it('rejects bad endpoints, port 0 and duplicate connectors', async () => {

@@ -100,9 +100,7 @@ describe('TlsOptions', () => {
     invalid(() => resolveTlsOptions('x', { rejectUnauthorized: 'false' }), /rejectUnauthorized/);
     invalid(() => resolveTlsOptions('x', { checkServerIdentity: true }), /checkServerIdentity/);
     invalid(() => resolveTlsOptions('x', 'tls'), /must be an object/);
-    expect(() =>
-      resolveTlsOptions('x', { key: [{ pem, passphrase: 'p' }], cert: Buffer.from(pem), ca: [pem, Buffer.from(pem)] }),
-    ).not.toThrow();
+    expect(() => resolveTlsOptions('x', { key: [{ pem, passphrase: 'p' }], cert: Buffer.from(pem), ca: [pem, Buffer.from(pem)] })).not.toThrow();
   });
 });
 
@@ -173,8 +171,7 @@ describe('ConnectorOptions', () => {
 });
 
 describe('exponentialBackoff', () => {
-  const samples = (fn: (n: number) => number, attempt: number, count = 200) =>
-    Array.from({ length: count }, () => fn(attempt));
+  const samples = (fn: (n: number) => number, attempt: number, count = 200) => Array.from({ length: count }, () => fn(attempt));
 
   it('grows by factor from initial, capped at max, within the jitter band', () => {
     const fn = exponentialBackoff();

@@ -41,7 +41,7 @@ describe('DeliveryTracker drops', () => {
     const ranges: [number, number, number][] = [];
     let seed = 7;
     const rand = (k: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % k;
-    for (let seq = 1; seq <= n; ) {
+    for (let seq = 1; seq <= n;) {
       const len = 1 + rand(5);
       if (rand(3) > 0) ranges.push([seq, Math.min(n, seq + len - 1), rand(reasons.length)]);
       seq += len;
@@ -81,7 +81,12 @@ describe('DeliveryTracker drops', () => {
   it('watched Deliveries in a dropped range settle at once, also when the range comes before others', async () => {
     const tracker = new DeliveryTracker();
     const entries = Array.from({ length: 100 }, (_, i) => detached(tracker, i + 1));
-    const outcomes = entries.map((e) => e.delivered().then(() => 'delivered', (r: SnakeMQError) => r.name));
+    const outcomes = entries.map((e) =>
+      e.delivered().then(
+        () => 'delivered',
+        (r: SnakeMQError) => r.name,
+      ),
+    );
     tracker.dropped(51, 100, new QueueFullError('full'));
     tracker.dropped(1, 10, new ClosedError());
     tracker.acked(50);
@@ -176,7 +181,10 @@ describe('pending written() counted per queue', () => {
 
   it("within one Messaging, a pending written() for one peer leaves another peer's queue as it is", async () => {
     const bob = createPeer('bob');
-    bob.messaging.send('carol', 'waits').written().catch(() => undefined);
+    bob.messaging
+      .send('carol', 'waits')
+      .written()
+      .catch(() => undefined);
     const alice = await ackAlice(bob);
     const ds = Array.from({ length: 20 }, (_, i) => bob.messaging.send('alice', `m${i}`) as QueueEntry);
     await alice.until(() => alice.messages.length === 20);

@@ -72,7 +72,9 @@ describe('Messaging: messages in flight kept as frames', () => {
     const n = 6000;
     // Some bare data, some Messages with flags; distinct contents, so that reused batch bytes would show.
     const ds = Array.from({ length: n }, (_, i) =>
-      i % 3 === 0 ? bob.messaging.send('alice', new Message(`message ${i}`, { flags: i })) : bob.messaging.send('alice', `data ${i}`.padEnd(20 + (i % 50), '.')),
+      i % 3 === 0
+        ? bob.messaging.send('alice', new Message(`message ${i}`, { flags: i }))
+        : bob.messaging.send('alice', `data ${i}`.padEnd(20 + (i % 50), '.')),
     );
     await first.until(() => first.messages.length === n);
     const sent = first.messages.map((m) => ({ ...m, data: m.data.toString() }));

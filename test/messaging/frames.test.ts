@@ -25,9 +25,16 @@ describe('snakeMQ 1.6 vectors', () => {
   it('covers every vector in the fixture', () => {
     expect([...byName.keys()].sort()).toEqual(
       [
-        'protocol_version', 'incompatible_protocol', 'identification_bob', 'identification_truncated_to_50',
-        'identification_utf8', 'message_ttl600_persistent', 'message_infinite_ttl', 'message_fractional_ttl_truncated',
-        'ping', 'pong',
+        'protocol_version',
+        'incompatible_protocol',
+        'identification_bob',
+        'identification_truncated_to_50',
+        'identification_utf8',
+        'message_ttl600_persistent',
+        'message_infinite_ttl',
+        'message_fractional_ttl_truncated',
+        'ping',
+        'pong',
       ].sort(),
     );
   });
@@ -86,7 +93,16 @@ describe('frame validation', () => {
   });
 
   it('decoding the first 200 bytes gives the 50 characters a whole decode would (mixed widths, invalid bytes, cut sequences)', () => {
-    const pieces = [Buffer.from('a'), Buffer.from('é'), Buffer.from('€'), Buffer.from('😀'), Buffer.from([0xff]), Buffer.from([0xf0, 0x9f]), Buffer.from([0xe2, 0x82]), Buffer.from([0x80])];
+    const pieces = [
+      Buffer.from('a'),
+      Buffer.from('é'),
+      Buffer.from('€'),
+      Buffer.from('😀'),
+      Buffer.from([0xff]),
+      Buffer.from([0xf0, 0x9f]),
+      Buffer.from([0xe2, 0x82]),
+      Buffer.from([0x80]),
+    ];
     let seed = 12345;
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
     for (let round = 0; round < 2000; round++) {

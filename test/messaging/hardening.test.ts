@@ -2,7 +2,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { Message } from '../../lib/messaging/index.js';
 import { MemoryQueuesStorage } from '../../lib/storage/index.js';
 import { RpcClient } from '../../lib/rpc/index.js';
 import {

@@ -395,11 +395,7 @@ describe('Messaging over real sockets', () => {
     const got = collect(alice.messaging, 3);
     const acked: Message[] = [];
     bob.messaging.on('acknowledged', (_ident, m) => acked.push(m));
-    const ds = [
-      bob.messaging.send('alice', Buffer.from('buf')),
-      bob.messaging.send('alice', new Uint8Array([0x75, 0x38])),
-      bob.messaging.send('alice', 'str'),
-    ];
+    const ds = [bob.messaging.send('alice', Buffer.from('buf')), bob.messaging.send('alice', new Uint8Array([0x75, 0x38])), bob.messaging.send('alice', 'str')];
     await Promise.all(ds.map((d) => d.delivered()));
     const received = await got;
     expect(received.map((m) => m.data)).toEqual(['buf', 'u8', 'str']);

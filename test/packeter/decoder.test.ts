@@ -252,7 +252,12 @@ describe('PacketDecoder', () => {
     }
 
     it('fed one byte at a time', () => {
-      expect(decodeWithRun([...stream].map((b) => Buffer.from([b])), () => true)).toEqual(expected);
+      expect(
+        decodeWithRun(
+          [...stream].map((b) => Buffer.from([b])),
+          () => true,
+        ),
+      ).toEqual(expected);
     });
 
     it('an oversize packet the run leaves alone still fails the decoder', () => {
@@ -275,11 +280,15 @@ describe('PacketDecoder', () => {
       const d = new PacketDecoder(100);
       const out: string[] = [];
       const chunk = Buffer.concat(['a', 'b', 'c'].map((x) => encodePacket(Buffer.from(x))));
-      d.push(chunk, (b, s, e) => out.push(`sink:${b.toString('utf8', s, e)}`), (c, off) => {
-        out.push(`run:${c.toString('utf8', off + 4, off + 5)}`);
-        d.stop();
-        return off + 5;
-      });
+      d.push(
+        chunk,
+        (b, s, e) => out.push(`sink:${b.toString('utf8', s, e)}`),
+        (c, off) => {
+          out.push(`run:${c.toString('utf8', off + 4, off + 5)}`);
+          d.stop();
+          return off + 5;
+        },
+      );
       expect(out).toEqual(['run:a']);
     });
   });

@@ -73,7 +73,7 @@ describe('Packeter', () => {
     expect(sent).toEqual([ids[2]]);
   });
 
-  it("reports each write sent with the id of the last packet in it, also when batches fill up mid-tick", async () => {
+  it('reports each write sent with the id of the last packet in it, also when batches fill up mid-tick', async () => {
     const t = new RecordingTransport();
     const p = new Packeter(t as never, { writeBatchSize: 1024 });
     t.connect(1);
@@ -199,7 +199,11 @@ describe('Packeter', () => {
       p.unrestrict(2);
       t.emit('data', 2, encodePacket(Buffer.alloc(50_000)));
       t.emit('data', 1, header(4097));
-      expect(packets).toEqual([[1, 4096], [2, 4096], [2, 50_000]]);
+      expect(packets).toEqual([
+        [1, 4096],
+        [2, 4096],
+        [2, 50_000],
+      ]);
       expect(errors).toHaveLength(1);
       expect(errors[0]![0]).toBe(1);
       expect(errors[0]![1]).toBeInstanceOf(PacketTooLargeError);
@@ -359,7 +363,10 @@ describe('Packeter', () => {
         t.connect(1);
         t.connect(2);
         const sizes = (from: number, id: number) =>
-          t.held.slice(from).filter((h) => t.writes[t.held.indexOf(h)]!.connId === id).map((h) => h.data.buffer.byteLength);
+          t.held
+            .slice(from)
+            .filter((h) => t.writes[t.held.indexOf(h)]!.connId === id)
+            .map((h) => h.data.buffer.byteLength);
         const stream = (id: number) => {
           for (let i = 0; i < 10_000; i++) p.sendPacket(id, Buffer.alloc(100, id));
         };

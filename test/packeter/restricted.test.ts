@@ -114,7 +114,8 @@ describe('restricted connections over a real socket', () => {
     await vi.waitFor(() => expect(server.disconnected.size).toBe(9));
     const after = memory();
     const grown = { rss: after.rss - before.rss, held: after.held - before.held };
-    if (process.env.SHOW_MEM) console.log(`growth ${JSON.stringify(grown)}; read per connection ${[...server.received.values()].join(' ')}; poured ${written.join(' ')}`);
+    if (process.env.SHOW_MEM)
+      console.log(`growth ${JSON.stringify(grown)}; read per connection ${[...server.received.values()].join(' ')}; poured ${written.join(' ')}`);
     for (const e of server.errors.values()) expect(e).toBeInstanceOf(PacketTooLargeError);
     expect(server.errors.size).toBe(9);
     // What the server read of each before closing it: a read or so, never the 8 MiB poured.

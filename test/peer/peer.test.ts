@@ -4,13 +4,7 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import {
-  ClosedError,
-  ConnectionError,
-  InvalidOptionsError,
-  RpcUnknownObjectError,
-  StorageLockedError,
-} from '../../lib/errors.js';
+import { ClosedError, ConnectionError, InvalidOptionsError, RpcUnknownObjectError, StorageLockedError } from '../../lib/errors.js';
 import { Link } from '../../lib/link/index.js';
 import { Message, type ReceivedMessage } from '../../lib/messaging/index.js';
 import { MemoryQueuesStorage } from '../../lib/storage/memory.js';

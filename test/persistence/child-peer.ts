@@ -64,8 +64,14 @@ if (config.sendTo) {
     for (; i < stop; i++) {
       const n = i;
       const d = messaging.send(to, new Message(`m${n}`, { persistent: config.persistent ?? true }));
-      d.persisted().then(() => say(`persisted ${n}`), () => undefined);
-      d.delivered().then(() => say(`delivered ${n}`), () => undefined);
+      d.persisted().then(
+        () => say(`persisted ${n}`),
+        () => undefined,
+      );
+      d.delivered().then(
+        () => say(`delivered ${n}`),
+        () => undefined,
+      );
     }
     if (i < end) setImmediate(batch);
   };

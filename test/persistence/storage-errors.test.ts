@@ -27,7 +27,10 @@ describe('Messaging with failing storage', () => {
     peer.messaging.on('drop', (_i, _m, reason) => drops.push(reason));
     const big = Buffer.alloc(64 * 1024, 1);
     const d = peer.messaging.send('alice', new Message(big, { persistent: true }));
-    const err = await d.persisted().then(() => null, (e: unknown) => e);
+    const err = await d.persisted().then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(StorageError);
     await expect(d.delivered()).rejects.toBeInstanceOf(StorageError);
     expect(drops).toHaveLength(1);

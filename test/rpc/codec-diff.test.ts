@@ -265,7 +265,11 @@ describe('rpc codec: single-pass decoder = reference decoder', () => {
     const g = new Gen(rng(3));
     for (let i = 0; i < 1000; i++) {
       const args = Array.from({ length: g.int(4) }, () => g.value(1));
-      const plainArgs = JSON.parse(JSON.stringify(args, (_k, v) => (typeof v === 'bigint' ? Number(v) : v instanceof Map ? Object.fromEntries([...v].map(([k, x]) => [String(k), x])) : v))) as unknown[];
+      const plainArgs = JSON.parse(
+        JSON.stringify(args, (_k, v) =>
+          typeof v === 'bigint' ? Number(v) : v instanceof Map ? Object.fromEntries([...v].map(([k, x]) => [String(k), x])) : v,
+        ),
+      ) as unknown[];
       const req = encodeRequest({ command: 'call', object: 'o', method: 'm', args: plainArgs, kwargs: {}, reqId: Buffer.alloc(16, i) });
       compare(req, 'request');
       compare(encodeReply({ reqId: Buffer.alloc(16, i), ok: true, value: plainArgs }), 'reply');
@@ -294,7 +298,26 @@ class ValueGen extends Gen {
         () => undefined,
         () => this.r() < 0.5,
         () => this.number(),
-        () => this.pick([0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 32 - 1, 2 ** 32, -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -(2 ** 31), -(2 ** 31) - 1, 0.1]),
+        () =>
+          this.pick([
+            0x7f,
+            0x80,
+            0xff,
+            0x100,
+            0xffff,
+            0x10000,
+            2 ** 32 - 1,
+            2 ** 32,
+            -0x20,
+            -0x21,
+            -0x80,
+            -0x81,
+            -0x8000,
+            -0x8001,
+            -(2 ** 31),
+            -(2 ** 31) - 1,
+            0.1,
+          ]),
         () => this.pick([2n ** 63n, -(2n ** 63n) - 1n, 2n ** 64n, 0n]),
         () => this.text(top),
         () => Buffer.alloc(this.pick(top ? [0, 3, 255, 256, 9000, 70000] : [0, 3, 255, 256]), 1),
@@ -303,8 +326,20 @@ class ValueGen extends Gen {
         () => new Map([['a', 1]]),
         () => new Set([1]),
         () => new Date(this.pick([0, 1000, -1500, 1_700_000_000_000, 2 ** 32 * 1000 + 5, 2 ** 34 * 1000, NaN])),
-        () => new Map<unknown, unknown>([[1, 'a'], ['b', [1]], [null, new Map()]]),
-        () => [new Set([1]), new Error('e'), /x/g, new (class K { a = 1 })()],
+        () =>
+          new Map<unknown, unknown>([
+            [1, 'a'],
+            ['b', [1]],
+            [null, new Map()],
+          ]),
+        () => [
+          new Set([1]),
+          new Error('e'),
+          /x/g,
+          new (class K {
+            a = 1;
+          })(),
+        ],
         () => Object.create(null) as unknown,
       ])();
     }

@@ -51,7 +51,9 @@ describe('rpc codec: the encoder refuses what the decoder refuses', () => {
     expect(() => encodeReply({ reqId: 'r', ok: true, value: nest(MAX_DEPTH) })).toThrow(/deeper than 256/);
     // The args array is level 2, so each argument starts at level 3.
     const arg = nestMixed(MAX_DEPTH - 2);
-    expect(decodeRequest(encodeRequest(call([arg]))).args).toEqual([JSON.parse(JSON.stringify(arg, (_k, v: unknown) => (v instanceof Map ? Object.fromEntries(v) : v)))]);
+    expect(decodeRequest(encodeRequest(call([arg]))).args).toEqual([
+      JSON.parse(JSON.stringify(arg, (_k, v: unknown) => (v instanceof Map ? Object.fromEntries(v) : v))),
+    ]);
     expect(() => encodeRequest(call([nestMixed(MAX_DEPTH - 1)]))).toThrow(InvalidArgumentError);
     // Exceptions count like results.
     expect(() => encodeReply({ reqId: 'r', ok: false, exception: nest(MAX_DEPTH), exceptionFormat: '' })).toThrow(InvalidArgumentError);
@@ -87,7 +89,18 @@ describe('rpc codec: the encoder refuses what the decoder refuses', () => {
       expect(() => encodeReply({ reqId: 'r', ok: true, value })).toThrow(InvalidArgumentError);
     }
     // Keys the decoder takes: strings, numbers, bigints (as their decimal text).
-    const ok = decodeReply(encodeReply({ reqId: 'r', ok: true, value: new Map<unknown, unknown>([['a', 1], [2, 2], [1.5, 3], [2n ** 60n, 4]]) }));
+    const ok = decodeReply(
+      encodeReply({
+        reqId: 'r',
+        ok: true,
+        value: new Map<unknown, unknown>([
+          ['a', 1],
+          [2, 2],
+          [1.5, 3],
+          [2n ** 60n, 4],
+        ]),
+      }),
+    );
     expect(ok).toEqual({ reqId: 'r', ok: true, value: { a: 1, 2: 2, '1.5': 3, [String(2n ** 60n)]: 4 } });
   });
 
@@ -112,8 +125,8 @@ describe('rpc codec: the encoder refuses what the decoder refuses', () => {
       expect(net.trace.length).toBe(sent);
       await expect(client.call('bob', 'deep', 'take', [nest(MAX_DEPTH - 3)])).resolves.toBe('object');
     } finally {
-      client.close();
-      server.close();
+      void client.close();
+      void server.close();
     }
   });
 });

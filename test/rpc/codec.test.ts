@@ -1,15 +1,7 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, RpcBadRequestError } from '../../lib/errors.js';
-import {
-  MAX_DEPTH,
-  decodeReply,
-  decodeRequest,
-  encodeReply,
-  encodeRequest,
-  tryDecodeRequest,
-  tryDecodeReply,
-} from '../../lib/rpc/index.js';
+import { MAX_DEPTH, decodeReply, decodeRequest, encodeReply, encodeRequest, tryDecodeRequest, tryDecodeReply } from '../../lib/rpc/index.js';
 import { decodeOwnCall, decodeOwnReply, encodeCall, encodeCallHead, ownReplyId } from '../../lib/rpc/codec.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -23,12 +15,18 @@ const REQ_ID = hex('000102030405060708090a0b0c0d0e0f');
 const CALL_ADD_1_2 =
   ascii('rpcreq') +
   '86' +
-  fixstr('command') + fixstr('call') +
-  fixstr('object') + fixstr('calc') +
-  fixstr('method') + fixstr('add') +
-  fixstr('args') + '92 01 02' +
-  fixstr('kwargs') + '80' +
-  fixstr('req_id') + 'c4 10 000102030405060708090a0b0c0d0e0f';
+  fixstr('command') +
+  fixstr('call') +
+  fixstr('object') +
+  fixstr('calc') +
+  fixstr('method') +
+  fixstr('add') +
+  fixstr('args') +
+  '92 01 02' +
+  fixstr('kwargs') +
+  '80' +
+  fixstr('req_id') +
+  'c4 10 000102030405060708090a0b0c0d0e0f';
 
 // Raw MessagePack packer for malformed fixtures (Map keeps any key type and order).
 const raw = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
@@ -61,18 +59,28 @@ describe('rpc codec: wire fixtures', () => {
     const data = hex(
       ascii('rpcreq') +
         '86' +
-        fixstr('req_id') + 'c4 02 abcd' +
-        fixstr('kwargs') + '81' + fixstr('flag') + 'c3' +
-        fixstr('args') + '96' +
-          fixstr('hi') +
-          'c4 03 010203' +
-          'c0' +
-          'cb 3ff8000000000000' +
-          'cf ffffffffffffffff' +
-          '81' + fixstr('k') + '91 d0 ff' +
-        fixstr('method') + fixstr('m') +
-        fixstr('object') + fixstr('o') +
-        fixstr('command') + fixstr('signal'),
+        fixstr('req_id') +
+        'c4 02 abcd' +
+        fixstr('kwargs') +
+        '81' +
+        fixstr('flag') +
+        'c3' +
+        fixstr('args') +
+        '96' +
+        fixstr('hi') +
+        'c4 03 010203' +
+        'c0' +
+        'cb 3ff8000000000000' +
+        'cf ffffffffffffffff' +
+        '81' +
+        fixstr('k') +
+        '91 d0 ff' +
+        fixstr('method') +
+        fixstr('m') +
+        fixstr('object') +
+        fixstr('o') +
+        fixstr('command') +
+        fixstr('signal'),
     );
     const r = decodeRequest(data);
     expect(r.command).toBe('signal');
@@ -92,10 +100,18 @@ describe('rpc codec: wire fixtures', () => {
     expect(err.toString('hex')).toBe(
       ascii('rpcrep') +
         '84' +
-        fixstr('req_id') + 'c410000102030405060708090a0b0c0d0e0f' +
-        fixstr('ok') + 'c2' +
-        fixstr('exception') + '82' + fixstr('name') + fixstr('E') + fixstr('message') + fixstr('m') +
-        fixstr('exception_format') + fixstr('tb'),
+        fixstr('req_id') +
+        'c410000102030405060708090a0b0c0d0e0f' +
+        fixstr('ok') +
+        'c2' +
+        fixstr('exception') +
+        '82' +
+        fixstr('name') +
+        fixstr('E') +
+        fixstr('message') +
+        fixstr('m') +
+        fixstr('exception_format') +
+        fixstr('tb'),
     );
     expect(decodeReply(err)).toEqual({ reqId: REQ_ID, ok: false, exception: { name: 'E', message: 'm' }, exceptionFormat: 'tb' });
   });
@@ -117,9 +133,22 @@ describe('rpc codec: wire fixtures', () => {
   });
 
   it('accepts a nil or absent exception_format and a str req_id', () => {
-    const a = decodeReply(rep([['req_id', 'id1'], ['ok', false], ['exception', 'boom']]));
+    const a = decodeReply(
+      rep([
+        ['req_id', 'id1'],
+        ['ok', false],
+        ['exception', 'boom'],
+      ]),
+    );
     expect(a).toEqual({ reqId: 'id1', ok: false, exception: 'boom', exceptionFormat: '' });
-    const b = decodeReply(rep([['req_id', REQ_ID], ['ok', false], ['exception', null], ['exception_format', null]]));
+    const b = decodeReply(
+      rep([
+        ['req_id', REQ_ID],
+        ['ok', false],
+        ['exception', null],
+        ['exception_format', null],
+      ]),
+    );
     expect(b.ok).toBe(false);
   });
 });
@@ -190,13 +219,65 @@ describe('rpc codec: malformed input is RpcBadRequestError', () => {
   });
 
   const replies: [string, Buffer][] = [
-    ['wrong prefix', Buffer.concat([Buffer.from('rpcreq'), raw.pack(new Map<string, unknown>([['req_id', REQ_ID], ['ok', true], ['return', 1]]))])],
-    ['missing req_id', rep([['ok', true], ['return', 1]])],
-    ['missing ok', rep([['req_id', REQ_ID], ['return', 1]])],
-    ['ok not a boolean', rep([['req_id', REQ_ID], ['ok', 1], ['return', 1]])],
-    ['ok without return', rep([['req_id', REQ_ID], ['ok', true]])],
-    ['error without exception', rep([['req_id', REQ_ID], ['ok', false], ['exception_format', '']])],
-    ['exception_format not a string', rep([['req_id', REQ_ID], ['ok', false], ['exception', 'x'], ['exception_format', 3]])],
+    [
+      'wrong prefix',
+      Buffer.concat([
+        Buffer.from('rpcreq'),
+        raw.pack(
+          new Map<string, unknown>([
+            ['req_id', REQ_ID],
+            ['ok', true],
+            ['return', 1],
+          ]),
+        ),
+      ]),
+    ],
+    [
+      'missing req_id',
+      rep([
+        ['ok', true],
+        ['return', 1],
+      ]),
+    ],
+    [
+      'missing ok',
+      rep([
+        ['req_id', REQ_ID],
+        ['return', 1],
+      ]),
+    ],
+    [
+      'ok not a boolean',
+      rep([
+        ['req_id', REQ_ID],
+        ['ok', 1],
+        ['return', 1],
+      ]),
+    ],
+    [
+      'ok without return',
+      rep([
+        ['req_id', REQ_ID],
+        ['ok', true],
+      ]),
+    ],
+    [
+      'error without exception',
+      rep([
+        ['req_id', REQ_ID],
+        ['ok', false],
+        ['exception_format', ''],
+      ]),
+    ],
+    [
+      'exception_format not a string',
+      rep([
+        ['req_id', REQ_ID],
+        ['ok', false],
+        ['exception', 'x'],
+        ['exception_format', 3],
+      ]),
+    ],
     ['not MessagePack', hex(ascii('rpcrep') + 'c1')],
   ];
   it.each(replies)('reply: %s', (_name, data) => {
@@ -304,7 +385,10 @@ describe('rpc codec: the fast path for calls from snakemq-ts clients', () => {
 
   it('reads every call encodeCall writes exactly as the full decoder does', () => {
     for (const [i, args] of argsList.entries()) {
-      for (const [object, method] of [['calc', 'add'], ['o'.repeat(40), 'm'.repeat(300)]] as const) {
+      for (const [object, method] of [
+        ['calc', 'add'],
+        ['o'.repeat(40), 'm'.repeat(300)],
+      ] as const) {
         const data = encodeCall(encodeCallHead(object, method), args, template, 7 + i);
         const fast = decodeOwnCall(data, 1 << 20);
         const full = decodeRequest(data);

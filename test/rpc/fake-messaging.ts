@@ -99,10 +99,7 @@ export class FakeMessaging extends EventEmitter<FakeEvents> implements RpcTransp
     return this.net.connected && ident === this.peer.identity;
   }
 
-  addReceiveHook(
-    matcher: string | Uint8Array | RegExp,
-    handler: (connId: number, ident: string, message: Message) => void,
-  ): () => void {
+  addReceiveHook(matcher: string | Uint8Array | RegExp, handler: (connId: number, ident: string, message: Message) => void): () => void {
     const entry = { matcher, handler };
     this.hooks.push(entry);
     return () => {

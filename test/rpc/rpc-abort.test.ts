@@ -188,8 +188,8 @@ describe('RPC abort timing (fake timers)', () => {
       await flush();
       expect(net.trace.filter((t) => t.from === 'alice').length).toBe(0);
     } finally {
-      client.close();
-      server.close();
+      void client.close();
+      void server.close();
     }
   });
 });

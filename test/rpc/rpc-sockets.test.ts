@@ -36,8 +36,8 @@ function peer(ident: string): Peer {
     client,
     close: async () => {
       open.delete(p);
-      client.close();
-      server.close();
+      void client.close();
+      void server.close();
       await messaging.close();
     },
   };
@@ -61,10 +61,7 @@ const fast = { reconnectDelay: () => 30 };
 /** `listener` listens on a free port, `connector` connects to it; resolves with the URL once both are identified. */
 async function pair(listener: Peer, connector: Peer): Promise<string> {
   const url = await listener.link.addListener('tcp://127.0.0.1:0');
-  const both = Promise.all([
-    waitConnect(listener.messaging, connector.messaging.identity),
-    waitConnect(connector.messaging, listener.messaging.identity),
-  ]);
+  const both = Promise.all([waitConnect(listener.messaging, connector.messaging.identity), waitConnect(connector.messaging, listener.messaging.identity)]);
   connector.link.addConnector(url, fast);
   await both;
   return url;
@@ -74,8 +71,17 @@ describe('RPC over TCP', () => {
   it('calls both ways, including the NAT direction (the listener calls the connector)', async () => {
     const bob = peer('bob'); // listens
     const alice = peer('alice'); // connects (behind NAT)
-    bob.server.register('calc', { add: (a: number, b: number) => a + b, boom: () => { throw new TypeError('nope'); } });
-    alice.server.register('phone', { async ring(times: number) { return 'ring'.repeat(times); } });
+    bob.server.register('calc', {
+      add: (a: number, b: number) => a + b,
+      boom: () => {
+        throw new TypeError('nope');
+      },
+    });
+    alice.server.register('phone', {
+      async ring(times: number) {
+        return 'ring'.repeat(times);
+      },
+    });
     await pair(bob, alice);
 
     const [sum, rings, bin] = await Promise.all([
@@ -87,7 +93,9 @@ describe('RPC over TCP', () => {
     await expect(alice.client.call('bob', 'calc', 'boom')).rejects.toBeInstanceOf(RpcRemoteError);
     await expect(bob.client.call('alice', 'phone', 'constructor')).rejects.toBeInstanceOf(RpcUnknownMethodError);
 
-    const many = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? alice.client.call('bob', 'calc', 'add', [i, 1]) : bob.client.call('alice', 'phone', 'ring', [1]))));
+    const many = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => (i % 2 ? alice.client.call('bob', 'calc', 'add', [i, 1]) : bob.client.call('alice', 'phone', 'ring', [1]))),
+    );
     expect(many).toEqual(Array.from({ length: 200 }, (_, i) => (i % 2 ? i + 1 : 'ring')));
   });
 

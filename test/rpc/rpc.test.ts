@@ -12,16 +12,7 @@ import {
   RpcUnknownMethodError,
   RpcUnknownObjectError,
 } from '../../lib/errors.js';
-import {
-  RpcClient,
-  RpcServer,
-  decodeReply,
-  decodeRequest,
-  encodeReply,
-  encodeRequest,
-  remoteErrorFromReply,
-  type RpcCallInfo,
-} from '../../lib/rpc/index.js';
+import { RpcClient, RpcServer, decodeReply, decodeRequest, encodeReply, encodeRequest, remoteErrorFromReply, type RpcCallInfo } from '../../lib/rpc/index.js';
 import { FakeNetwork, deferred, flush } from './fake-messaging.js';
 
 class Calc {
@@ -75,8 +66,8 @@ function setup(serverOptions?: ConstructorParameters<typeof RpcServer>[1], clien
   const calc = new Calc();
   server.register('calc', calc);
   cleanups.push(() => {
-    client.close();
-    server.close();
+    void client.close();
+    void server.close();
   });
   if (connect) net.connect();
   return { net, server, client, calc };
@@ -144,7 +135,7 @@ describe('RpcServer / RpcClient: calls', () => {
     const clientA = new RpcClient(net.a, { timeout: 2000 });
     const serverB = new RpcServer(net.b);
     const clientB = new RpcClient(net.b, { timeout: 2000 });
-    cleanups.push(() => [serverA, clientA, serverB, clientB].forEach((x) => x.close()));
+    cleanups.push(() => [serverA, clientA, serverB, clientB].forEach((x) => void x.close()));
     serverA.register('a', { who: () => 'alice', twice: (n: number) => n * 2 });
     serverB.register('b', {
       who: () => 'bob',
@@ -230,16 +221,26 @@ describe('RpcServer / RpcClient: errors', () => {
     await expect(client.call('bob', 'calc', 'add', [1, 2])).rejects.toThrow(RpcUnknownObjectError);
   });
 
-  it.each(['constructor', '__proto__', 'toString', 'hasOwnProperty', '__defineGetter__', '__lookupGetter__', 'valueOf', 'isPrototypeOf', 'total', 'secret', 'calls', 'getterHits'])(
-    'refuses %s as an unknown method',
-    async (name) => {
-      const { client, calc } = setup();
-      const err = await client.call('bob', 'calc', name, ['x', () => 1]).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(RpcUnknownMethodError);
-      expect((err as Error).message).toBe(`'calc' has no method '${name}'`);
-      expect(calc.getterHits).toBe(0);
-    },
-  );
+  it.each([
+    'constructor',
+    '__proto__',
+    'toString',
+    'hasOwnProperty',
+    '__defineGetter__',
+    '__lookupGetter__',
+    'valueOf',
+    'isPrototypeOf',
+    'total',
+    'secret',
+    'calls',
+    'getterHits',
+  ])('refuses %s as an unknown method', async (name) => {
+    const { client, calc } = setup();
+    const err = await client.call('bob', 'calc', name, ['x', () => 1]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RpcUnknownMethodError);
+    expect((err as Error).message).toBe(`'calc' has no method '${name}'`);
+    expect(calc.getterHits).toBe(0);
+  });
 
   it('refuses Object.prototype names even when overridden, allows own function properties, stops at Function.prototype', async () => {
     const { client, server } = setup();
@@ -519,8 +520,7 @@ describe('RpcServer / RpcClient: re-send after reconnect runs exactly once', () 
     const { net, server } = setup();
     const order: number[] = [];
     server.register('o', { note: (i: number) => void order.push(i) });
-    const request = (i: number): Buffer =>
-      encodeRequest({ command: 'call', object: 'o', method: 'note', args: [i], kwargs: {}, reqId: Buffer.alloc(16, i) });
+    const request = (i: number): Buffer => encodeRequest({ command: 'call', object: 'o', method: 'note', args: [i], kwargs: {}, reqId: Buffer.alloc(16, i) });
     for (let i = 0; i < 60; i++) net.b.inject('alice', request(i));
     expect(order).toHaveLength(24);
     await new Promise<void>((r) => setImmediate(r));
@@ -529,7 +529,7 @@ describe('RpcServer / RpcClient: re-send after reconnect runs exactly once', () 
     expect(order).toEqual(Array.from({ length: 60 }, (_, i) => i));
     for (let i = 60; i < 90; i++) net.b.inject('alice', request(i));
     expect(order).toHaveLength(84);
-    server.close();
+    void server.close();
     await flush();
     expect(order).toHaveLength(84);
     const replies = net.sentBy('bob', 'rpcrep').map((t) => decodeReply(t.data));
@@ -541,8 +541,7 @@ describe('RpcServer / RpcClient: re-send after reconnect runs exactly once', () 
     const { net, server } = setup({ resultCacheSize: 2 });
     let count = 0;
     server.register('ctr', { inc: () => ++count });
-    const request = (n: number): Buffer =>
-      encodeRequest({ command: 'call', object: 'ctr', method: 'inc', args: [], kwargs: {}, reqId: Buffer.alloc(16, n) });
+    const request = (n: number): Buffer => encodeRequest({ command: 'call', object: 'ctr', method: 'inc', args: [], kwargs: {}, reqId: Buffer.alloc(16, n) });
     for (let n = 1; n <= 4; n++) net.b.inject('alice', request(n));
     expect(count).toBe(4);
     net.b.inject('alice', request(4));
@@ -763,7 +762,19 @@ describe('RpcClient: proxy', () => {
     const awaited = await proxy;
     expect(awaited).toBe(proxy);
     const p = proxy as unknown as Record<string | symbol, unknown>;
-    for (const name of ['then', 'catch', 'finally', 'toJSON', 'inspect', 'constructor', '__proto__', 'valueOf', 'hasOwnProperty', 'asymmetricMatch', '$$typeof']) {
+    for (const name of [
+      'then',
+      'catch',
+      'finally',
+      'toJSON',
+      'inspect',
+      'constructor',
+      '__proto__',
+      'valueOf',
+      'hasOwnProperty',
+      'asymmetricMatch',
+      '$$typeof',
+    ]) {
       expect(p[name]).toBeUndefined();
     }
     expect('then' in p).toBe(false);
@@ -792,14 +803,14 @@ describe('close()', () => {
     const pendingOnAway = client.call('nobody', 'calc', 'add');
     await flush();
     expect(client.pendingCalls).toBe(2);
-    client.close();
+    void client.close();
     await expect(pendingOnLive).rejects.toThrow(ClosedError);
     await expect(pendingOnAway).rejects.toThrow(ClosedError);
     expect(client.pendingCalls).toBe(0);
     expect(net.a.hookCount).toBe(hooksBefore - 1);
     expect(net.a.listenerCount('connect')).toBe(0);
     expect(net.a.listenerCount('disconnect')).toBe(0);
-    client.close();
+    void client.close();
     await expect(client.call('bob', 'calc', 'add', [1, 2])).rejects.toThrow(ClosedError);
     expect(() => client.signal('bob', 'calc', 'add')).toThrow(ClosedError);
     await expect(client.proxy<Calc>('bob', 'calc').add(1, 2)).rejects.toThrow(ClosedError);
@@ -820,7 +831,7 @@ describe('close()', () => {
     vi.advanceTimersByTime(10_000);
     await expect(hanging).rejects.toThrow(RpcTimeoutError);
     const closing = client.call('bob', 'calc', 'hang');
-    client.close();
+    void client.close();
     await expect(closing).rejects.toThrow(ClosedError);
     expect(vi.getTimerCount()).toBe(0);
   });
@@ -833,8 +844,8 @@ describe('close()', () => {
     const queued = client.call('bob', 'w', 'wait');
     await flush();
     expect(server.queued).toBe(1);
-    server.close();
-    server.close();
+    void server.close();
+    void server.close();
     const err = (await queued.catch((e: unknown) => e)) as RpcRemoteError;
     expect(err).toBeInstanceOf(RpcRemoteError);
     expect([err.remoteName, err.remoteCode]).toEqual(['ClosedError', 'SMQ_ERR_CLOSED']);
@@ -868,10 +879,12 @@ describe('options', () => {
     expect(server.objectNames).toEqual(['x']);
     expect(() => client.proxy('bob', 'x', { timout: 1 } as never)).toThrow(InvalidOptionsError);
     expect(() => client.signal('bob', 'x', 'y', [], { ttl: -1 })).toThrow(InvalidOptionsError);
-    return expect(client.call('bob', 'x', 'y', [], { timeout: 0 })).rejects.toThrow(InvalidOptionsError).finally(() => {
-      client.close();
-      server.close();
-    });
+    return expect(client.call('bob', 'x', 'y', [], { timeout: 0 }))
+      .rejects.toThrow(InvalidOptionsError)
+      .finally(() => {
+        void client.close();
+        void server.close();
+      });
   });
 });
 

@@ -31,16 +31,15 @@ function setup(serverOptions?: RpcServerOptions, timeout = 10_000) {
   const server = new RpcServer(net.b, serverOptions);
   const client = new RpcClient(net.a, { timeout });
   cleanups.push(() => {
-    client.close();
-    server.close();
+    void client.close();
+    void server.close();
   });
   net.connect();
   return { net, server, client };
 }
 
 /** A call request as another client would send it, with a string request id (so that it can be re-sent by hand). */
-const request = (method: string, args: unknown[], id: string): Buffer =>
-  encodeRequest({ command: 'call', object: 'o', method, args, kwargs: {}, reqId: id });
+const request = (method: string, args: unknown[], id: string): Buffer => encodeRequest({ command: 'call', object: 'o', method, args, kwargs: {}, reqId: id });
 
 /** Replies alice received, decoded, by request id. */
 function replies(net: FakeNetwork): Map<string, ReturnType<typeof decodeReply>> {
@@ -62,11 +61,19 @@ describe('RpcServer result cache: bytes and age', () => {
     expect(server.maxPending).toBe(DEFAULT_MAX_PENDING_CALLS);
     expect(DEFAULT_MAX_PENDING_CALLS).toBe(10_000);
     const net = new FakeNetwork();
-    for (const bad of [{ resultCacheBytes: -1 }, { resultCacheBytes: 1.5 }, { resultCacheAge: 0 }, { resultCacheAge: '1' }, { maxPending: 0 }, { maxPending: NaN }, { resultCacheBytez: 1 }]) {
+    for (const bad of [
+      { resultCacheBytes: -1 },
+      { resultCacheBytes: 1.5 },
+      { resultCacheAge: 0 },
+      { resultCacheAge: '1' },
+      { maxPending: 0 },
+      { maxPending: NaN },
+      { resultCacheBytez: 1 },
+    ]) {
       expect(() => new RpcServer(net.b, bad as RpcServerOptions)).toThrow(InvalidOptionsError);
     }
     const s = new RpcServer(net.b, { resultCacheAge: Infinity, maxPending: Infinity, resultCacheBytes: 0 });
-    s.close();
+    void s.close();
   });
 
   it('the byte budget: the oldest results go first, a result larger than the budget is not kept, re-sent calls beyond it run again', async () => {
@@ -158,7 +165,7 @@ describe('RpcServer result cache: bytes and age', () => {
     server.register('o', { inc: () => 1 });
     net.b.inject('alice', request('inc', [], 'x'));
     expect(vi.getTimerCount()).toBe(1);
-    server.close();
+    void server.close();
     expect(vi.getTimerCount()).toBe(0);
     expect(server.cachedResults).toBe(0);
   });
@@ -189,7 +196,12 @@ describe('RpcServer maxPending', () => {
     let runs = 0;
     server.register('w', { wait: () => (runs++, gate.promise.then(() => 'done')) });
     const calls = Array.from({ length: 5 }, () => client.call('bob', 'w', 'wait'));
-    const settled = calls.map((c) => c.then((v) => v, (e: unknown) => e));
+    const settled = calls.map((c) =>
+      c.then(
+        (v) => v,
+        (e: unknown) => e,
+      ),
+    );
     await flush();
     expect(server.running).toBe(1);
     expect(server.queued).toBe(2);

@@ -21,7 +21,7 @@ interface Calc {
 describe('RemoteProxy types', () => {
   const net = new FakeNetwork();
   const client = new RpcClient(net.a);
-  client.close();
+  void client.close();
 
   it('maps methods to promise-returning functions with the same parameters', () => {
     const calc = client.proxy<Calc>('bob', 'calc');

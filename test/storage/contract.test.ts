@@ -97,7 +97,10 @@ describe.each(impls)('QueuesStorage contract: $name', (impl) => {
     const s = await make();
     const ttls: (number | null)[] = [null, 0, 1, 7.5, 0.1 + 0.2, Math.PI * 1e6, 4.9e-20, Number.MAX_SAFE_INTEGER];
     for (let i = 0; i < 200; i++) ttls.push(Math.random() * 10 ** Math.floor(Math.random() * 12 - 4));
-    await s.push('q', ttls.map((ttl, i) => msg(i, { ttl })));
+    await s.push(
+      'q',
+      ttls.map((ttl, i) => msg(i, { ttl })),
+    );
     const [q] = await s.load();
     expect(q!.messages.map((m) => m.ttl)).toEqual(ttls);
   });
@@ -333,10 +336,6 @@ describe.each(impls)('QueuesStorage contract: $name', (impl) => {
     const before = s.push('q', [msg(1)]);
     const closed = s.close();
     const after = s.push('q', [msg(2)]);
-    await Promise.all([
-      expect(before).resolves.toBeUndefined(),
-      expect(after).rejects.toBeInstanceOf(ClosedError),
-      closed,
-    ]);
+    await Promise.all([expect(before).resolves.toBeUndefined(), expect(after).rejects.toBeInstanceOf(ClosedError), closed]);
   });
 });

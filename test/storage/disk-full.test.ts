@@ -65,7 +65,10 @@ describe('SqliteQueuesStorage: full disk', () => {
       // Free space: the file beside the database (or, with maxPageCount, messages).
       if (mounted) await rm(filler);
       const drained = stored.splice(0, mounted ? stored.length : Math.ceil(stored.length / 2));
-      await s.remove('peer', drained.map((i) => uuid(i)));
+      await s.remove(
+        'peer',
+        drained.map((i) => uuid(i)),
+      );
 
       // A queue flowing through a disk this size, several times over: every write succeeds.
       const failures: unknown[] = [];
@@ -77,7 +80,10 @@ describe('SqliteQueuesStorage: full disk', () => {
       const kept: number[] = [];
       for (let k = 0; k < 20; k++) {
         const i = next++;
-        await s.push('peer', [message(i)]).then(() => kept.push(i), (e: unknown) => failures.push(e));
+        await s.push('peer', [message(i)]).then(
+          () => kept.push(i),
+          (e: unknown) => failures.push(e),
+        );
       }
       expect(failures).toEqual([]);
       if (mounted) {
@@ -92,9 +98,7 @@ describe('SqliteQueuesStorage: full disk', () => {
         expect(queues.map((q) => q.ident)).toEqual(['peer']);
         const ids = queues[0]!.messages.map((m) => m.uuid.readUInt32BE(12));
         expect(ids).toEqual([...stored, ...kept]);
-        expect(queues[0]!.messages.every((m) => m.data.equals(Buffer.alloc(DATA, m.uuid.readUInt32BE(12) & 0xff)))).toBe(
-          true,
-        );
+        expect(queues[0]!.messages.every((m) => m.data.equals(Buffer.alloc(DATA, m.uuid.readUInt32BE(12) & 0xff)))).toBe(true);
       } finally {
         await again.close();
       }

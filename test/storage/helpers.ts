@@ -59,7 +59,7 @@ export async function withRawDb<T>(path: string, fn: (q: RawDb) => Promise<T>): 
   });
   const q: RawDb = {
     all: (sql, params = []) =>
-      new Promise((resolve, reject) => db.all(sql, params, (err: Error | null, rows: any[]) => (err ? reject(err) : resolve(rows)))),
+      new Promise((resolve, reject) => db.all(sql, params, (err: Error | null, rows: unknown[]) => (err ? reject(err) : resolve(rows)))),
     exec: (sql) => new Promise((resolve, reject) => db.exec(sql, (err: Error | null) => (err ? reject(err) : resolve()))),
   };
   try {
@@ -70,7 +70,7 @@ export async function withRawDb<T>(path: string, fn: (q: RawDb) => Promise<T>): 
 }
 
 export interface RawDb {
-  all(sql: string, params?: unknown[]): Promise<any[]>;
+  all(sql: string, params?: unknown[]): Promise<unknown[]>;
   exec(sql: string): Promise<void>;
 }
 
@@ -82,11 +82,7 @@ export interface ChildResult {
 }
 
 /** Runs a TypeScript fixture with tsx; as an unprivileged user if we are root (so file modes apply). */
-export function runFixture(
-  script: string,
-  args: string[],
-  opts: { unprivileged?: boolean; imports?: string[] } = {},
-): Promise<ChildResult> {
+export function runFixture(script: string, args: string[], opts: { unprivileged?: boolean; imports?: string[] } = {}): Promise<ChildResult> {
   const asNobody = opts.unprivileged && process.getuid?.() === 0;
   const imports = (opts.imports ?? []).flatMap((m) => ['--import', m]);
   return new Promise((resolve, reject) => {

@@ -2,11 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  InvalidOptionsError,
-  StorageIdentityError,
-  StorageLockedError,
-} from '../../lib/errors.js';
+import { InvalidOptionsError, StorageIdentityError, StorageLockedError } from '../../lib/errors.js';
 import {
   DEFAULT_SQLITE_ALLOW_IDENTITY_CHANGE,
   DEFAULT_SQLITE_IDENTITY,
@@ -95,9 +91,7 @@ describe('SqliteQueuesStorage: one process per file', () => {
       const results = await Promise.allSettled([0, 1].map(() => holder(path, { busyTimeout: 1000 })));
       const won = results.filter((r) => r.status === 'fulfilled');
       expect(won, JSON.stringify(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'open')))).toHaveLength(1);
-      expect(String((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason)).toMatch(
-        /StorageLockedError/,
-      );
+      expect(String((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason)).toMatch(/StorageLockedError/);
       await Promise.all(children.splice(0).map(killHard));
     }
   });
@@ -186,9 +180,7 @@ describe('SqliteQueuesStorage: owning identity', () => {
     expect(DEFAULT_SQLITE_IDENTITY).toBeNull();
     expect(DEFAULT_SQLITE_ALLOW_IDENTITY_CHANGE).toBe(false);
     await expect(SqliteQueuesStorage.open(path, { identity: 5 as never })).rejects.toBeInstanceOf(InvalidOptionsError);
-    await expect(SqliteQueuesStorage.open(path, { allowIdentityChange: 'yes' as never })).rejects.toBeInstanceOf(
-      InvalidOptionsError,
-    );
+    await expect(SqliteQueuesStorage.open(path, { allowIdentityChange: 'yes' as never })).rejects.toBeInstanceOf(InvalidOptionsError);
     await expect(SqliteQueuesStorage.open(path, { identiy: 'bob' } as never)).rejects.toBeInstanceOf(InvalidOptionsError);
   });
 

@@ -95,7 +95,10 @@ describe('SqliteQueuesStorage: persistence', () => {
   it('updates TTLs of a large queue', async () => {
     const s = await open(await dbPath());
     const n = 20_000;
-    await s.push('q', Array.from({ length: n }, (_, i) => msg(i, { ttl: 100 })));
+    await s.push(
+      'q',
+      Array.from({ length: n }, (_, i) => msg(i, { ttl: 100 })),
+    );
     await s.updateTtl(
       'q',
       Array.from({ length: n }, (_, i) => ({ uuid: uuid(i), ttl: i % 2 ? null : 100 - i / 1000 })),
@@ -171,12 +174,7 @@ describe('SqliteQueuesStorage: failures', () => {
     await s.push('q', [msg(0)]);
     await s.setAwaySince('q', 1);
     const big = Array.from({ length: 300 }, (_, i) => msg(i + 1, { data: randomBytes(400) }));
-    const calls = [
-      s.push('q', big),
-      s.remove('q', [uuid(0)]),
-      s.setAwaySince('q', null),
-      s.updateTtl('q', [{ uuid: uuid(0), ttl: 5 }]),
-    ];
+    const calls = [s.push('q', big), s.remove('q', [uuid(0)]), s.setAwaySince('q', null), s.updateTtl('q', [{ uuid: uuid(0), ttl: 5 }])];
     const results = await Promise.allSettled(calls);
     for (const r of results) {
       expect(r.status).toBe('rejected');
@@ -295,12 +293,8 @@ describe('SqliteQueuesStorage: failures', () => {
 
   it('rejects bad options and paths', async () => {
     const path = await dbPath();
-    await expect(SqliteQueuesStorage.open(path, { durabilty: 'power' } as never)).rejects.toBeInstanceOf(
-      InvalidOptionsError,
-    );
-    await expect(SqliteQueuesStorage.open(path, { durability: 'disk' as never })).rejects.toBeInstanceOf(
-      InvalidOptionsError,
-    );
+    await expect(SqliteQueuesStorage.open(path, { durabilty: 'power' } as never)).rejects.toBeInstanceOf(InvalidOptionsError);
+    await expect(SqliteQueuesStorage.open(path, { durability: 'disk' as never })).rejects.toBeInstanceOf(InvalidOptionsError);
     await expect(SqliteQueuesStorage.open(path, { busyTimeout: -1 })).rejects.toBeInstanceOf(InvalidOptionsError);
     await expect(SqliteQueuesStorage.open(path, { maxPageCount: 0 })).rejects.toBeInstanceOf(InvalidOptionsError);
     await expect(SqliteQueuesStorage.open(':memory:')).rejects.toBeInstanceOf(InvalidArgumentError);

@@ -25,7 +25,10 @@ interface Setup {
 async function setup(bytesPerSecond: number, burst?: number): Promise<Setup> {
   const receiver = new Link();
   const throttle = new Throttle(new Link(), burst === undefined ? { bytesPerSecond } : { bytesPerSecond, burst });
-  closers.push(() => receiver.close(), () => throttle.close());
+  closers.push(
+    () => receiver.close(),
+    () => throttle.close(),
+  );
   const sink = new Sink(receiver);
   const url = await receiver.addListener('tcp://127.0.0.1:0');
   const recv = nextEvent(receiver, 'connect');
@@ -155,7 +158,10 @@ describe('Throttle', () => {
   it('throttles each connection on its own', async () => {
     const receiver = new Link();
     const throttle = new Throttle(new Link(), { bytesPerSecond: 50_000 });
-    closers.push(() => receiver.close(), () => throttle.close());
+    closers.push(
+      () => receiver.close(),
+      () => throttle.close(),
+    );
     const urls = [await receiver.addListener('tcp://127.0.0.1:0'), await receiver.addListener('tcp://127.0.0.1:0')];
     const infos: ConnectionInfo[] = [];
     throttle.on('connect', (info) => infos.push(info));
@@ -211,7 +217,10 @@ describe('Throttle', () => {
   it('re-emits link events and forwards listener/connector calls', async () => {
     const throttle = new Throttle(new Link(), { bytesPerSecond: 1_000_000 });
     const peer = new Link();
-    closers.push(() => throttle.close(), () => peer.close());
+    closers.push(
+      () => throttle.close(),
+      () => peer.close(),
+    );
     const rec = new Recorder(throttle);
     const url = await throttle.addListener('tcp://127.0.0.1:0');
     const connected = nextEvent(throttle, 'connect');

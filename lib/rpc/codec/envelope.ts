@@ -78,8 +78,6 @@ export function writeReply(out: MsgpackWriter, r: RpcReply): void {
   }
 }
 
-
-
 // --- reading -----------------------------------------------------------------------------
 
 // Envelope keys, matched on their bytes.
@@ -95,20 +93,9 @@ const K_RETURN = 8;
 const K_EXCEPTION = 9;
 const K_EXCEPTION_FORMAT = 10;
 /** Envelope key names by code. */
-const KEY_NAMES: readonly Buffer[] = [
-  '',
-  'command',
-  'object',
-  'method',
-  'args',
-  'kwargs',
-  'req_id',
-  'ok',
-  'return',
-  'exception',
-  'exception_format',
-].map((name) => Buffer.from(name, 'ascii'));
-
+const KEY_NAMES: readonly Buffer[] = ['', 'command', 'object', 'method', 'args', 'kwargs', 'req_id', 'ok', 'return', 'exception', 'exception_format'].map(
+  (name) => Buffer.from(name, 'ascii'),
+);
 
 function readEnvelopeKey(r: MsgpackReader): number {
   if (r.pos >= r.end) r.truncated();
@@ -230,8 +217,6 @@ export function tryDecodeRequest(r: MsgpackReader, data: Uint8Array, maxPayload:
   }
 }
 
-
-
 function decodeRequestInner(r: MsgpackReader, data: Uint8Array, maxPayload: number): DecodeRequestResult {
   const count = openEnvelope(r, 'RPC request', data, REQUEST_PREFIX, maxPayload);
   let seen = 0;
@@ -316,8 +301,7 @@ function asBadRequest(error: unknown): RpcBadRequestError {
 
 /** Outcome of {@link tryDecodeReply}: the reply, or the error and the request id when it could be read. */
 export type DecodeReplyResult =
-  | { readonly ok: true; readonly reply: RpcReply }
-  | { readonly ok: false; readonly error: RpcBadRequestError; readonly reqId?: RpcRequestId | undefined };
+  { readonly ok: true; readonly reply: RpcReply } | { readonly ok: false; readonly error: RpcBadRequestError; readonly reqId?: RpcRequestId | undefined };
 
 /** Like {@link decodeReply} but never throws. */
 export function tryDecodeReply(r: MsgpackReader, data: Uint8Array, maxPayload: number): DecodeReplyResult {
@@ -394,4 +378,3 @@ function decodeReplyInner(r: MsgpackReader, data: Uint8Array, maxPayload: number
     return { ok: false, error: asBadRequest(error), reqId };
   }
 }
-

@@ -131,7 +131,6 @@ export class MsgpackReader {
     return p;
   }
 
-
   readString(length: number): string {
     if (length > this.end - this.pos) this.truncated();
     const start = this.pos;

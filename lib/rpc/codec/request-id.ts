@@ -58,8 +58,14 @@ export function reqIdKey(id: RpcRequestId): string {
   if (n === 16) {
     return String.fromCharCode(
       0x62, // 'b'
-      (id[0]! << 8) | id[1]!, (id[2]! << 8) | id[3]!, (id[4]! << 8) | id[5]!, (id[6]! << 8) | id[7]!,
-      (id[8]! << 8) | id[9]!, (id[10]! << 8) | id[11]!, (id[12]! << 8) | id[13]!, (id[14]! << 8) | id[15]!,
+      (id[0]! << 8) | id[1]!,
+      (id[2]! << 8) | id[3]!,
+      (id[4]! << 8) | id[5]!,
+      (id[6]! << 8) | id[7]!,
+      (id[8]! << 8) | id[9]!,
+      (id[10]! << 8) | id[11]!,
+      (id[12]! << 8) | id[13]!,
+      (id[14]! << 8) | id[15]!,
     );
   }
   if (n & 1) return `x${id.toString('hex')}`;

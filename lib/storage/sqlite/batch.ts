@@ -67,4 +67,3 @@ export class Batch {
     else this.index!.set(key, [p]);
   }
 }
-

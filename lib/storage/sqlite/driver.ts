@@ -47,9 +47,7 @@ export function toStorageError(err: unknown, what: string): SnakeMQError {
   if (err instanceof SnakeMQError) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const message = `${what}: ${err instanceof Error ? err.message : String(err)}`;
-  return code === 'SQLITE_NOTADB'
-    ? new StorageSchemaError(message, { cause: err })
-    : new StorageError(message, { cause: err });
+  return code === 'SQLITE_NOTADB' ? new StorageSchemaError(message, { cause: err }) : new StorageError(message, { cause: err });
 }
 
 /** @internal */
@@ -82,9 +80,7 @@ export function exec(db: Database, sql: string): Promise<void> {
 
 /** @internal */
 export function all<T = Record<string, unknown>>(db: Database, sql: string, params: unknown[] = []): Promise<T[]> {
-  return new Promise((resolve, reject) =>
-    db.all<T>(sql, params, (err: Error | null, rows: T[]) => (err ? reject(err) : resolve(rows))),
-  );
+  return new Promise((resolve, reject) => db.all<T>(sql, params, (err: Error | null, rows: T[]) => (err ? reject(err) : resolve(rows))));
 }
 
 /** @internal */
@@ -93,4 +89,3 @@ export function prepare(db: Database, sql: string): Promise<Statement> {
     const stmt: Statement = db.prepare(sql, (err: Error | null) => (err ? reject(err) : resolve(stmt)));
   });
 }
-

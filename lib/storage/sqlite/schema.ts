@@ -100,12 +100,7 @@ export async function checkWritable(path: string): Promise<void> {
  * Returns the identity recorded in the file.
  * @internal
  */
-export async function ensureSchema(
-  db: Database,
-  path: string,
-  identity: string | null,
-  allowIdentityChange: boolean,
-): Promise<string | null> {
+export async function ensureSchema(db: Database, path: string, identity: string | null, allowIdentityChange: boolean): Promise<string | null> {
   const state = await schemaState(db);
   if (state === 'foreign') throw foreignError(path, await describe(db));
   // Switching to WAL writes the header, so only after the file was found to be ours or empty.
@@ -155,38 +150,23 @@ export async function ensureSchema(
 
 /** `'empty'`, `'foreign'`, or the schema version of a file of ours. */
 async function schemaState(db: Database): Promise<'empty' | 'foreign' | number> {
-  const [{ application_id: appId } = { application_id: 0 }] = await all<{ application_id: number }>(
-    db,
-    'PRAGMA application_id',
-  );
-  const [{ user_version: version } = { user_version: 0 }] = await all<{ user_version: number }>(
-    db,
-    'PRAGMA user_version',
-  );
+  const [{ application_id: appId } = { application_id: 0 }] = await all<{ application_id: number }>(db, 'PRAGMA application_id');
+  const [{ user_version: version } = { user_version: 0 }] = await all<{ user_version: number }>(db, 'PRAGMA user_version');
   const tables = await all<{ name: string }>(db, "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'");
   if (appId === 0 && version === 0 && tables.length === 0) return 'empty';
   if (appId !== SQLITE_APPLICATION_ID || !READABLE_SCHEMA_VERSIONS.includes(version)) return 'foreign';
   const names = new Set(tables.map((t) => t.name));
-  const ours =
-    names.has('messages') && names.has('queues') && names.has('messages_queue_uuid') && (version === 1 || names.has('meta'));
+  const ours = names.has('messages') && names.has('queues') && names.has('messages_queue_uuid') && (version === 1 || names.has('meta'));
   return ours ? version : 'foreign';
 }
 
 async function describe(db: Database): Promise<string> {
-  const [{ application_id: appId } = { application_id: 0 }] = await all<{ application_id: number }>(
-    db,
-    'PRAGMA application_id',
-  );
-  const [{ user_version: version } = { user_version: 0 }] = await all<{ user_version: number }>(
-    db,
-    'PRAGMA user_version',
-  );
+  const [{ application_id: appId } = { application_id: 0 }] = await all<{ application_id: number }>(db, 'PRAGMA application_id');
+  const [{ user_version: version } = { user_version: 0 }] = await all<{ user_version: number }>(db, 'PRAGMA user_version');
   return `application_id 0x${(appId >>> 0).toString(16).padStart(8, '0')}, user_version ${version}`;
 }
 
 function foreignError(path: string, found: string): StorageSchemaError {
   const want = `application_id 0x${SQLITE_APPLICATION_ID.toString(16)}, user_version ${SQLITE_SCHEMA_VERSION}`;
-  return new StorageSchemaError(
-    `${path} is not a snakemq-ts storage of this version (found ${found}, want ${want} with its tables)`,
-  );
+  return new StorageSchemaError(`${path} is not a snakemq-ts storage of this version (found ${found}, want ${want} with its tables)`);
 }

@@ -14,8 +14,7 @@
  * text-to-double conversion is not always correctly rounded while integers
  * and divisions by powers of two are exact.
  */
-const num = (n: string, k: string): string =>
-  `CAST(${n} AS REAL) / (1 << min(${k}, 62)) / (1 << max(${k} - 62, 0))`;
+const num = (n: string, k: string): string => `CAST(${n} AS REAL) / (1 << min(${k}, 62)) / (1 << max(${k} - 62, 0))`;
 
 /** @internal Bits of a packed insert row (see SQL.insert): offset in the BLOB, data length; the dictionary index above. */
 export const LEN_BITS = 17;
@@ -69,8 +68,7 @@ export const SQL = {
   awayDelete: 'DELETE FROM queues WHERE ident IN (SELECT value FROM json_each(?1))',
   /** ?1 JSON [ident, …]: only queues without messages. */
   forget:
-    'DELETE FROM queues WHERE ident IN (SELECT value FROM json_each(?1)) ' +
-    'AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.queue = queues.ident)',
+    'DELETE FROM queues WHERE ident IN (SELECT value FROM json_each(?1)) ' + 'AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.queue = queues.ident)',
 } as const;
 /** @internal */
 export type StatementName = keyof typeof SQL;

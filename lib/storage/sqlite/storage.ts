@@ -132,9 +132,7 @@ export class SqliteQueuesStorage implements QueuesStorage {
       },
     );
     if (typeof path !== 'string' || path === '' || path === ':memory:') {
-      throw new InvalidArgumentError(
-        'SqliteQueuesStorage: path must be a file path (use MemoryQueuesStorage for memory)',
-      );
+      throw new InvalidArgumentError('SqliteQueuesStorage: path must be a file path (use MemoryQueuesStorage for memory)');
     }
     await loadSqlite3();
     const key = await lockKey(path);

@@ -13,17 +13,7 @@ import { createLogger } from '../../util/log.js';
 import type { Batch, PendingInsert } from './batch.js';
 import { all, noop, prepare, run, sqliteCode, toStorageError } from './driver.js';
 import type { Stats } from './options.js';
-import {
-  CHUNK,
-  INSERT_ROWS,
-  LEN_BITS,
-  OFFSET_BITS,
-  PACKED_MAX_BYTES,
-  PACKED_MAX_DATA,
-  SQL,
-  exactNumber,
-  type StatementName,
-} from './sql.js';
+import { CHUNK, INSERT_ROWS, LEN_BITS, OFFSET_BITS, PACKED_MAX_BYTES, PACKED_MAX_DATA, SQL, exactNumber, type StatementName } from './sql.js';
 
 const log = createLogger('snakemq:storage');
 
@@ -161,9 +151,7 @@ export class BatchWriter {
         await this.exec('awayDelete', [JSON.stringify(gone.slice(at, at + CHUNK))]);
       }
       for (let at = 0; at < set.length; at += CHUNK) {
-        const values = set
-          .slice(at, at + CHUNK)
-          .map(([ident, since]) => `[${JSON.stringify(ident)},${exactNumber(since)}]`);
+        const values = set.slice(at, at + CHUNK).map(([ident, since]) => `[${JSON.stringify(ident)},${exactNumber(since)}]`);
         await this.exec('awaySet', [`[${values.join(',')}]`]);
       }
       const forgets = [...b.forgets];
@@ -192,13 +180,7 @@ export class BatchWriter {
     while (at < rows.length) {
       const first = rows[at]!;
       if (first.data.length > PACKED_MAX_DATA) {
-        inserted += await this.exec('insertOne', [
-          first.ident,
-          first.uuid,
-          first.data,
-          first.flags,
-          first.ttl,
-        ]);
+        inserted += await this.exec('insertOne', [first.ident, first.uuid, first.data, first.flags, first.ttl]);
         at++;
         continue;
       }
