@@ -4,7 +4,6 @@
  * (graceful local close, `disconnect` exactly once). Listeners and connectors
  * hand their sockets over with {@link Connections.adopt}. Builds on node:net
  * sockets (plain or TLS).
- * @internal
  * @module
  */
 import type net from 'node:net';

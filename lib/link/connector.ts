@@ -4,7 +4,6 @@
  * reconnecting with backoff (`reconnect` / `connectFailed` events, short-lived
  * connections counted as failures) until removed. A connected socket becomes a
  * connection through {@link Connections.adopt}. Builds on node:net and node:tls.
- * @internal
  * @module
  */
 import net from 'node:net';

@@ -11,7 +11,7 @@ export type LinkEmitter = EventEmitter<LinkEvents>;
  * Typed `on`/`once`/`off` over a private emitter. Link and Throttle extend
  * this rather than EventEmitter because snakeMQ's `addListener`/`removeListener`
  * (network listeners) would clash with EventEmitter's methods of those names.
- * @internal
+ *
  */
 export abstract class TypedEventSource implements TransportEventSource {
   readonly #events = new EventEmitter();

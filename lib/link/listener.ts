@@ -4,7 +4,6 @@
  * and stopping. Accepted sockets become connections through
  * {@link Connections.adopt}; TLS servers are wired by tls-handshake.ts.
  * Builds on node:net.
- * @internal
  * @module
  */
 import { lstat, unlink } from 'node:fs/promises';

@@ -1,7 +1,6 @@
 /**
  * Small helpers shared by the link's modules: wrapping Node socket errors in
  * the project's typed errors, and option objects without undefined values.
- * @internal
  * @module
  */
 import { ConnectionError, SnakeMQError, TlsError } from '../errors.js';

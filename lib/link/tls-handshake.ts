@@ -4,7 +4,6 @@
  * failed clients), and what a connection reports of its TLS session. The
  * connector side's TLS 1.3 acceptance wait lives with the dialling code in
  * connector.ts. Builds on node:tls.
- * @internal
  * @module
  */
 import net from 'node:net';

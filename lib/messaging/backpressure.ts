@@ -6,7 +6,6 @@
  * resolve. Costs the message paths nothing but a boolean check where a
  * queue's count falls: only a queue `writable()` reported full (`blocked`)
  * is looked at; no timer, no event while nobody waits.
- * @internal
  * @module
  */
 import { ClosedError, type SnakeMQError } from '../errors.js';
@@ -15,7 +14,7 @@ import { safeEmit } from './dispatch.js';
 import type { PeerQueue } from './peer-queue.js';
 import { abortedBy } from './stream.js';
 
-/** One `drained()` waiting for a queue. @internal */
+/** One `drained()` waiting for a queue. */
 export interface DrainWaiter {
   resolve(): void;
   reject(error: SnakeMQError): void;

@@ -5,7 +5,6 @@
  * state rather than methods of one class: the same code and field accesses
  * as before, no indirection added on the per-message paths. Builds on the
  * Packeter below, seen only as a {@link PacketTransport}.
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';
@@ -22,7 +21,7 @@ import type { PeerQueue } from './peer-queue.js';
 import type { MessageStream } from './stream.js';
 import type { RecentUuids } from './uuid-window.js';
 
-/** @internal */
+/** */
 export class MessagingCore {
   readonly conns = new Map<ConnId, PeerConn>();
   lastConn: PeerConn | null = null;

@@ -3,7 +3,6 @@
  * queue keeps, by sequence number, the fate (written, acknowledged, dropped)
  * of entries that were detached once written (in flight as frames only, see
  * in-flight), so that their `Delivery` promises still settle.
- * @internal
  * @module
  */
 import type { SnakeMQError } from '../errors.js';
@@ -24,7 +23,7 @@ const EPOCH_SIZE = 1024;
  * epochs of {@link EPOCH_SIZE}: an epoch that was garbage-collected (the
  * tracker holds old epochs through WeakRefs only) means no Delivery of its
  * messages is left to ask about their fate, which is how the tracker knows
- * which drop records it may forget. @internal
+ * which drop records it may forget.
  */
 export class TrackerRef {
   /** Lowest sequence number detached into this epoch. */
@@ -111,7 +110,7 @@ class WatchList {
  * epoch still alive (the current one included) can never be asked about
  * again. Entries not yet detached never ask, and one that is detached later
  * carries a sequence number that was not dropped (a dropped message leaves
- * its queue). @internal
+ * its queue).
  */
 export class DeliveryTracker {
   /** Every detached message numbered up to this one was acknowledged (unless dropped). */

@@ -43,7 +43,7 @@ interface Extra {
  * {@link Message} until someone asks for it (`message`, events). Promises are
  * made only when asked for. A queue holds millions of these and the garbage
  * collector copies the ones in flight: every field counts.
- * @internal
+ *
  */
 export class QueueEntry implements Delivery {
   readonly ident: string;

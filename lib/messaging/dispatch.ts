@@ -3,7 +3,6 @@
  * RegExp matches it, or to the `message` listeners and the iterators of
  * `messages()` (whose fill level pauses reading). A throwing handler is
  * reported as `handlerError` and keeps nobody else from the message.
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';
@@ -19,7 +18,7 @@ const log = createLogger('snakemq:messaging');
 /** A receive hook's handler. */
 export type ReceiveHookHandler = (connId: ConnId, ident: string, message: Message) => void;
 
-/** @internal */
+/** */
 export interface Hook {
   readonly prefix: Buffer | null;
   readonly regexp: RegExp | null;

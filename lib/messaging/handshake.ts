@@ -3,7 +3,6 @@
  * IDENTIFICATION, EXTENSIONS), the mode it settles on (acknowledged or plain
  * protocol 1), `authorize`, a second connection claiming a bound identity,
  * binding an identity to its queue and letting it go at a disconnect.
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';
@@ -32,12 +31,12 @@ import { RecentUuids } from './uuid-window.js';
 import { schedulePump } from './write-path.js';
 
 const log = createLogger('snakemq:messaging');
-/** How a connection's messages are delivered; decided by the first frame after IDENTIFICATION (see settleMode). @internal */
+/** How a connection's messages are delivered; decided by the first frame after IDENTIFICATION (see settleMode). */
 export const Mode = { Pending: 0, Ack: 1, Legacy: 2 } as const;
-/** @internal */
+/** One of {@link Mode}'s values. */
 export type Mode = (typeof Mode)[keyof typeof Mode];
 
-/** One connection as Messaging sees it. @internal */
+/** One connection as Messaging sees it. */
 export interface PeerConn {
   readonly id: ConnId;
   ident: string | null;

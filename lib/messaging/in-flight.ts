@@ -4,7 +4,6 @@
  * write batch instead of an object per message; an ACK takes them off the
  * front, a disconnect puts them back into the queue. A plain protocol-1 peer
  * cannot acknowledge: there a message leaves once written (`sent`).
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';
@@ -24,7 +23,7 @@ import { unstore } from './persist.js';
  * flight, as written in a retained write batch: what a re-send needs is these
  * bytes, so no object per message stays alive until it is acknowledged.
  */
-/** @internal */
+/** */
 export class FrameRun {
   constructor(
     readonly slab: Slab,

@@ -1,7 +1,6 @@
 /**
  * Keepalive: a PING after `keepaliveInterval` without anything received,
  * and the connection closed when nothing answers within `keepaliveWait`.
- * @internal
  * @module
  */
 import { KeepaliveTimeoutError } from '../errors.js';

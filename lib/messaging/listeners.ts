@@ -4,18 +4,17 @@
  * keep it in step, so that dispatch can call one plain listener directly and
  * call several one by one (a listener that throws does not keep the others
  * from an event) without reading the emitter's internals.
- * @internal
  * @module
  */
 
-/** One registration, as eventemitter3 makes it (`context` defaults to the emitter). @internal */
+/** One registration, as eventemitter3 makes it (`context` defaults to the emitter). */
 export interface Registered {
   readonly fn: (...args: never[]) => void;
   readonly context: unknown;
   readonly once: boolean;
 }
 
-/** @internal */
+/** */
 export class ListenerMirror {
   private readonly byEvent = new Map<string | symbol, Registered[]>();
 

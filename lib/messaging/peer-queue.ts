@@ -3,7 +3,6 @@
  * {@link PeerQueue} (limits and overflow, TTL counted down while the peer is
  * away), then hands it to persist and the write path. Also the lifetime of
  * identities that went idle (nothing queued, disconnected).
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';
@@ -25,7 +24,7 @@ import { schedulePump, writeNow } from './write-path.js';
 const log = createLogger('snakemq:messaging');
 type InFlight = QueueEntry | FrameRun;
 
-/** @internal */
+/** */
 export class PeerQueue {
   readonly ident: string;
   readonly items = new Deque<QueueEntry>();

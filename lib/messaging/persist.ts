@@ -2,7 +2,6 @@
  * Sending, second step: persistent messages go to storage ({@link
  * QueuesStorage}) when queued and leave it when delivered or dropped; at
  * start the stored queues are loaded back in front of the queues.
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';

@@ -3,7 +3,6 @@
  * over a chunk's run of them, dedup of re-sent ones), then the other frame
  * types; messages go on to dispatch. Also the ACK batching of what was
  * received (a few at once, a busy stream once per event-loop turn).
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';

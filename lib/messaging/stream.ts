@@ -25,7 +25,7 @@ const DONE: IteratorResult<ReceivedMessage> = { value: undefined, done: true };
  * may resume). Concurrent `next()` calls wait in a FIFO and are settled in
  * order; `end()` and `return()` settle every waiting one with done,
  * {@link abort} rejects them.
- * @internal
+ *
  */
 export class MessageStream implements AsyncIterableIterator<ReceivedMessage> {
   private buffer = new Deque<ReceivedMessage>();

@@ -122,7 +122,7 @@ function nextPow2(n: number): number {
  * only messages the sender marked as re-sent are looked up — in an index
  * built from the ring when the first one arrives, kept while re-sent messages
  * keep coming (they always come first on a connection) and dropped at the
- * first message that is not re-sent. @internal
+ * first message that is not re-sent.
  */
 export class RecentUuids {
   private ring: Uint32Array;

@@ -4,7 +4,6 @@
  * once while the connection takes data and nothing waits ahead), checking
  * writability once per batch's worth; each written message moves in flight
  * (see in-flight), as its entry or, in acknowledged mode, as its frame only.
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';

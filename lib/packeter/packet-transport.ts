@@ -2,7 +2,6 @@
  * The one internal boundary between a {@link Packeter} and the Messaging
  * above it: everything Messaging may call, and everything it is called back
  * with. Messaging holds the Packeter only as a `PacketTransport`.
- * @internal
  * @module
  */
 import type { Buffer } from 'node:buffer';
@@ -15,14 +14,14 @@ import type { Slab } from './write-batch.js';
 /**
  * Receives every packet of every connection as `buf[start, end)` (no view
  * made per packet). The range is valid during the call only: copy what is
- * kept. @internal
+ * kept.
  */
 export type ConnPacketSink = (connId: ConnId, buf: Buffer, start: number, end: number) => void;
 
 /**
  * Takes over a run of whole packets of a chunk at `off` and returns where it
  * stopped (`off` itself: "not mine, use the sink"). See {@link PacketRun}.
- * @internal
+ *
  */
 export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder: PacketDecoder) => number;
 
@@ -52,7 +51,7 @@ export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder
  * **Connection control** — restrict/unrestrict (handshake limits),
  * pause/resume (receive backpressure), flushConnection, connection (info
  * for `authorize`), close.
- * @internal
+ *
  */
 export interface PacketTransport {
   /** Options in force; Messaging reads `writeBatchSize`. */
@@ -86,7 +85,7 @@ export interface PacketTransport {
   close(connId?: ConnId, reason?: SnakeMQError): Promise<void>;
 }
 
-/** The callbacks of {@link PacketTransport.onEvent}. @internal */
+/** The callbacks of {@link PacketTransport.onEvent}. */
 export interface PacketTransportEvents {
   connect: (info: ConnectionInfo) => void;
   disconnect: (connId: ConnId) => void;

@@ -253,19 +253,19 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
   }
 
   /**
-   * @internal The buffer and offset where the caller of {@link allocPacket}
+   * Part of {@link PacketTransport}: The buffer and offset where the caller of {@link allocPacket}
    * writes the payload (valid until the next call into this Packeter).
    */
   allocated: Buffer = emptyBuffer;
-  /** @internal See {@link allocated}. */
+  /** Part of {@link PacketTransport}: See {@link allocated}. */
   allocatedOffset = 0;
-  /** @internal A DataView over all of {@link allocated}. */
+  /** Part of {@link PacketTransport}: A DataView over all of {@link allocated}. */
   allocatedView: DataView = new DataView(emptyBuffer.buffer, emptyBuffer.byteOffset, 0);
-  /** @internal The write batch {@link allocated} belongs to (to {@link retain} it). */
+  /** Part of {@link PacketTransport}: The write batch {@link allocated} belongs to (to {@link retain} it). */
   allocatedSlab: Slab | null = null;
 
   /**
-   * @internal Keeps a write batch's bytes as they are after its writes: it is
+   * Part of {@link PacketTransport}: Keeps a write batch's bytes as they are after its writes: it is
    * not reused until {@link release}d (once per retain). Messaging keeps the
    * frames of messages in flight this way instead of their objects.
    */
@@ -273,14 +273,14 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
     slab.retained++;
   }
 
-  /** @internal Ends one {@link retain}. */
+  /** Part of {@link PacketTransport}: Ends one {@link retain}. */
   release(slab: Slab): void {
     slab.retained--;
     this.slabs.recycle(slab);
   }
 
   /**
-   * @internal Reserves a packet of `size` payload bytes in the connection's
+   * Part of {@link PacketTransport}: Reserves a packet of `size` payload bytes in the connection's
    * write batch and returns its id; the caller must fill `allocated` from
    * `allocatedOffset` at once. Only for packets that fit a batch
    * (`size + 4 <= writeBatchSize`). The leanest way to send: Messaging writes
@@ -333,7 +333,7 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
   }
 
   /**
-   * @internal Routes every received packet to `sink` as a buffer range,
+   * Part of {@link PacketTransport}: Routes every received packet to `sink` as a buffer range,
    * without making a view per packet (Messaging uses this; `packet` events are
    * still emitted to listeners). One sink per Packeter. While nobody listens
    * to `packet`, `run` (if given) is offered the runs of whole packets of each
@@ -345,7 +345,7 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
     this.packetRun = run ?? null;
   }
 
-  /** @internal Subscribes the layer above to one of the events of {@link PacketTransport}. */
+  /** Part of {@link PacketTransport}: Subscribes the layer above to one of the events of {@link PacketTransport}. */
   onEvent<E extends keyof PacketTransportEvents>(event: E, fn: PacketTransportEvents[E]): void {
     this.on(event, fn as never);
   }

@@ -3,7 +3,6 @@
  * ones of `writeBatchSize` bytes, and stream-sized ones for connections that
  * fill a batch within one tick. The Packeter fills them (see its
  * `reserve`/`flush`); this module decides which buffer serves next.
- * @internal
  * @module
  */
 import { Buffer } from 'node:buffer';
@@ -17,7 +16,7 @@ import { Buffer } from 'node:buffer';
  * has completed (and a caller that {@link Packeter.retain}ed it released it),
  * it is reused from the front: the same few buffers, warm in the caches,
  * serve all connections, instead of a fresh allocation (and its page faults
- * and garbage) per batch. @internal
+ * and garbage) per batch.
  */
 export interface Slab {
   readonly buf: Buffer;

@@ -1,4 +1,4 @@
-/** A FIFO ring buffer with O(1) push and shift (power-of-two capacity), the one FIFO of the project. @internal */
+/** A FIFO ring buffer with O(1) push and shift (power-of-two capacity), the one FIFO of the project. */
 export class Deque<T> {
   // Empty until the first push: many queues never hold anything.
   private buf: (T | undefined)[] = [];

@@ -167,7 +167,7 @@ export function decodeOwnReply(r: MsgpackReader, data: Buffer, idTemplate: Buffe
   }
 }
 
-/** @internal The id of the call whose reply {@link decodeOwnReply} accepted. */
+/** The id of the call whose reply {@link decodeOwnReply} accepted. */
 export function ownReplyId(data: Buffer): number {
   return data.readUInt32BE(24) * 0x100000000 + data.readUInt32BE(28);
 }

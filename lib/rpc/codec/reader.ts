@@ -43,7 +43,7 @@ const utf8Slice: Utf8Slice =
 const SHORT_STRING = 16;
 
 /**
- * @internal The state of one decode and the reader's string cache. Contract:
+ * The state of one decode and the reader's string cache. Contract:
  * a decode sets `src`/`pos`/`end` (and clears `keyError`), sets `decoding`
  * while it runs and, when it ends, clears `decoding` and drops `src` (so no
  * transport buffer stays referenced). Decoding is synchronous and runs no

@@ -13,7 +13,7 @@ import { MAX_REQ_ID_LENGTH } from './limits.js';
 import { bad } from './reader.js';
 
 /**
- * @internal A new id template: 8 random bytes, then 8 zero bytes. Unique for
+ * A new id template: 8 random bytes, then 8 zero bytes. Unique for
  * the client without a random draw per call; a restarted client (whose new
  * calls a server must not answer from its result cache) draws new random bytes.
  */
@@ -21,13 +21,13 @@ export function newIdTemplate(): Buffer {
   return Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
 }
 
-/** @internal The `id` of a request id made by encodeCall with `idTemplate`, or -1 when it is not one of those. */
+/** The `id` of a request id made by encodeCall with `idTemplate`, or -1 when it is not one of those. */
 export function readCallId(reqId: RpcRequestId, idTemplate: Buffer): number {
   if (typeof reqId === 'string' || reqId.length !== 16) return -1;
   return readCallIdAt(reqId, 0, idTemplate);
 }
 
-/** @internal Like {@link readCallId}, for the 16 bytes at `offset` of `data`. */
+/** Like {@link readCallId}, for the 16 bytes at `offset` of `data`. */
 export function readCallIdAt(data: Buffer, offset: number, idTemplate: Buffer): number {
   for (let i = 0; i < 8; i++) if (data[offset + i] !== idTemplate[i]) return -1;
   return data.readUInt32BE(offset + 8) * 0x100000000 + data.readUInt32BE(offset + 12);

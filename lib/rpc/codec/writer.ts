@@ -15,7 +15,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import { MAX_DEPTH } from './limits.js';
 
 /**
- * @internal msgpackr options whose output our encoder reproduces byte for
+ * msgpackr options whose output our encoder reproduces byte for
  * byte (test/rpc/codec-diff.test.ts checks it): standard MessagePack only,
  * compact maps (fixmap/map16/map32 by size), nil for `undefined`. msgpackr
  * itself is not used to encode (see the encoder below).
@@ -81,7 +81,7 @@ const bufferToJSON = Buffer.prototype.toJSON;
 const dateToJSON = Date.prototype.toJSON;
 const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new () => ArrayBufferView;
 
-/** @internal What a message written inside another one (see {@link MsgpackWriter.begin}) saves of the outer one. */
+/** What a message written inside another one (see {@link MsgpackWriter.begin}) saves of the outer one. */
 export interface OuterMessage {
   readonly buf: Buffer;
   readonly base: number;
@@ -102,7 +102,7 @@ export function encodeError(what: string, error: unknown, maxPayload: number): I
 }
 
 /**
- * @internal The state of the messages being written: the slab, the buffer
+ * The state of the messages being written: the slab, the buffer
  * being written (`buf`: the slab, or one of the message's own), where the
  * message starts in it (`base`) and the write position (`o`). Contract: a
  * message is written between {@link begin} and {@link finish} (then
