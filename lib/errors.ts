@@ -46,6 +46,7 @@ export const ErrorCode = {
   HANDLER: 'SMQ_ERR_HANDLER',
   UNAUTHORIZED: 'SMQ_ERR_UNAUTHORIZED',
   ABORTED: 'SMQ_ERR_ABORTED',
+  PUB_MESSAGE: 'SMQ_ERR_PUB_MESSAGE',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -356,5 +357,17 @@ export class UnauthorizedError extends SnakeMQError {
 export class AbortedError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.ABORTED, message, options);
+  }
+}
+
+/**
+ * A PostTroll message could not be built, encoded or decoded: a missing or
+ * blank field, data that is not JSON-serializable, a wrong magic word, too
+ * few fields, a newer version, an unknown mime type, bad JSON, input over
+ * the decoder's `maxBytes` (see `decodePostTroll` in `lib/pubsub`).
+ */
+export class PubMessageError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.PUB_MESSAGE, message, options);
   }
 }
