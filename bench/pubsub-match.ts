@@ -3,8 +3,9 @@
  * Prints JSON lines.
  *
  * Builds `--subscriptions` subscriptions (half prefix filters such as
- * `/oper/polar` or `/oper/polar/direct_re`, half token filters such as
- * `/oper/*\/direct_readout/>`; values are `--subscribers` distinct ids, so
+ * `/oper/polar/l1b` or `/oper/polar/direct_re`, half token filters such as
+ * `/oper/polar/*\/norrköping` or `/oper/geo/l1b/>`, the first two components
+ * literal; values are `--subscribers` distinct ids, so
  * dedup is exercised) over a PostTroll-like subject space (4–5 components,
  * Unicode site names), then matches `--msgs` subjects (cycling over
  * `--distinct` pregenerated ones) with:
@@ -56,9 +57,9 @@ const words = (base: readonly string[], prefix: string, n: number): string[] => 
 
 const LEVELS = [
   words(['oper', 'test', 'dev', 'archive'], 'env', 8),
-  words(['polar', 'geo', 'metop', 'noaa20'], 'platform', 20),
-  words(['direct_readout', 'gds', 'l1b', 'sdr'], 'product', 50),
-  words(['norrköping', 'kiruna', 'tromsø', 'Ås', 'ünïcödé', '北京'], 'site', 100),
+  words(['polar', 'geo', 'metop', 'noaa20'], 'platform', 40),
+  words(['direct_readout', 'gds', 'l1b', 'sdr'], 'product', 100),
+  words(['norrköping', 'kiruna', 'tromsø', 'Ås', 'ünïcödé', '北京'], 'site', 300),
   words([], 'segment', 20),
 ];
 
@@ -71,14 +72,14 @@ function subject(): string {
 
 function filterString(i: number): string {
   if (i % 2 === 0) {
-    const parts = subjectComponents(subject()).slice(0, 2 + rand(3));
+    const parts = subjectComponents(subject()).slice(0, 3 + rand(2));
     const s = `/${parts.join('/')}`;
     return rand(5) === 0 ? s.slice(0, s.length - 1 - rand(Math.min(parts[parts.length - 1]!.length, 4))) : s;
   }
-  const n = 2 + rand(4);
-  const parts = Array.from({ length: n }, (_, k) => (rand(10) < 3 ? '*' : pick(LEVELS[k]!)));
+  const n = 3 + rand(3);
+  const parts = Array.from({ length: n }, (_, k) => (k >= 2 && rand(10) < 3 ? '*' : pick(LEVELS[k]!)));
   if (rand(10) < 3) parts[n - 1] = '>';
-  if (!parts.includes('*') && !parts.includes('>')) parts[rand(n)] = '*';
+  if (!parts.includes('*') && !parts.includes('>')) parts[2 + rand(n - 2)] = '*';
   return `/${parts.join('/')}`;
 }
 
