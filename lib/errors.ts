@@ -46,6 +46,7 @@ export const ErrorCode = {
   HANDLER: 'SMQ_ERR_HANDLER',
   UNAUTHORIZED: 'SMQ_ERR_UNAUTHORIZED',
   ABORTED: 'SMQ_ERR_ABORTED',
+  INVALID_FILTER: 'SMQ_ERR_INVALID_FILTER',
   PUB_MESSAGE: 'SMQ_ERR_PUB_MESSAGE',
 } as const;
 
@@ -357,6 +358,17 @@ export class UnauthorizedError extends SnakeMQError {
 export class AbortedError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.ABORTED, message, options);
+  }
+}
+
+/**
+ * A subscription filter was refused: not a string, longer than the maximum
+ * length, a token filter with too many components, an empty component, or a
+ * `>` that is not the last component (see `parseFilter` in `lib/pubsub`).
+ */
+export class InvalidFilterError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INVALID_FILTER, message, options);
   }
 }
 
