@@ -243,6 +243,31 @@ describe('Peer: close', () => {
     await expect(kept.storage!.load()).rejects.toBeInstanceOf(ClosedError);
   });
 
+  it('backpressure: writable/drained/sendWhenReady follow the high-water mark given in messaging options', async () => {
+    const alice = await peer({ identity: 'alice', messaging: { highWaterMark: 4 } });
+    for (let i = 0; i < 3; i++) alice.send('bob', `m${i}`);
+    expect(alice.writable('bob')).toBe(true);
+    alice.send('bob', 'm3');
+    expect(alice.writable('bob')).toBe(false);
+    let drained = false;
+    const waiting = alice.drained('bob').then(() => (drained = true));
+    const queued = alice.sendWhenReady('bob', 'after');
+    const controller = new AbortController();
+    const aborted = alice.sendWhenReady('bob', 'never', { signal: controller.signal });
+    controller.abort();
+    await expect(aborted).rejects.toMatchObject({ code: 'SMQ_ERR_ABORTED' });
+    expect(drained).toBe(false);
+
+    const bob = await peer({ identity: 'bob', listen: 'tcp://127.0.0.1:0' });
+    const got: string[] = [];
+    bob.on('message', (_c, _from, m) => got.push(m.data.toString()));
+    alice.connect(bob.listening[0]!, fast);
+    await waiting;
+    await (await queued).delivered();
+    await vi.waitFor(() => expect(got).toEqual(['m0', 'm1', 'm2', 'm3', 'after']));
+    expect(alice.writable('bob')).toBe(true);
+  });
+
   it('messages() ends when the peer closes', async () => {
     const bob = await createPeer({ identity: 'bob' });
     const it = bob.messages();
