@@ -92,20 +92,25 @@ export function enqueue(s: MessagingCore, ident: string, message: Message | Uint
   if (s.isClosed) throw new ClosedError('messaging is closed');
   let queue = s.lastQueue;
   if (queue === null || queue.ident !== ident) queue = destination(s, ident);
-  let entry: QueueEntry;
-  let stored = false;
-  if (message instanceof Message) {
-    stored = (message.flags & FLAG_PERSISTENT) !== 0 && s.storage !== null;
-    entry = QueueEntry.of(ident, message, message.ttl, !stored, queue.tracker);
-    if (message.ttl === 0 && queue.conn === null) {
-      if (queue.count === 0) markIdle(s, queue);
-      dropEntry(s, entry, new MessageExpiredError(`message ${message.id} has TTL 0 and ${ident} is not connected`));
-      return entry;
-    }
-  } else {
-    // Bare data: one object per send, no Message unless someone asks for it.
-    entry = QueueEntry.ofData(ident, toBuffer(message), queue.tracker);
+  if (message instanceof Message) return enqueueMessage(s, queue, ident, message);
+  // Bare data: one object per send, no Message unless someone asks for it.
+  return admit(s, queue, QueueEntry.ofData(ident, toBuffer(message), queue.tracker), false);
+}
+
+/** {@link enqueue} of a caller's Message: persistence and TTL 0 apply (kept apart so the bare-data path stays small enough to inline). */
+function enqueueMessage(s: MessagingCore, queue: PeerQueue, ident: string, message: Message): Delivery {
+  const stored = (message.flags & FLAG_PERSISTENT) !== 0 && s.storage !== null;
+  const entry = QueueEntry.of(ident, message, message.ttl, !stored, queue.tracker);
+  if (message.ttl === 0 && queue.conn === null) {
+    if (queue.count === 0) markIdle(s, queue);
+    dropEntry(s, entry, new MessageExpiredError(`message ${message.id} has TTL 0 and ${ident} is not connected`));
+    return entry;
   }
+  return admit(s, queue, entry, stored);
+}
+
+/** Counts `entry` into its queue (making room if full), persists it if `stored`, and writes it now or queues it. */
+function admit(s: MessagingCore, queue: PeerQueue, entry: QueueEntry, stored: boolean): Delivery {
   const cost = entry.cost;
   if (queue.count >= s.options.maxQueueMessages || queue.bytes + cost > s.options.maxQueueBytes) makeRoom(s, queue, entry);
   queue.count++;
