@@ -48,6 +48,8 @@ export const ErrorCode = {
   ABORTED: 'SMQ_ERR_ABORTED',
   INVALID_FILTER: 'SMQ_ERR_INVALID_FILTER',
   PUB_MESSAGE: 'SMQ_ERR_PUB_MESSAGE',
+  PUBSUB_FRAME: 'SMQ_ERR_PUBSUB_FRAME',
+  SUBSCRIPTION_REFUSED: 'SMQ_ERR_SUBSCRIPTION_REFUSED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -381,5 +383,26 @@ export class InvalidFilterError extends SnakeMQError {
 export class PubMessageError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.PUB_MESSAGE, message, options);
+  }
+}
+
+/**
+ * A peer sent a malformed publish/subscribe frame (a subscription, a confirmation or a published
+ * message): the frame is dropped and reported by a `badFrame` event; the connection and
+ * everything else go on.
+ */
+export class PubSubFrameError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.PUBSUB_FRAME, message, options);
+  }
+}
+
+/**
+ * A publisher refused a subscription: too many filters, a filter too long or invalid, too many
+ * durable subscriptions, or an identity it does not serve. `sub.ready` rejects with it.
+ */
+export class SubscriptionRefusedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.SUBSCRIPTION_REFUSED, message, options);
   }
 }

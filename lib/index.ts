@@ -4,7 +4,8 @@
  *
  * The stack, bottom to top: {@link Link} (sockets) → optional
  * {@link Throttle} → {@link Packeter} (framing) → {@link Messaging}
- * (identities, queues) → {@link RpcServer} / {@link RpcClient}; or all of
+ * (identities, queues) → {@link RpcServer} / {@link RpcClient} and
+ * {@link Publisher} / {@link Subscriber}; or all of
  * it, owned by one {@link Peer}, with {@link createPeer}.
  * @module
  */
@@ -48,5 +49,6 @@ export {
   type MethodName,
   type RemoteProxy,
 } from './rpc/index.js';
+export * from './pubsub/index.js';
 export * from './peer/index.js';
 export { setLogger, type LogSink } from './util/log.js';

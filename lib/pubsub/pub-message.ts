@@ -376,6 +376,47 @@ export function encodePostTroll(msg: PubMessage): string {
   }
 }
 
+/** @internal JSON data as {@link encodePostTroll} writes it (Python's `json.dumps`), for the compact wire form. */
+export function encodeJsonData(data: PubJson, zone: boolean): string {
+  try {
+    return pyDumps(data, zone);
+  } catch (err) {
+    throw new PubMessageError(`Invalid data: data is not JSON serializable: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** @internal Reads JSON data as {@link decodePostTroll} does (the same `reviveString` policy). */
+export function decodeJsonData(body: string, reviveString: ((value: string) => PubJson) | undefined): PubJson {
+  let data: PubJson;
+  try {
+    data = JSON.parse(body) as PubJson;
+  } catch (err) {
+    throw new PubMessageError(`JSON decode failed on '${pyHead(body, 36)} ...'`, { cause: err });
+  }
+  if (!reviveString) return data;
+  try {
+    return revive(data, false, reviveString, 0) as PubJson;
+  } catch (err) {
+    if (err instanceof PubMessageError) throw err;
+    throw new PubMessageError('reviveString threw', { cause: err });
+  }
+}
+
+/** @internal Builds a message from fields already checked (decoded from a frame): the JSON data is not validated again. */
+export function trustedPubMessage<T extends PubMessage>(make: () => T): T {
+  trustedData = true;
+  try {
+    return make();
+  } finally {
+    trustedData = false;
+  }
+}
+
+/** @internal Throws {@link PubMessageError} unless `v` is a non-empty string without whitespace (subject, type, sender, version). */
+export function checkPubWord(what: string, v: unknown): asserts v is string {
+  checkWord(what, v);
+}
+
 const SHORT_ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f' };
 
 /** Python `json.dumps(s)` of a string (ensure_ascii). */

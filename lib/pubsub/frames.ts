@@ -1,0 +1,270 @@
+/**
+ * The publish/subscribe frames. Each is the data of one snakeMQ message,
+ * starting with a 6-byte ASCII prefix (as RPC's `rpcreq`/`rpcrep`), so they
+ * share the connection, the queues and the acknowledgements of everything
+ * else; a receive hook on the prefix takes them (docs/protocol.md,
+ * "Publish/subscribe"). Integers are big-endian, strings UTF-8.
+ *
+ *     smqpsS  u32 seq | u8 flags | u32 ttl | u16 count | count × (u16 len | filter)
+ *     smqpsC  u32 seq | u8 status | reason
+ *     smqpsP  u8 kind | u16 len | subject | u8 len | type | u8 len | sender
+ *             | u8 len | version | f64 time (ms since epoch) | u16 micros | data
+ *
+ * Decoders check every length against the bytes present and the limits
+ * before they allocate, and throw {@link PubSubFrameError}.
+ * @module
+ */
+import { Buffer } from 'node:buffer';
+import { PubSubFrameError, PubMessageError } from '../errors.js';
+
+/** Prefix of a subscription frame (subscriber → publisher): the whole set of filters, replacing the previous one. */
+export const SUBSCRIBE_PREFIX = 'smqpsS';
+/** Prefix of a confirmation frame (publisher → subscriber): the subscription numbered `seq` is in force, or refused. */
+export const CONFIRM_PREFIX = 'smqpsC';
+/** Prefix of a published message (publisher → subscriber). */
+export const PUBLISH_PREFIX = 'smqpsP';
+const PREFIX_LENGTH = 6;
+
+/** Subscription flag: keep matching messages while the subscriber is away. */
+export const SUB_FLAG_DURABLE = 0x1;
+/** Subscription flag: the subscriber asks that overflow rejects new messages rather than dropping the oldest. */
+export const SUB_FLAG_REJECT = 0x2;
+/** TTL value meaning "the publisher's maximum" in a subscription frame. */
+export const SUB_TTL_DEFAULT = 0xffffffff;
+
+/** Confirmation status: in force. */
+export const CONFIRM_OK = 0;
+/** Confirmation status: refused (the reason follows). */
+export const CONFIRM_REFUSED = 1;
+/** Longest refusal reason sent or read, in bytes. */
+export const MAX_REASON_BYTES = 1024;
+
+/** How the data of a published frame is to be read. */
+export const DataKind = {
+  None: 0,
+  /** UTF-8 text (`text/ascii`). */
+  Text: 1,
+  /** Raw bytes (`binary/octet-stream`, a `Uint8Array`). */
+  Bytes: 2,
+  /** A binary string: ISO-8859-1, one byte per character (`binary/octet-stream` given as a string). */
+  BinaryString: 3,
+  /** JSON text as PostTroll writes it (`application/json`). */
+  Json: 4,
+} as const;
+/** One of {@link DataKind}'s values. */
+export type DataKind = (typeof DataKind)[keyof typeof DataKind];
+const MAX_KIND = 4;
+
+/** A decoded subscription frame. */
+export interface SubscribeFrame {
+  readonly seq: number;
+  readonly flags: number;
+  /** Seconds to hold messages for a durable subscriber that is away; `null`: the publisher's maximum. */
+  readonly ttl: number | null;
+  readonly filters: readonly string[];
+}
+
+/** A decoded confirmation frame. */
+export interface ConfirmFrame {
+  readonly seq: number;
+  readonly ok: boolean;
+  readonly reason: string;
+}
+
+/** A decoded published frame; `data` is a view of the received bytes. */
+export interface PublishedFrame {
+  readonly kind: DataKind;
+  readonly subject: string;
+  readonly type: string;
+  readonly sender: string;
+  readonly version: string | undefined;
+  readonly timeMs: number;
+  readonly micros: number;
+  readonly data: Buffer;
+}
+
+/** Limits a decoder applies before allocating. */
+export interface FrameLimits {
+  /** Most filters in one subscription. */
+  readonly maxFilters: number;
+  /** Longest filter in UTF-8 bytes. */
+  readonly maxFilterBytes: number;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function text(buf: Buffer, start: number, end: number, what: string): string {
+  try {
+    return UTF8.decode(buf.subarray(start, end));
+  } catch (err) {
+    throw new PubSubFrameError(`${what} is not valid UTF-8`, { cause: err });
+  }
+}
+
+/** Whether `data` starts with `prefix` (an ASCII string of 6 characters). */
+export function hasPrefix(data: Uint8Array, prefix: string): boolean {
+  if (data.length < PREFIX_LENGTH) return false;
+  for (let i = 0; i < PREFIX_LENGTH; i++) if (data[i] !== prefix.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Encodes a subscription frame. Filters are not checked here (the Subscriber checks them when given). */
+export function encodeSubscribe(seq: number, flags: number, ttl: number | null, filters: readonly string[]): Buffer {
+  const encoded = filters.map((f) => Buffer.from(f, 'utf8'));
+  let size = PREFIX_LENGTH + 11;
+  for (const f of encoded) size += 2 + f.length;
+  const buf = Buffer.allocUnsafe(size);
+  buf.write(SUBSCRIBE_PREFIX, 0, 'latin1');
+  buf.writeUInt32BE(seq >>> 0, 6);
+  buf.writeUInt8(flags, 10);
+  buf.writeUInt32BE(ttl === null ? SUB_TTL_DEFAULT : Math.min(Math.trunc(ttl), SUB_TTL_DEFAULT - 1), 11);
+  buf.writeUInt16BE(encoded.length, 15);
+  let off = 17;
+  for (const f of encoded) {
+    buf.writeUInt16BE(f.length, off);
+    f.copy(buf, off + 2);
+    off += 2 + f.length;
+  }
+  return buf;
+}
+
+/**
+ * Decodes a subscription frame (prefix included).
+ * @throws PubSubFrameError when it is truncated, has bytes left over, is not UTF-8, or breaks `limits`
+ *   (checked on the counts and lengths read, before anything is allocated for them).
+ */
+export function decodeSubscribe(data: Buffer, limits: FrameLimits): SubscribeFrame {
+  if (data.length < PREFIX_LENGTH + 11) throw new PubSubFrameError(`subscription frame truncated: ${data.length} bytes`);
+  const seq = data.readUInt32BE(6);
+  const flags = data.readUInt8(10);
+  const rawTtl = data.readUInt32BE(11);
+  const count = data.readUInt16BE(15);
+  if (count > limits.maxFilters) throw new PubSubFrameError(`subscription of ${count} filters: over the limit of ${limits.maxFilters}`);
+  const filters: string[] = [];
+  let off = 17;
+  for (let i = 0; i < count; i++) {
+    if (off + 2 > data.length) throw new PubSubFrameError(`subscription frame truncated in filter ${i}`);
+    const len = data.readUInt16BE(off);
+    if (len > limits.maxFilterBytes) throw new PubSubFrameError(`filter ${i} of ${len} bytes: over the limit of ${limits.maxFilterBytes}`);
+    if (off + 2 + len > data.length) throw new PubSubFrameError(`subscription frame truncated in filter ${i}`);
+    filters.push(text(data, off + 2, off + 2 + len, `filter ${i}`));
+    off += 2 + len;
+  }
+  if (off !== data.length) throw new PubSubFrameError(`subscription frame has ${data.length - off} bytes after its filters`);
+  return { seq, flags, ttl: rawTtl === SUB_TTL_DEFAULT ? null : rawTtl, filters };
+}
+
+/** Encodes a confirmation frame; the reason is cut to {@link MAX_REASON_BYTES}. */
+export function encodeConfirm(seq: number, ok: boolean, reason = ''): Buffer {
+  let r = Buffer.from(reason, 'utf8');
+  if (r.length > MAX_REASON_BYTES)
+    r = Buffer.from(
+      r
+        .subarray(0, MAX_REASON_BYTES)
+        .toString('utf8')
+        .replace(/\uFFFD$/, ''),
+      'utf8',
+    );
+  const buf = Buffer.allocUnsafe(PREFIX_LENGTH + 5 + r.length);
+  buf.write(CONFIRM_PREFIX, 0, 'latin1');
+  buf.writeUInt32BE(seq >>> 0, 6);
+  buf.writeUInt8(ok ? CONFIRM_OK : CONFIRM_REFUSED, 10);
+  r.copy(buf, 11);
+  return buf;
+}
+
+/** Decodes a confirmation frame. @throws PubSubFrameError when truncated, of unknown status, or with a reason too long or not UTF-8. */
+export function decodeConfirm(data: Buffer): ConfirmFrame {
+  if (data.length < PREFIX_LENGTH + 5) throw new PubSubFrameError(`confirmation frame truncated: ${data.length} bytes`);
+  const status = data.readUInt8(10);
+  if (status !== CONFIRM_OK && status !== CONFIRM_REFUSED) throw new PubSubFrameError(`confirmation of unknown status ${status}`);
+  if (data.length - 11 > MAX_REASON_BYTES) throw new PubSubFrameError(`confirmation reason over ${MAX_REASON_BYTES} bytes`);
+  return { seq: data.readUInt32BE(6), ok: status === CONFIRM_OK, reason: text(data, 11, data.length, 'confirmation reason') };
+}
+
+/** The header fields of a published message, checked by the caller (words without whitespace). */
+export interface PublishHeader {
+  readonly subject: string;
+  readonly type: string;
+  /** Its UTF-8 bytes, computed once by a publisher. */
+  readonly sender: Buffer;
+  readonly version: string | undefined;
+  readonly timeMs: number;
+  readonly micros: number;
+}
+
+/** Longest subject in a published frame, in UTF-8 bytes. */
+export const MAX_SUBJECT_BYTES = 0xffff;
+/** Longest type, sender or version in a published frame, in UTF-8 bytes. */
+export const MAX_WORD_BYTES = 0xff;
+
+/**
+ * Encodes a published frame: one buffer, written once, that every
+ * subscriber's message shares.
+ * @throws PubMessageError when the subject, type, sender or version is too long for the frame.
+ */
+export function encodePublished(h: PublishHeader, kind: DataKind, data: Uint8Array | string): Buffer {
+  const subjectLen = Buffer.byteLength(h.subject, 'utf8');
+  const typeLen = Buffer.byteLength(h.type, 'utf8');
+  const versionLen = h.version === undefined ? 0 : Buffer.byteLength(h.version, 'utf8');
+  if (subjectLen > MAX_SUBJECT_BYTES) throw new PubMessageError(`Invalid subject: ${subjectLen} bytes, over ${MAX_SUBJECT_BYTES}`);
+  if (typeLen > MAX_WORD_BYTES) throw new PubMessageError(`Invalid type: ${typeLen} bytes, over ${MAX_WORD_BYTES}`);
+  if (versionLen > MAX_WORD_BYTES) throw new PubMessageError(`Invalid version: ${versionLen} bytes, over ${MAX_WORD_BYTES}`);
+  if (h.sender.length > MAX_WORD_BYTES) throw new PubMessageError(`Invalid sender: ${h.sender.length} bytes, over ${MAX_WORD_BYTES}`);
+  const encoding = kind === DataKind.BinaryString ? 'latin1' : 'utf8';
+  const dataLen = typeof data === 'string' ? Buffer.byteLength(data, encoding) : data.byteLength;
+  const head = PREFIX_LENGTH + 1 + 2 + subjectLen + 1 + typeLen + 1 + h.sender.length + 1 + versionLen + 10;
+  const buf = Buffer.allocUnsafe(head + dataLen);
+  buf.write(PUBLISH_PREFIX, 0, 'latin1');
+  buf[6] = kind;
+  let off = 7;
+  buf.writeUInt16BE(subjectLen, off);
+  off += 2 + buf.write(h.subject, off + 2, 'utf8');
+  buf[off] = typeLen;
+  off += 1 + buf.write(h.type, off + 1, 'utf8');
+  buf[off] = h.sender.length;
+  off += 1 + h.sender.copy(buf, off + 1);
+  buf[off] = versionLen;
+  off += 1 + (versionLen ? buf.write(h.version!, off + 1, 'utf8') : 0);
+  buf.writeDoubleBE(h.timeMs, off);
+  buf.writeUInt16BE(h.micros, off + 8);
+  off += 10;
+  if (typeof data === 'string') buf.write(data, off, encoding);
+  else buf.set(data, off);
+  return buf;
+}
+
+/**
+ * Decodes a published frame's header; the data stays a view of `data`.
+ * @throws PubSubFrameError when truncated, of unknown kind, with a bad time or text that is not UTF-8.
+ */
+export function decodePublished(data: Buffer): PublishedFrame {
+  const n = data.length;
+  if (n < PREFIX_LENGTH + 3) throw new PubSubFrameError(`published frame truncated: ${n} bytes`);
+  const kind = data[6]! as DataKind;
+  if (kind > MAX_KIND) throw new PubSubFrameError(`published frame of unknown data kind ${kind}`);
+  let off = 7;
+  const subjectLen = data.readUInt16BE(off);
+  off += 2;
+  if (off + subjectLen + 1 > n) throw new PubSubFrameError('published frame truncated in its subject');
+  const subject = text(data, off, off + subjectLen, 'subject');
+  off += subjectLen;
+  const typeLen = data[off++]!;
+  if (off + typeLen + 1 > n) throw new PubSubFrameError('published frame truncated in its type');
+  const type = text(data, off, off + typeLen, 'type');
+  off += typeLen;
+  const senderLen = data[off++]!;
+  if (off + senderLen + 1 > n) throw new PubSubFrameError('published frame truncated in its sender');
+  const sender = text(data, off, off + senderLen, 'sender');
+  off += senderLen;
+  const versionLen = data[off++]!;
+  if (off + versionLen + 10 > n) throw new PubSubFrameError('published frame truncated in its version or time');
+  const version = versionLen === 0 ? undefined : text(data, off, off + versionLen, 'version');
+  off += versionLen;
+  const timeMs = data.readDoubleBE(off);
+  const micros = data.readUInt16BE(off + 8);
+  off += 10;
+  if (!Number.isFinite(timeMs) || Math.abs(timeMs) > 8.64e15 || micros > 999) throw new PubSubFrameError('published frame with an invalid time');
+  if (kind === DataKind.None && off !== n) throw new PubSubFrameError('published frame without data has bytes after its header');
+  return { kind, subject, type, sender, version, timeMs, micros, data: data.subarray(off) };
+}
