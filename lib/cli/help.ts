@@ -1,4 +1,4 @@
-const COMMON = `Peer options (listen, send, call, serve):
+const COMMON = `Peer options (listen, send, call, serve, publish, subscribe):
   --ident NAME         this peer's identity (required, at most 50 characters)
   --listen URL         accept connections on URL (repeatable); the bound URL is
                        printed on stderr as 'listening on URL' (port 0 = any free port)
@@ -28,6 +28,8 @@ Commands:
   send      send messages to a peer and wait until they are delivered
   call      call a method of an object served by a peer's RpcServer
   serve     serve an example RPC object (calc) to call with 'smq call'
+  publish   publish messages on a subject to this peer's subscribers
+  subscribe subscribe at publishers and print what they publish
   certs     create a CA and certificates for mutual TLS
 
 Run 'smq <command> --help' for a command's options.
@@ -40,6 +42,9 @@ Examples:
       --object calc --method add --args '[1, 2]'
   smq send --ident alice --connect tcp://127.0.0.1:4000 --to bob \\
       --storage alice.sqlite --count 0       # deliver what alice.sqlite holds for bob
+  smq subscribe --ident alice --listen tcp://127.0.0.1:4000 --publisher bob --topic /counter
+  smq publish --ident bob --connect tcp://127.0.0.1:4000 --subject /counter \\
+      --wait-subscribers 1 one two three
   smq certs --out certs bob alice
   smq listen --ident bob --listen tls://127.0.0.1:4443 \\
       --tls-cert certs/bob.pem --tls-key certs/bob-key.pem --tls-ca certs/ca.pem
@@ -153,6 +158,83 @@ Examples:
 Options:
   --example NAME       the object to serve, under that name (repeatable)
   --timeout SECONDS    how long to serve (default: until interrupted)
+
+${COMMON}
+
+${EXIT}
+`,
+
+  publish: `Usage: smq publish --ident NAME (--listen URL | --connect URL)... --subject SUBJECT
+                [--type TYPE] [[--json] DATA... | --count N [--size BYTES]]
+                [--interval SECONDS] [--wait-subscribers K] [options]
+
+Publishes each DATA argument (text; use -- before one starting with '-'), or
+N generated messages 'msg 0', 'msg 1', ... padded with dots to BYTES, on
+SUBJECT to the peers subscribed here (with 'smq subscribe' or a Subscriber)
+whose filters match it, then exits (0) once every message was written to
+every subscriber connected at that time. Peers that are not subscribed yet
+miss what is published before they are: use --wait-subscribers.
+
+Messages have PostTroll's model: subject, type, sender (user@host), time,
+version, data.
+
+Options:
+  --subject SUBJECT    the subject, e.g. /counter (required; no whitespace)
+  --type TYPE          the message type (default: info)
+  --json               each DATA argument is a JSON value, published as such
+                       (e.g. '{"n": 1}'; a JSON string is published as text)
+  --count N            publish N generated messages
+  --size BYTES         size of each generated message (at least the text 'msg <i>')
+  --interval SECONDS   wait that long between messages
+  --wait-subscribers K before publishing, wait until K subscribers are
+                       subscribed (with --timeout: exit 1 if they are not in time)
+  --timeout SECONDS    time limit of the whole command (exit 1 when reached)
+
+Messages dropped for a subscriber (it left, or was too slow) are reported on
+stderr. When stderr is a terminal, subscribers joining and leaving are shown
+there too.
+
+${COMMON}
+
+${EXIT}
+`,
+
+  subscribe: `Usage: smq subscribe --ident NAME (--listen URL | --connect URL)... --publisher IDENT...
+                [--topic FILTER]... [--durable] [--count N] [--json] [options]
+
+Subscribes at each publisher IDENT (a peer running 'smq publish' or a
+Publisher) and prints each message published on a matching subject, one line
+each, on stdout: its PostTroll string form
+  pytroll://SUBJECT TYPE SENDER TIME VERSION [MIME DATA]
+where text data holding line breaks or control characters is written as a
+JSON string (application/json "a\\nb"), and binary data holding control
+bytes as 'binary/base64 BASE64' (not a PostTroll mime type: use --json).
+With --json, one JSON object per line:
+  {"subject", "type", "sender" (user@host), "time" (ISO 8601 with microseconds
+   when not 0, UTC: +00:00), "version" (e.g. "v1.01"), "data", "from" (the
+   publisher's identity)}
+  "data": text as a string, JSON data as the JSON value, binary data as a
+  base64 string; "" when the message has no data.
+
+Subscriptions are sent when a publisher connects, and again after each
+reconnect. Refused subscriptions (the publisher's limits, a filter it does not
+accept) end the command with exit 1. When stderr is a terminal, publishers
+connecting and being lost, and confirmed subscriptions, are shown there.
+
+Options:
+  --publisher IDENT    a publisher's identity (required, repeatable)
+  --topic FILTER       a subject filter (repeatable; default: every subject):
+                       a plain prefix of the subject, as in PostTroll
+                       ('/counter' matches '/counter', '/counter/x' and
+                       '/counterfeit'), or '/'-separated tokens where '*' is
+                       one component and a last '>' the rest ('/counter/*')
+  --durable            ask the publishers to keep what matches while this
+                       peer (--ident) is away, and deliver it when it is back
+  --count N            exit (0) after N messages; with --timeout, exit 1 if
+                       fewer than N arrived in time
+  --json               JSON lines output
+  Without --count, subscribe until interrupted (SIGINT, SIGTERM: exit 0) or
+  for --timeout (then exit 0).
 
 ${COMMON}
 

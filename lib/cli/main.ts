@@ -16,6 +16,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   send: async () => (await import('./send.js')).send,
   call: async () => (await import('./call.js')).call,
   serve: async () => (await import('./serve.js')).serve,
+  publish: async () => (await import('./publish.js')).publish,
+  subscribe: async () => (await import('./subscribe.js')).subscribe,
   certs: async () => (await import('./certs.js')).certs,
 };
 
@@ -30,7 +32,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const [first, ...rest] = argv;
   let command: string | undefined;
   try {
-    if (first === undefined) throw new UsageError('missing command (listen, send, call, serve or certs)');
+    if (first === undefined) throw new UsageError('missing command (listen, send, call, serve, publish, subscribe or certs)');
     if (first === '--help' || first === '-h' || first === 'help') {
       const topic = first === 'help' ? rest[0] : undefined;
       process.stdout.write(topic !== undefined && topic in COMMANDS ? HELP[topic]! : HELP.main!);
@@ -41,10 +43,10 @@ export async function run(argv: readonly string[]): Promise<number> {
       return 0;
     }
     if (first.startsWith('-')) {
-      throw new UsageError(`the command comes first: smq <listen|send|call|serve|certs> [options] (got '${first}')`);
+      throw new UsageError(`the command comes first: smq <listen|send|call|serve|publish|subscribe|certs> [options] (got '${first}')`);
     }
     const load = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
-    if (load === undefined) throw new UsageError(`unknown command '${first}' (use listen, send, call, serve or certs)`);
+    if (load === undefined) throw new UsageError(`unknown command '${first}' (use listen, send, call, serve, publish, subscribe or certs)`);
     command = first;
     if (wantsHelp(rest)) {
       process.stdout.write(HELP[command]!);

@@ -1,0 +1,154 @@
+import { Buffer } from 'node:buffer';
+import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/index.js';
+import { MAX_WORD_BYTES, PubMessage, Publisher, type PubData, type PubJson, type Publication, type PublishResult } from '../pubsub/index.js';
+import { COMMON_OPTIONS, commonOptions, integer, parse, required, seconds, str } from './args.js';
+import { Failure, UsageError } from './errors.js';
+import { generated } from './send.js';
+import { Stack } from './stack.js';
+
+const OPTIONS = {
+  ...COMMON_OPTIONS,
+  subject: { type: 'string' },
+  type: { type: 'string' },
+  count: { type: 'string' },
+  size: { type: 'string' },
+  json: { type: 'boolean' },
+  interval: { type: 'string' },
+  'wait-subscribers': { type: 'string' },
+} as const;
+
+/** The default message type (PostTroll's usual one). */
+export const DEFAULT_TYPE = 'info';
+/** Publications awaited at most at once (without --interval, messages are published without waiting in between). */
+const WINDOW = 1_000;
+
+/**
+ * Largest data of one message: the default packet limit minus the MESSAGE
+ * frame head (25 bytes) and the published frame head (prefix, kind, lengths,
+ * time: 23 bytes, plus subject, type and a sender of at most 255 bytes).
+ */
+function maxDataSize(subject: string, type: string): number {
+  return DEFAULT_MAX_PACKET_SIZE - 25 - 23 - Buffer.byteLength(subject, 'utf8') - Buffer.byteLength(type, 'utf8') - MAX_WORD_BYTES;
+}
+
+/** Checks a subject or type as PostTroll does (non-empty, no whitespace), as a usage error. */
+function pubWord(name: string, value: string): string {
+  try {
+    new PubMessage({ subject: name === 'subject' ? value : '/x', type: name === 'type' ? value : 'x', sender: 'smq@cli' });
+  } catch (error) {
+    throw new UsageError(`--${name}: ${(error as Error).message}`, 'publish');
+  }
+  if (Buffer.byteLength(value, 'utf8') > (name === 'subject' ? 0xffff : MAX_WORD_BYTES)) {
+    throw new UsageError(`--${name} is too long`, 'publish');
+  }
+  return value;
+}
+
+/** `--json` DATA: a JSON value (a JSON string is published as text). */
+function jsonData(text: string): PubJson {
+  try {
+    return JSON.parse(text) as PubJson;
+  } catch (error) {
+    throw new UsageError(`DATA '${text}' is not valid JSON: ${(error as Error).message}`, 'publish');
+  }
+}
+
+function dataSize(d: PubData): number {
+  if (typeof d === 'string') return Buffer.byteLength(d, 'utf8');
+  // JSON: about its text (the wire form escapes non-ASCII, so it may be longer: bound it loosely).
+  return Buffer.byteLength(JSON.stringify(d) ?? '', 'utf8') * 6;
+}
+
+/** `smq publish`: publishes messages on a subject to the subscribers, then exits. */
+export async function publish(args: string[]): Promise<void> {
+  const { values, positionals } = parse('publish', args, OPTIONS, true);
+  const subject = pubWord('subject', required('publish', values, 'subject'));
+  const type = pubWord('type', str(values, 'type') ?? DEFAULT_TYPE);
+  const max = maxDataSize(subject, type);
+  const count = integer('publish', values, 'count');
+  const size = integer('publish', values, 'size', max);
+  const interval = seconds('publish', values, 'interval', { min: 0, exclusive: false });
+  const waitFor = integer('publish', values, 'wait-subscribers', 0xffffffff);
+  const json = values.json === true;
+  if (count !== undefined && positionals.length > 0) throw new UsageError('give DATA arguments or --count, not both', 'publish');
+  if (size !== undefined && count === undefined) throw new UsageError('--size goes with --count', 'publish');
+  if (count === undefined && positionals.length === 0) throw new UsageError('nothing to publish: give DATA arguments or --count N', 'publish');
+  if (json && count !== undefined) throw new UsageError('--json applies to DATA arguments, not --count', 'publish');
+  const data: PubData[] = positionals.map((d) => (json ? jsonData(d) : d));
+  for (const d of data) {
+    if (dataSize(d) > max) throw new UsageError(`a DATA argument is larger than ${json ? 'allowed' : `${max} bytes`}`, 'publish');
+  }
+  const common = commonOptions('publish', values);
+
+  const total = count ?? data.length;
+  const item = (i: number): PubData => (count === undefined ? data[i]! : generated(i, size ?? 0).toString('latin1'));
+  const stack = await Stack.open(common);
+  const { status } = stack;
+  const tty = process.stderr.isTTY === true;
+  const pub = new Publisher(stack.messaging);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    // Subscribers come and go; only errors are said when stderr is not a terminal.
+    pub.on('refused', (_ident, error) => status.note(`smq publish: ${error.message}`));
+    if (tty) {
+      pub.on('subscribe', (ident, topics, durable) => status.note(`subscriber ${ident} joined (${topics.join(' ')}${durable ? ', durable' : ''})`));
+      pub.on('unsubscribe', (ident, reason) => status.note(`subscriber ${ident} left (${reason})`));
+      pub.on('slowSubscriber', (ident, info) => status.note(`subscriber ${ident} is slow: ${info.queued} message(s) held, ${info.dropped} dropped`));
+    }
+    await stack.start();
+
+    if (waitFor !== undefined && waitFor > 0) {
+      if (tty && pub.subscriberCount < waitFor) status.note(`waiting for ${waitFor} subscriber(s)`);
+      await stack.until(
+        new Promise<void>((resolve) => {
+          const check = (): void => {
+            if (pub.subscriberCount < waitFor) return;
+            pub.off('subscribe', check);
+            resolve();
+          };
+          pub.on('subscribe', check);
+          check();
+        }),
+        (s) => {
+          throw new Failure(`timed out after ${s} s: ${pub.subscriberCount} of ${waitFor} subscriber(s) subscribed, nothing published`);
+        },
+      );
+    }
+
+    const results: PublishResult[] = [];
+    const pending: Publication[] = [];
+    const settle = async (): Promise<void> => {
+      results.push(
+        ...(await stack.until(Promise.all(pending.splice(0)), (s) => {
+          throw new Failure(`timed out after ${s} s: ${results.length} of ${total} message(s) written to their subscribers`);
+        })),
+      );
+    };
+    for (let i = 0; i < total; i++) {
+      if (i > 0 && interval !== undefined && interval > 0) {
+        await stack.until(new Promise<void>((resolve) => (timer = setTimeout(resolve, interval * 1000))), (s) => {
+          throw new Failure(`timed out after ${s} s: ${i} of ${total} message(s) published`);
+        });
+      }
+      pending.push(pub.publish(subject, type, item(i)));
+      // With --interval, each message is written before the next one; otherwise by windows.
+      if (interval !== undefined || pending.length >= WINDOW) await settle();
+    }
+    await settle();
+
+    const dropped = new Map<string, number>();
+    for (const r of results) for (const ident of r.dropped) dropped.set(ident, (dropped.get(ident) ?? 0) + 1);
+    if (dropped.size > 0) {
+      const who = [...dropped].map(([ident, n]) => `${n} for ${ident}`).join(', ');
+      status.note(`smq publish: warning: messages dropped (${who}): the subscriber left or was too slow`);
+    }
+    if (tty) {
+      const reached = new Set(results.flatMap((r) => r.subscribers));
+      status.note(`published ${total} message(s) on ${subject} (${reached.size} subscriber(s))`);
+    }
+  } finally {
+    clearTimeout(timer);
+    await pub.close();
+    await stack.close();
+  }
+}
