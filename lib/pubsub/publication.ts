@@ -1,5 +1,5 @@
 import type { Delivery } from '../messaging/types.js';
-import { HeldCopy, written, type Copy, type CopyOutcome } from './subscriber-queue.js';
+import { AwayCopy, HeldCopy, written, type Copy, type CopyOutcome } from './subscriber-queue.js';
 
 /** Where one published message went, once every copy for a connected subscriber was written or dropped. */
 export interface PublishResult {
@@ -38,6 +38,21 @@ export class Publication implements PromiseLike<PublishResult> {
     return (this.promise ??= this.settle());
   }
 
+  /**
+   * Settles once every copy that went to a messaging queue is as durable as
+   * it will be: committed to storage for durable subscribers when the
+   * messaging has storage, at once otherwise. Await it before exiting when
+   * the messages held for away subscribers must survive a crash.
+   */
+  async stored(): Promise<void> {
+    await Promise.all(
+      this.copies.map((c) => {
+        const d = c instanceof AwayCopy ? c.delivery : c instanceof HeldCopy ? c.delivery : c === 'dropped' ? null : c;
+        return d?.persisted().catch(() => {});
+      }),
+    );
+  }
+
   then<A = PublishResult, B = never>(
     onfulfilled?: ((value: PublishResult) => A | PromiseLike<A>) | null,
     onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
@@ -61,7 +76,8 @@ export class Publication implements PromiseLike<PublishResult> {
 }
 
 function outcomeOf(c: Copy): Promise<CopyOutcome | 'held'> | CopyOutcome | 'held' {
-  if (c === 'dropped' || c === 'held') return c;
+  if (c === 'dropped') return c;
+  if (c instanceof AwayCopy) return 'held';
   if (c instanceof HeldCopy) return c.outcome();
   return written(c as Delivery);
 }

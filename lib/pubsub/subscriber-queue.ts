@@ -49,8 +49,13 @@ export class HeldCopy {
   }
 }
 
+/** A copy for a durable subscriber that is away: it waits in its messaging queue (stored when there is storage). */
+export class AwayCopy {
+  constructor(readonly delivery: Delivery) {}
+}
+
 /** What {@link SubscriberQueue.deliver} made of one copy. */
-export type Copy = Delivery | HeldCopy | 'dropped' | 'held';
+export type Copy = Delivery | HeldCopy | AwayCopy | 'dropped';
 
 export function written(d: Delivery): Promise<CopyOutcome> {
   return d.written().then(
@@ -107,7 +112,7 @@ export class SubscriberQueue implements SubscriberInfo {
         return 'dropped';
       }
       const d = t.send(this.ident, new Message(frame, this.durableOptions));
-      return this.connected ? d : 'held';
+      return this.connected ? d : new AwayCopy(d);
     }
     if (this.held.length === 0 && t.writable(this.ident)) return t.send(this.ident, new Message(frame, this.liveOptions));
     if (this.held.length >= this.options.maxQueue || this.heldBytes + frame.length > this.options.maxQueueBytes) {
