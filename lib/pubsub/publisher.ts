@@ -91,7 +91,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   private durableCount = 0;
   private isClosed = false;
   private saving: Promise<void> = Promise.resolve();
-  private saveQueued = false;
+  private pendingSave: Promise<void> | null = null;
 
   constructor(
     private readonly messaging: PubSubTransport,
@@ -271,10 +271,11 @@ export class Publisher extends EventEmitter<PublisherEvents> {
     const wasDurable = q.durable;
     q.configure(topics, durable, ttl, frame.flags, (frame.flags & SUB_FLAG_REJECT) !== 0 ? 'reject' : 'drop-oldest');
     q.connected = this.messaging.isConnected(ident);
-    if (durable || wasDurable) this.save();
     if (log.enabled) log(`${ident} subscribed to ${topics.length} filter(s)${durable ? ', durable' : ''}`);
-    this.confirm(ident, seq);
     this.emit('subscribe', ident, topics, durable);
+    // A durable subscription is confirmed once it is stored: `ready` then means it survives a crash.
+    if (durable || wasDurable) void this.save().then(() => this.confirm(ident, seq));
+    else this.confirm(ident, seq);
   }
 
   private refuse(ident: string, seq: number, reason: string, cause?: unknown): void {
@@ -298,7 +299,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
     q.clear();
     if (q.durable) {
       this.durableCount--;
-      this.save();
+      void this.save();
     }
     if (log.enabled) log(`${q.ident} ${reason}`);
     this.emit('unsubscribe', q.ident, reason);
@@ -359,13 +360,13 @@ export class Publisher extends EventEmitter<PublisherEvents> {
     }
   }
 
-  /** Writes the durable subscriptions, one save at a time, coalescing changes made meanwhile. */
-  private save(): void {
+  /** Writes the durable subscriptions, one save at a time, coalescing changes made meanwhile; settles when a save that covers the change is done. */
+  private save(): Promise<void> {
     const store = this.options.durableStore;
-    if (store === undefined || this.saveQueued) return;
-    this.saveQueued = true;
-    this.saving = this.saving.then(async () => {
-      this.saveQueued = false;
+    if (store === undefined) return Promise.resolve();
+    if (this.pendingSave !== null) return this.pendingSave;
+    const next = this.saving.then(async () => {
+      this.pendingSave = null;
       const records: DurableRecord[] = [];
       for (const q of this.queues.values()) if (q.durable) records.push({ ident: q.ident, filters: q.topics, ttl: q.ttl, flags: q.flags });
       try {
@@ -374,5 +375,8 @@ export class Publisher extends EventEmitter<PublisherEvents> {
         this.emit('storeError', err as StorageError);
       }
     });
+    this.pendingSave = next;
+    this.saving = next;
+    return next;
   }
 }
