@@ -133,7 +133,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
 
   /** What the publisher knows of `ident`'s subscription, or `undefined`. */
   subscriber(ident: string): SubscriberInfo | undefined {
-    return this.queues.get(ident);
+    return this.queues.get(ident)?.info();
   }
 
   /**
@@ -193,6 +193,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
 
   private fanOut(header: PublishHeader, kind: DataKind, data: Uint8Array | string): Publication {
     if (this.isClosed) throw new ClosedError('Publisher closed');
+    // Encoded once (also without subscribers: a field too long throws either way); the same bytes go to every subscriber.
     const frame = encodePublished(header, kind, data);
     const to: SubscriberQueue[] = [];
     const copies: Copy[] = [];
@@ -307,7 +308,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
 
   private readonly onSlow = (q: SubscriberQueue): void => {
     if (log.enabled) log(`slow subscriber ${q.ident}: ${q.queued} queued, ${q.dropped} dropped`);
-    this.emit('slowSubscriber', q.ident, q);
+    this.emit('slowSubscriber', q.ident, q.info());
   };
 
   private readonly onConnect = (_connId: number, ident: string): void => {

@@ -64,7 +64,7 @@ export function written(d: Delivery): Promise<CopyOutcome> {
   );
 }
 
-export class SubscriberQueue implements SubscriberInfo {
+export class SubscriberQueue {
   topics: readonly string[] = [];
   durable = false;
   requested: OverflowAction = 'drop-oldest';
@@ -116,7 +116,7 @@ export class SubscriberQueue implements SubscriberInfo {
     }
     if (this.held.length === 0 && t.writable(this.ident)) return t.send(this.ident, new Message(frame, this.liveOptions));
     if (this.held.length >= this.options.maxQueue || this.heldBytes + frame.length > this.options.maxQueueBytes) {
-      const action = this.held.length === 0 ? 'reject' : this.options.overflow(this);
+      const action = this.held.length === 0 ? 'reject' : this.options.overflow(this.info());
       if (action === 'reject') {
         this.overflowed();
         return 'dropped';
@@ -175,6 +175,18 @@ export class SubscriberQueue implements SubscriberInfo {
   /** The subscriber's queue is below its high-water mark again, or emptied. */
   caughtUp(): void {
     if (this.held.length === 0) this.slow = false;
+  }
+
+  /** What the overflow policy, `slowSubscriber` and `Publisher.subscriber()` are given: a copy, not this object. */
+  info(): SubscriberInfo {
+    return Object.freeze({
+      ident: this.ident,
+      topics: this.topics,
+      durable: this.durable,
+      requested: this.requested,
+      queued: this.queued,
+      dropped: this.dropped,
+    });
   }
 
   get heldCount(): number {
