@@ -91,7 +91,9 @@ export async function publish(args: string[]): Promise<void> {
     // Subscribers come and go; only errors are said when stderr is not a terminal.
     pub.on('refused', (_ident, error) => status.note(`smq publish: ${error.message}`));
     if (tty) {
-      pub.on('subscribe', (ident, topics, durable) => status.note(`subscriber ${ident} joined (${topics.join(' ')}${durable ? ', durable' : ''})`));
+      pub.on('subscribe', (ident, topics, durable) =>
+        status.note(`subscriber ${ident} joined (${topics.map((t) => (t === '' ? 'all subjects' : t)).join(' ')}${durable ? ', durable' : ''})`),
+      );
       pub.on('unsubscribe', (ident, reason) => status.note(`subscriber ${ident} left (${reason})`));
       pub.on('slowSubscriber', (ident, info) => status.note(`subscriber ${ident} is slow: ${info.queued} message(s) held, ${info.dropped} dropped`));
     }

@@ -1,10 +1,12 @@
 /**
  * `smq publish` and `smq subscribe`, as child processes over real sockets.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Link, Messaging, Packeter } from '../../lib/index.js';
 import { Publisher } from '../../lib/pubsub/index.js';
-import { Smq, jsonLines, killAll, removeTempDirs, smq } from './helpers.js';
+import { ROOT, Smq, jsonLines, killAll, removeTempDirs, smq } from './helpers.js';
 
 afterEach(() => killAll());
 afterAll(() => removeTempDirs());
@@ -28,6 +30,14 @@ function publish(url: string, args: string[]): Promise<{ code: number | string; 
 async function linesOf(p: Smq, n: number): Promise<string[]> {
   await expect.poll(() => p.stdout.split('\n').length - 1, { timeout: 20_000, interval: 50 }).toBeGreaterThanOrEqual(n);
   return p.stdout.trimEnd().split('\n');
+}
+
+/** The arguments of each README line running `smq <command>` (single-quoted words kept whole). */
+function readmeCommands(command: string): string[][] {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const lines = readme.split('\n').filter((l) => l.startsWith(`npx --no-install smq ${command} `));
+  expect(lines.length, `README shows 'smq ${command}'`).toBeGreaterThan(0);
+  return lines.map((line) => [...line.replace(/\s+#.*$/, '').matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!).slice(3));
 }
 
 describe('smq publish and smq subscribe', () => {
@@ -169,6 +179,31 @@ describe('smq publish and smq subscribe', () => {
         await pub.close();
         await messaging.close();
       }
+    },
+    SLOW,
+  );
+
+  it(
+    "the README's subscribe and publish lines work together",
+    async () => {
+      const [subscribeArgs] = readmeCommands('subscribe');
+      const publishes = readmeCommands('publish');
+      const readmeUrl = subscribeArgs![subscribeArgs!.indexOf('--listen') + 1]!;
+      // The README's port may be taken here: port 0, then the bound URL.
+      const sub = new Smq([...subscribeArgs!.map((a) => (a === readmeUrl ? 'tcp://127.0.0.1:0' : a)), '--count', '3']);
+      const url = await sub.listeningUrl();
+      for (const args of publishes) {
+        expect(args[args.indexOf('--connect') + 1]).toBe(readmeUrl);
+        const r = await smq([...args.map((a) => (a === readmeUrl ? url : a)), '--timeout', '20']);
+        expect(r.code, r.stderr).toBe(0);
+      }
+      const { code, stdout, stderr } = await sub.result();
+      expect(code, stderr).toBe(0);
+      expect(jsonLines(stdout).map((l) => [l.subject, l.data, l.from])).toEqual([
+        ['/counter', 'one', 'bob'],
+        ['/counter', 'two', 'bob'],
+        ['/counter', { n: 1 }, 'bob'],
+      ]);
     },
     SLOW,
   );
