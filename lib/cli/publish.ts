@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/index.js';
-import { MAX_WORD_BYTES, PubMessage, Publisher, type PubData, type PubJson, type Publication, type PublishResult } from '../pubsub/index.js';
+import { encodePostTroll, MAX_WORD_BYTES, PubMessage, Publisher, type PubData, type PubJson, type Publication, type PublishResult } from '../pubsub/index.js';
 import { COMMON_OPTIONS, commonOptions, integer, parse, required, seconds, str } from './args.js';
 import { Failure, UsageError } from './errors.js';
 import { generated } from './send.js';
@@ -53,10 +53,18 @@ function jsonData(text: string): PubJson {
   }
 }
 
-function dataSize(d: PubData): number {
+/**
+ * Bytes of `d` on the wire, at most: text as UTF-8; a JSON value checked as
+ * PostTroll's rules want it (a usage error otherwise) and measured as its
+ * string form (the JSON written as on the wire, plus the header).
+ */
+function dataSize(d: PubData, subject: string, type: string): number {
   if (typeof d === 'string') return Buffer.byteLength(d, 'utf8');
-  // JSON: about its text (the wire form escapes non-ASCII, so it may be longer: bound it loosely).
-  return Buffer.byteLength(JSON.stringify(d) ?? '', 'utf8') * 6;
+  try {
+    return Buffer.byteLength(encodePostTroll(new PubMessage({ subject, type, sender: 'smq@cli', data: d })), 'utf8');
+  } catch (error) {
+    throw new UsageError(`DATA ${JSON.stringify(d)} cannot be published: ${(error as Error).message}`, 'publish');
+  }
 }
 
 /** `smq publish`: publishes messages on a subject to the subscribers, then exits. */
@@ -76,7 +84,7 @@ export async function publish(args: string[]): Promise<void> {
   if (json && count !== undefined) throw new UsageError('--json applies to DATA arguments, not --count', 'publish');
   const data: PubData[] = positionals.map((d) => (json ? jsonData(d) : d));
   for (const d of data) {
-    if (dataSize(d) > max) throw new UsageError(`a DATA argument is larger than ${json ? 'allowed' : `${max} bytes`}`, 'publish');
+    if (dataSize(d, subject, type) > max) throw new UsageError(`a DATA argument is larger than ${max} bytes`, 'publish');
   }
   const common = commonOptions('publish', values);
 
@@ -85,9 +93,10 @@ export async function publish(args: string[]): Promise<void> {
   const stack = await Stack.open(common);
   const { status } = stack;
   const tty = process.stderr.isTTY === true;
-  const pub = new Publisher(stack.messaging);
+  let publisher: Publisher | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
+    const pub = (publisher = new Publisher(stack.messaging));
     // Subscribers come and go; only errors are said when stderr is not a terminal.
     pub.on('refused', (_ident, error) => status.note(`smq publish: ${error.message}`));
     if (tty) {
@@ -150,7 +159,7 @@ export async function publish(args: string[]): Promise<void> {
     }
   } finally {
     clearTimeout(timer);
-    await pub.close();
+    await publisher?.close();
     await stack.close();
   }
 }

@@ -95,8 +95,9 @@ export async function subscribe(args: string[]): Promise<void> {
   const stack = await Stack.open(common);
   const { status } = stack;
   const tty = process.stderr.isTTY === true;
-  const sub = new Subscriber(stack.messaging, { publishers, topics, durable: values.durable === true });
+  let sub: Subscriber | undefined;
   try {
+    sub = new Subscriber(stack.messaging, { publishers, topics, durable: values.durable === true });
     let received = 0;
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
@@ -133,7 +134,7 @@ export async function subscribe(args: string[]): Promise<void> {
       if (!(count === undefined && error instanceof Stopped && error.exitCode > 128)) throw error;
     }
   } finally {
-    await sub.close();
+    await sub?.close();
     await stack.close();
   }
 }
