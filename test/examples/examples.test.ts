@@ -121,6 +121,21 @@ describe.concurrent('examples', () => {
     60_000,
   );
 
+  it(
+    'pubsub.ts',
+    () =>
+      check('pubsub.ts', [
+        /^\[radar\] archive subscribed to \/oper \(durable\)$/,
+        /^\[monitor\] \/oper\/geo\/direct_readout file \{"uri":"ftp:\/\/x\/f2\.h5"\} from radar$/,
+        /^\[archive\] \/oper\/polar\/direct_readout file/,
+        /^\[radar\] written to 0, held for archive$/,
+        /^\[archive\] \/oper\/polar\/overview dataset \{"n":3\} from radar$/,
+        /^\[radar\] PostTroll form: pytroll:\/\/oper\/polar\/overview dataset radar@host 2026-12-03T10:00:00 v1\.01 application\/json \{"n": 3\}$/,
+        /^\[radar\] closed$/,
+      ]),
+    60_000,
+  );
+
   it('throttle.ts', async () => {
     const run = await check('throttle.ts', [/^\[receiver\] all 150 kB in \d+\.\d+ s/, /^\[sender\] closed$/]);
     // 150 kB at 100 kB/s with a 10 kB burst cannot take less than 1.4 s (a loaded machine only adds).
