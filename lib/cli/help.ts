@@ -190,8 +190,8 @@ Options:
                        subscribed (with --timeout: exit 1 if they are not in time)
   --timeout SECONDS    time limit of the whole command (exit 1 when reached)
 
-Messages dropped for a subscriber (it left, or was too slow) are reported on
-stderr. When stderr is a terminal, subscribers joining and leaving are shown
+Messages dropped for a subscriber (it left, or was too slow) end the command
+with exit 1, saying how many for whom. When stderr is a terminal, subscribers joining and leaving are shown
 there too.
 
 ${COMMON}

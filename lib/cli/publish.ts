@@ -151,7 +151,7 @@ export async function publish(args: string[]): Promise<void> {
     for (const r of results) for (const ident of r.dropped) dropped.set(ident, (dropped.get(ident) ?? 0) + 1);
     if (dropped.size > 0) {
       const who = [...dropped].map(([ident, n]) => `${n} for ${ident}`).join(', ');
-      status.note(`smq publish: warning: messages dropped (${who}): the subscriber left or was too slow`);
+      throw new Failure(`messages dropped (${who}): the subscriber left or was too slow`);
     }
     if (tty) {
       const reached = new Set(results.flatMap((r) => r.subscribers));
