@@ -1,12 +1,15 @@
 /**
  * Runs the benchmarks one after another: `npm run bench [-- NAME…]`
- * (throughput: messaging, storage, rpc; memory: connections, identities).
+ * (throughput: messaging, storage, rpc, pubsub, pubsub-match; memory:
+ * connections, identities).
  *
  * Each benchmark is a script of its own (bench/NAME.ts) run in a child
  * process; the JSON lines it prints go to stdout, anything else it prints
  * goes to stderr, so `npm run bench --silent | jq` works. With names, only
  * the benchmarks whose name contains one of them run
- * (`npm run bench -- messaging`). When exactly one benchmark is selected,
+ * (`npm run bench -- messaging`); a name that is exactly a benchmark's
+ * selects that one only (`pubsub` runs bench/pubsub.ts, not pubsub-match).
+ * When exactly one benchmark is selected,
  * arguments starting with `--` are passed on to it
  * (`npm run bench -- messaging --rounds=5`); the benchmarks do not share
  * options, so they are refused otherwise.
@@ -27,11 +30,23 @@ const root = resolve(here, '..');
  * In running order; a script that does not exist (yet) is skipped. The soak
  * (bench/soak.ts, 3 minutes) is not here: `npm run soak`.
  */
-const BENCHMARKS = ['messaging', 'storage', 'rpc', 'connections', 'identities'];
+const BENCHMARKS = ['messaging', 'storage', 'rpc', 'pubsub', 'pubsub-match', 'connections', 'identities'];
+
+/**
+ * Figures the runner adds to a benchmark's JSON lines: the subject-matching
+ * benchmark reports subjects/s, read here as ns per message as well.
+ */
+const DECORATE: Record<string, (line: Record<string, unknown>) => void> = {
+  'pubsub-match': (line) => {
+    if (line.bench === 'pubsub-match' && typeof line.msgs_per_s === 'number' && line.msgs_per_s > 0) {
+      line.ns_per_msg = Math.round(1e10 / line.msgs_per_s) / 10;
+    }
+  },
+};
 
 const names = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const passOn = process.argv.slice(2).filter((a) => a.startsWith('--'));
-const selected = BENCHMARKS.filter((b) => names.length === 0 || names.some((n) => b.includes(n)));
+const selected = BENCHMARKS.filter((b) => names.length === 0 || names.some((n) => (BENCHMARKS.includes(n) ? b === n : b.includes(n))));
 if (selected.length === 0) {
   process.stderr.write(`no benchmark matches ${names.join(', ')}; known: ${BENCHMARKS.join(', ')}\n`);
   process.exit(2);
@@ -59,7 +74,11 @@ function runOne(name: string): Promise<boolean> {
       }
       if (parsed !== null && typeof parsed === 'object') {
         if ('error' in parsed) ok = false;
-        process.stdout.write(`${line}\n`);
+        const decorate = DECORATE[name];
+        if (decorate !== undefined) {
+          decorate(parsed as Record<string, unknown>);
+          process.stdout.write(`${JSON.stringify(parsed)}\n`);
+        } else process.stdout.write(`${line}\n`);
       } else {
         process.stderr.write(`[${name}] ${line}\n`);
       }
