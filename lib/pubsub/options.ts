@@ -146,7 +146,7 @@ export function publisherOptions(given: unknown): ResolvedPublisherOptions {
 
 /** Options of {@link Subscriber}. */
 export interface SubscriberOptions {
-  /** Identities of the publishers to subscribe at. One Subscriber per publisher on a messaging. */
+  /** Identities of the publishers to subscribe at (more with `addPublisher()`). One Subscriber per publisher on a messaging. */
   publishers: readonly string[];
   /** Filters (see {@link parseFilter}); more can be added with `subscribe()`. @default [] (nothing until `subscribe()`) */
   topics?: readonly string[];
@@ -187,7 +187,7 @@ export function subscriberOptions(given: unknown): ResolvedSubscriberOptions {
     'Subscriber',
     given,
     {
-      publishers: stringList(true),
+      publishers: stringList(false),
       topics: stringList(false),
       durable: is.boolean(),
       ttl: (v) => (v === null || (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xfffffffe) ? undefined : 'must be null or whole seconds'),

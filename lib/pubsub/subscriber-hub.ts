@@ -52,6 +52,19 @@ export class SubscriberHub {
     this.clients.add(client);
   }
 
+  /** Routes one more publisher to `client` (registered already). @throws InvalidArgumentError as {@link register}. */
+  add(client: HubClient, publisher: string): void {
+    const owner = this.byPublisher.get(publisher);
+    if (owner === client) return;
+    if (owner !== undefined) throw new InvalidArgumentError(`Subscriber: another Subscriber on this messaging already subscribes at '${publisher}'`);
+    this.byPublisher.set(publisher, client);
+  }
+
+  /** Stops routing `publisher` to `client`. */
+  remove(client: HubClient, publisher: string): void {
+    if (this.byPublisher.get(publisher) === client) this.byPublisher.delete(publisher);
+  }
+
   unregister(client: HubClient): void {
     if (!this.clients.delete(client)) return;
     for (const [p, c] of this.byPublisher) if (c === client) this.byPublisher.delete(p);

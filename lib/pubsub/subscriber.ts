@@ -100,7 +100,7 @@ function deferred(): Deferred {
 export class Subscriber extends EventEmitter<SubscriberEvents> implements HubClient, AsyncIterable<ReceivedPubMessage> {
   readonly options: Readonly<ResolvedSubscriberOptions>;
   private readonly hub: SubscriberHub;
-  private readonly publisherSet: ReadonlySet<string>;
+  private readonly publisherSet: Set<string>;
   private topicList: string[] = [];
   private index = new SubjectIndex<string>();
   private seq = 0;
@@ -117,7 +117,6 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
   ) {
     super();
     this.options = subscriberOptions(options);
-    if (this.options.publishers.length === 0) throw new InvalidArgumentError('Subscriber: publishers must name at least one identity');
     if (messaging.closed) throw new ClosedError('Subscriber: messaging is closed');
     this.publisherSet = new Set(this.options.publishers);
     this.setTopics([...new Set(this.options.topics)]);
@@ -125,6 +124,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
     this.hub.register(this, [...this.publisherSet]);
     this.seq = 1;
     for (const p of this.publisherSet) if (messaging.isConnected(p)) this.sendTo(p);
+    this.checkReady();
   }
 
   /** The publishers subscribed at. */
@@ -154,6 +154,34 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
    */
   get ready(): Promise<void> {
     return this.readyState.promise;
+  }
+
+  /**
+   * Subscribes at one more publisher (discovery uses it as publishers come
+   * and go); resolves as {@link ready} does for the new set.
+   * @throws InvalidArgumentError when another Subscriber on this messaging subscribes at it.
+   */
+  addPublisher(publisher: string): Promise<void> {
+    this.checkOpen();
+    if (typeof publisher !== 'string' || publisher === '') throw new InvalidArgumentError('Subscriber.addPublisher: publisher must be a non-empty identity');
+    if (this.publisherSet.has(publisher)) return this.readyState.promise;
+    this.hub.add(this, publisher);
+    this.publisherSet.add(publisher);
+    if (this.readyState.settled) this.readyState = deferred();
+    if (this.messaging.isConnected(publisher)) this.sendTo(publisher);
+    return this.readyState.promise;
+  }
+
+  /** Stops subscribing at `publisher`: a non-durable subscription there is withdrawn (a durable one stays, as on `close()`). */
+  removePublisher(publisher: string): void {
+    if (this.isClosed || !this.publisherSet.delete(publisher)) return;
+    if (!this.options.durable && this.sentAny.has(publisher) && this.messaging.isConnected(publisher)) {
+      this.messaging.send(publisher, new Message(encodeSubscribe(this.seq, 0, null, []), { ttl: 0 }));
+    }
+    this.hub.remove(this, publisher);
+    this.confirmed.delete(publisher);
+    this.sentAny.delete(publisher);
+    this.checkReady();
   }
 
   /** Whether `publisher` confirmed the current topics on its current connection. */

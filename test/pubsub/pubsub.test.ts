@@ -441,7 +441,7 @@ describe('lifecycle', () => {
   it('rejects unknown options and bad arguments', async () => {
     const p = createPeer('p');
     expect(() => new Publisher(p.messaging, { maxQueu: 1 } as never)).toThrow(/unknown option 'maxQueu'/);
-    expect(() => new Subscriber(p.messaging, { publishers: [] })).toThrow(/non-empty/);
+    expect(() => new Subscriber(p.messaging, { publishers: 'x' } as never)).toThrow(/array of strings/);
     expect(() => new Subscriber(p.messaging, { publishers: ['x'], topics: ['/a/>/b'] })).toThrow(/'>'/);
     const pub = new Publisher(p.messaging);
     expect(() => pub.publish('has space', 'info')).toThrow(/whitespace/);
@@ -451,5 +451,38 @@ describe('lifecycle', () => {
     await pub.close();
     await pub.close();
     expect(() => pub.publish('/x', 'info')).toThrow(ClosedError);
+  });
+});
+
+describe('publishers added and removed at run time', () => {
+  it('addPublisher subscribes there too; removePublisher withdraws the subscription', async () => {
+    const alice = createPeer('alice');
+    const url = await alice.link.addListener('tcp://127.0.0.1:0');
+    const sub = new Subscriber(alice.messaging, { publishers: [], topics: ['/t'] });
+    await sub.ready;
+    const got = recorder(sub);
+    const pubs = await Promise.all(
+      ['p1', 'p2'].map(async (ident) => {
+        const peer = createPeer(ident);
+        const pub = new Publisher(peer.messaging);
+        peer.link.addConnector(url, fastReconnect);
+        await waitEvent(alice.messaging, 'connect', (_c: number, id: string) => id === ident);
+        return pub;
+      }),
+    );
+    await sub.addPublisher('p1');
+    await sub.addPublisher('p2');
+    expect(sub.publishers).toEqual(['p1', 'p2']);
+    await pubs[0]!.publish('/t', 'info', 'one');
+    await pubs[1]!.publish('/t', 'info', 'two');
+    await vi.waitFor(() => expect(got.map((m) => `${m.from}:${String(m.data)}`).toSorted()).toEqual(['p1:one', 'p2:two']));
+    const gone = waitEvent(pubs[1]!, 'unsubscribe');
+    sub.removePublisher('p2');
+    expect((await gone)[1]).toBe('unsubscribed');
+    expect((await pubs[1]!.publish('/t', 'info', 'three')).subscribers).toEqual([]);
+    expect(() => new Subscriber(alice.messaging, { publishers: ['p1'] })).toThrow(InvalidArgumentError);
+    const other = new Subscriber(alice.messaging, { publishers: ['p2'], topics: ['/t'] });
+    await other.ready;
+    await other.close();
   });
 });
