@@ -168,12 +168,17 @@ export class Peer implements AsyncDisposable {
 
   /**
    * Connects to one more endpoint, reconnecting with backoff until the peer
-   * closes or `peer.link.removeConnector(url)` (Link.addConnector, with the
+   * closes or {@link disconnect} (Link.addConnector, with the
    * peer's `tls` for a TLS endpoint without its own). Returns the
    * connector's normalised endpoint.
    */
   connect(url: string, options?: ConnectorOptions): string {
     return this.link.addConnector(url, withTls(url, options, this.#tls));
+  }
+
+  /** Stops the connector of `url` (as given to {@link connect}, or its normalised form) and closes its connection. */
+  disconnect(url: string): Promise<void> {
+    return this.link.removeConnector(url);
   }
 
   /**

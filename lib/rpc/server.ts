@@ -114,6 +114,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private readonly calls: CallRegistry;
   private readonly queue = new Deque<Job>();
   private runningCount = 0;
+  private current: Job | null = null;
   private draining = false;
   /** Requests handled in the current burst (one turn of the event loop). */
   private burst = 0;
@@ -158,6 +159,16 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   }
 
   /** Invocations running now (async ones until they settle). */
+  /**
+   * The call whose method is running now, synchronously: who called
+   * (`ident`, as the messaging identified it), which object and method.
+   * `undefined` outside a method and after its first `await`; read it at the
+   * start of a method that needs to know its caller.
+   */
+  get currentCall(): RpcCallInfo | undefined {
+    return this.current === null ? undefined : infoOf(this.current);
+  }
+
   get running(): number {
     return this.runningCount;
   }
@@ -371,11 +382,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private run(job: Job): void {
     this.runningCount++;
     let value: unknown;
+    this.current = job;
     try {
       value = Reflect.apply(job.fn, job.target, job.args);
     } catch (error) {
       this.finish(job, false, error);
       return;
+    } finally {
+      this.current = null;
     }
     if (value === null || (typeof value !== 'object' && typeof value !== 'function')) {
       this.finish(job, true, value);

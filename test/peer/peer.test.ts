@@ -132,6 +132,19 @@ describe('createPeer: storage', () => {
     await vi.waitFor(() => expect(bob.queueLength('alice')).toBe(0));
   });
 
+  it('disconnect(url) stops the connector: the connection ends and is not made again', async () => {
+    const bob = await peer({ identity: 'bob', listen: 'tcp://127.0.0.1:0' });
+    const alice = await peer({ identity: 'alice' });
+    const up = new Promise((resolve) => bob.once('connect', resolve));
+    const url = alice.connect(bob.listening[0]!, fast);
+    await up;
+    const down = new Promise((resolve) => bob.once('disconnect', resolve));
+    await alice.disconnect(url);
+    await down;
+    expect(alice.isConnected('bob')).toBe(false);
+    expect(alice.link.connectionIds()).toEqual([]);
+  });
+
   it('rejects with StorageLockedError when the file is held by another peer, and that peer goes on', async () => {
     const file = join(tempDir(), 'bob.sqlite');
     const bob = await peer({ identity: 'bob', storage: file });

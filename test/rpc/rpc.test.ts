@@ -84,6 +84,27 @@ describe('RpcServer / RpcClient: calls', () => {
     expect(client.pendingCalls).toBe(0);
   });
 
+  it('currentCall names the caller while a method runs synchronously, and nothing outside', async () => {
+    const { server, client } = setup();
+    const seen: unknown[] = [];
+    server.register('who', {
+      whoami: () => server.currentCall?.ident,
+      later: async () => {
+        await Promise.resolve();
+        seen.push(server.currentCall);
+        return 'ok';
+      },
+      fails: () => {
+        throw new Error('x');
+      },
+    });
+    await expect(client.call('bob', 'who', 'whoami')).resolves.toBe('alice');
+    await expect(client.call('bob', 'who', 'later')).resolves.toBe('ok');
+    await expect(client.call('bob', 'who', 'fails')).rejects.toThrow('x');
+    expect(seen).toEqual([undefined]);
+    expect(server.currentCall).toBeUndefined();
+  });
+
   it('the deadlines of calls made while others are pending do not pile up (steady pipelined load)', async () => {
     const { client, server } = setup();
     // Replies at staggered times: there is never a moment without a pending call.
