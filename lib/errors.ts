@@ -50,6 +50,9 @@ export const ErrorCode = {
   PUB_MESSAGE: 'SMQ_ERR_PUB_MESSAGE',
   PUBSUB_FRAME: 'SMQ_ERR_PUBSUB_FRAME',
   SUBSCRIPTION_REFUSED: 'SMQ_ERR_SUBSCRIPTION_REFUSED',
+  CONFIG: 'SMQ_ERR_CONFIG',
+  ANNOUNCEMENT: 'SMQ_ERR_ANNOUNCEMENT',
+  NAMESERVER: 'SMQ_ERR_NAMESERVER',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -404,5 +407,32 @@ export class PubSubFrameError extends SnakeMQError {
 export class SubscriptionRefusedError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.SUBSCRIPTION_REFUSED, message, options);
+  }
+}
+
+/**
+ * A configuration value is malformed: an option, or an environment variable
+ * (`SNAKEMQ_…`, named in the message). Raised at start, never ignored.
+ */
+export class ConfigError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.CONFIG, message, options);
+  }
+}
+
+/**
+ * An address announcement is malformed, too large for one datagram, or was
+ * refused (not an allowed source, over the rate or the entry limit).
+ */
+export class AnnouncementError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.ANNOUNCEMENT, message, options);
+  }
+}
+
+/** No nameserver answered a lookup or a registration (none connected, or none in time). */
+export class NameserverError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.NAMESERVER, message, options);
   }
 }
