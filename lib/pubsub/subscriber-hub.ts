@@ -3,6 +3,9 @@
  * receive hook each) and the connection events, and routes them to the
  * {@link Subscriber} that subscribes at the sending publisher. One
  * Subscriber per publisher per Messaging, so routing is a map lookup.
+ * It stays until the Messaging closes: published frames still in flight
+ * after a Subscriber closed are dropped here, not handed to the
+ * application's `message` listeners as if they were its own messages.
  * @module
  */
 import { InvalidArgumentError } from '../errors.js';
@@ -68,17 +71,16 @@ export class SubscriberHub {
   unregister(client: HubClient): void {
     if (!this.clients.delete(client)) return;
     for (const [p, c] of this.byPublisher) if (c === client) this.byPublisher.delete(p);
-    if (this.clients.size > 0) return;
-    for (const u of this.unhooks) u();
-    this.transport.off('connect', this.onConnect);
-    this.transport.off('disconnect', this.onDisconnect);
-    this.transport.off('close', this.onClose);
-    hubs.delete(this.transport);
   }
 
   private readonly onConnect = (_connId: number, ident: string): void => this.byPublisher.get(ident)?.onConnect(ident);
   private readonly onDisconnect = (_connId: number, ident: string): void => this.byPublisher.get(ident)?.onDisconnect(ident);
   private readonly onClose = (): void => {
     for (const c of [...this.clients]) c.onTransportClose();
+    for (const u of this.unhooks) u();
+    this.transport.off('connect', this.onConnect);
+    this.transport.off('disconnect', this.onDisconnect);
+    this.transport.off('close', this.onClose);
+    hubs.delete(this.transport);
   };
 }

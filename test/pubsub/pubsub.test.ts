@@ -486,3 +486,21 @@ describe('publishers added and removed at run time', () => {
     await other.close();
   });
 });
+
+describe('after a Subscriber closed', () => {
+  it("published frames still arriving are dropped, not handed to the messaging's message listeners", async () => {
+    const bob = createPeer('bob');
+    const alice = createPeer('alice');
+    await connectPair(bob, alice);
+    const pub = new Publisher(bob.messaging);
+    const sub = new Subscriber(alice.messaging, { publishers: ['bob'], topics: ['/t'], durable: true });
+    await sub.ready;
+    await sub.close();
+    const plain = vi.fn();
+    alice.messaging.on('message', plain);
+    await pub.publish('/t', 'info', 'after close');
+    bob.messaging.send('alice', new Message('an ordinary message'));
+    await vi.waitFor(() => expect(plain).toHaveBeenCalledTimes(1));
+    expect((plain.mock.calls[0]![2] as Message).data.toString()).toBe('an ordinary message');
+  });
+});
