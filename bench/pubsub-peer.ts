@@ -5,16 +5,18 @@
  * topology and the same messages.
  *
  *   pubsub-peer.ts pub <zmq-hwm>
- *   pubsub-peer.ts sub <snakemq-url> <zeromq-url> <raw-port> <first> <count> <zmq-hwm>
+ *   pubsub-peer.ts sub <snakemq-url> <zeromq-url> <zeromq-nodrop-url> <raw-port> <first> <count> <zmq-hwm>
  *
  * - `pub`: one publisher of each kind: snakemq-ts (a Peer `pub` listening on
  *   tcp://127.0.0.1:0 and a {@link Publisher} on its messaging, defaults),
- *   zeromq.js (a PUB socket bound to tcp://127.0.0.1:*), raw (a `net`
+ *   zeromq.js (a PUB socket bound to tcp://127.0.0.1:*; for
+ *   `zeromq-nodrop` an XPUB socket with ZMQ_XPUB_NODROP), raw (a `net`
  *   server; each accepted socket is a subscriber).
  * - `sub`: `count` subscribers of each kind, numbered from `first`:
  *   snakemq-ts (a Peer `sub<i>` of its own — Link, Packeter, Messaging —
  *   connecting to the publisher, a {@link Subscriber} with the topic
- *   `/bench`), zeromq.js (a SUB socket subscribed to `/bench`), raw (a `net`
+ *   `/bench`), zeromq.js (a SUB socket subscribed to `/bench` for each of
+ *   the two zeromq publishers), raw (a `net`
  *   socket, frames counted by an incremental 4-byte-length parser).
  *
  * Publishing (`publish {impl, n, batch}`), 100-byte messages on `/bench/x`,
@@ -27,7 +29,9 @@
  * - zeromq: `await pub.send(['/bench/x', data])` for each message (zeromq.js
  *   allows one send in progress at a time); every `batch` messages, one turn
  *   of the event loop. PUB drops at its high-water mark without telling:
- *   the subscribers' counts show it.
+ *   the subscribers' counts show it. `zeromq-nodrop`: the same loop on the
+ *   XPUB socket (ZMQ_XPUB_NODROP), whose send() fails with EAGAIN at the
+ *   high-water mark instead of dropping: then wait 1 ms and send again.
  * - raw: each message's frame (4-byte length + 100 bytes) is copied into
  *   every socket's 64 KiB write batch (written when full); every `batch`
  *   messages, every batch is written, then `drain` awaited for each socket
@@ -36,13 +40,13 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { Publisher as ZmqPublisher, Subscriber as ZmqSubscriber } from 'zeromq';
+import { Publisher as ZmqPublisher, Subscriber as ZmqSubscriber, XPublisher as ZmqXPublisher } from 'zeromq';
 import { createPeer, Publisher, Subscriber, type Peer } from '../lib/index.js';
 import { cpuMs, makePayload, now, turn } from './lib/ipc.js';
 import { onCommand, report, type Msg } from './lib/proc.js';
 import { FrameReader } from './lib/wire.js';
 
-export type Impl = 'raw' | 'zeromq' | 'snakemq';
+export type Impl = 'raw' | 'zeromq' | 'zeromq-nodrop' | 'snakemq';
 export const SUBJECT = '/bench/x';
 export const TOPIC = '/bench';
 export const SIZE = 100;
@@ -63,6 +67,9 @@ async function publisherProcess(zmqHwm: number): Promise<void> {
 
   const zpub = new ZmqPublisher({ sendHighWaterMark: zmqHwm, linger: 0 });
   await zpub.bind('tcp://127.0.0.1:*');
+  // The same with XPUB and ZMQ_XPUB_NODROP: at the high-water mark, send() waits instead of dropping.
+  const zxpub = new ZmqXPublisher({ sendHighWaterMark: zmqHwm, noDrop: true, linger: 0 });
+  await zxpub.bind('tcp://127.0.0.1:*');
   const zTopic = Buffer.from(SUBJECT);
 
   interface Out {
@@ -83,7 +90,7 @@ async function publisherProcess(zmqHwm: number): Promise<void> {
   await once(server, 'listening');
   const rawPort = (server.address() as net.AddressInfo).port;
 
-  report({ t: 'listening', snakemq: peer.listening[0]!, zeromq: zpub.lastEndpoint!, raw: rawPort });
+  report({ t: 'listening', snakemq: peer.listening[0]!, zeromq: zpub.lastEndpoint!, zeromqNodrop: zxpub.lastEndpoint!, raw: rawPort });
 
   let probe: NodeJS.Timeout | null = null;
 
@@ -125,15 +132,26 @@ async function publisherProcess(zmqHwm: number): Promise<void> {
     };
   }
 
-  async function publishZeromq(n: number, batch: number): Promise<Msg> {
+  async function publishZeromq(sock: ZmqPublisher | ZmqXPublisher, n: number, batch: number): Promise<Msg> {
+    let waits = 0;
     const cpu0 = cpuMs();
     const t0 = now();
     for (let i = 0; i < n; i++) {
-      await zpub.send([zTopic, payload]);
+      try {
+        await sock.send([zTopic, payload]);
+      } catch (error) {
+        // XPUB with ZMQ_XPUB_NODROP at its high-water mark: send() fails with EAGAIN (the socket still polls
+        // writable, so zeromq.js does not wait): wait a millisecond and send the same message again.
+        if ((error as { code?: string }).code !== 'EAGAIN') throw error;
+        waits++;
+        await new Promise((r) => setTimeout(r, 1));
+        i--;
+        continue;
+      }
       if ((i + 1) % batch === 0) await turn();
     }
     const tEnd = now();
-    return { t: 'finished', t0, tQueued: tEnd, tEnd, cpuMs: cpuMs() - cpu0 };
+    return { t: 'finished', t0, tQueued: tEnd, tEnd, cpuMs: cpuMs() - cpu0, drainWaits: waits };
   }
 
   function flush(o: Out, done?: () => void): void {
@@ -184,8 +202,12 @@ async function publisherProcess(zmqHwm: number): Promise<void> {
       report({ t: 'count', snakemq: publisher.subscriberCount, snakemqConnected: publisher.connectedCount, raw: outs.length });
     } else if (m.t === 'probe') {
       // zeromq's subscriptions reach the PUB socket some time after connect: publish a message every 5 ms until every SUB got one.
-      if (m.on === true) probe ??= setInterval(() => void zpub.send([zTopic, payload]).catch(() => undefined), 5);
-      else if (probe !== null) {
+      if (m.on === true) {
+        probe ??= setInterval(() => {
+          void zpub.send([zTopic, payload]).catch(() => undefined);
+          void zxpub.send([zTopic, payload]).catch(() => undefined);
+        }, 5);
+      } else if (probe !== null) {
         clearInterval(probe);
         probe = null;
       }
@@ -194,12 +216,20 @@ async function publisherProcess(zmqHwm: number): Promise<void> {
       const n = Number(m.n);
       const batch = Number(m.batch);
       const impl = m.impl as Impl;
-      const r = impl === 'snakemq' ? await publishSnakemq(n, batch) : impl === 'zeromq' ? await publishZeromq(n, batch) : await publishRaw(n, batch);
+      const r =
+        impl === 'snakemq'
+          ? await publishSnakemq(n, batch)
+          : impl === 'zeromq'
+            ? await publishZeromq(zpub, n, batch)
+            : impl === 'zeromq-nodrop'
+              ? await publishZeromq(zxpub, n, batch)
+              : await publishRaw(n, batch);
       report(r);
     } else if (m.t === 'exit') {
       for (const o of outs) o.sock.destroy();
       server.close();
       zpub.close();
+      zxpub.close();
       await Promise.race([publisher.close().then(() => peer.close()), new Promise((r) => setTimeout(r, 1000))]);
       process.exit(0);
     }
@@ -258,14 +288,27 @@ class Tally {
   }
 }
 
-async function subscriberProcess(snakemqUrl: string, zmqUrl: string, rawPort: number, first: number, count: number, zmqHwm: number): Promise<void> {
-  const tallies: Record<Impl, Tally> = { raw: new Tally('raw', count), zeromq: new Tally('zeromq', count), snakemq: new Tally('snakemq', count) };
+async function subscriberProcess(
+  snakemqUrl: string,
+  zmqUrls: Record<'zeromq' | 'zeromq-nodrop', string>,
+  rawPort: number,
+  first: number,
+  count: number,
+  zmqHwm: number,
+): Promise<void> {
+  const tallies: Record<Impl, Tally> = {
+    raw: new Tally('raw', count),
+    zeromq: new Tally('zeromq', count),
+    'zeromq-nodrop': new Tally('zeromq-nodrop', count),
+    snakemq: new Tally('snakemq', count),
+  };
 
   const peers: Peer[] = [];
   const subs: Subscriber[] = [];
   const zsubs: ZmqSubscriber[] = [];
   const raws: net.Socket[] = [];
-  const zGot = new Uint8Array(count);
+  /** Per zeromq subscriber socket: got a message yet. */
+  const zGot: Uint8Array[] = [];
 
   for (let i = 0; i < count; i++) {
     // snakemq-ts: a peer of its own per subscriber.
@@ -276,22 +319,26 @@ async function subscriberProcess(snakemqUrl: string, zmqUrl: string, rawPort: nu
     sub.on('message', () => tally.hit(i));
     subs.push(sub);
 
-    // zeromq.js
-    const z = new ZmqSubscriber({ receiveHighWaterMark: zmqHwm, linger: 0 });
-    z.connect(zmqUrl);
-    z.subscribe(TOPIC);
-    zsubs.push(z);
-    const zt = tallies.zeromq;
-    void (async () => {
-      try {
-        for await (const _ of z) {
-          zGot[i] = 1;
-          zt.hit(i);
+    // zeromq.js, one SUB socket for the PUB publisher and one for the XPUB (no drop) one.
+    for (const impl of ['zeromq', 'zeromq-nodrop'] as const) {
+      const z = new ZmqSubscriber({ receiveHighWaterMark: zmqHwm, linger: 0 });
+      z.connect(zmqUrls[impl]);
+      z.subscribe(TOPIC);
+      zsubs.push(z);
+      const zt = tallies[impl];
+      const got = new Uint8Array(1);
+      zGot.push(got);
+      void (async () => {
+        try {
+          for await (const _ of z) {
+            got[0] = 1;
+            zt.hit(i);
+          }
+        } catch {
+          // closed
         }
-      } catch {
-        // closed
-      }
-    })();
+      })();
+    }
 
     // raw net
     const sock = net.connect({ port: rawPort, host: '127.0.0.1', noDelay: true });
@@ -308,7 +355,7 @@ async function subscriberProcess(snakemqUrl: string, zmqUrl: string, rawPort: nu
   onCommand(async (m: Msg) => {
     if (m.t === 'zjoined') {
       // Every zeromq subscriber received at least one (probe) message.
-      while (!zGot.every((x) => x === 1)) await new Promise((r) => setTimeout(r, 5));
+      while (!zGot.every((x) => x[0] === 1)) await new Promise((r) => setTimeout(r, 5));
       report({ t: 'zjoined' });
     } else if (m.t === 'expect') {
       tallies[m.impl as Impl].arm(Number(m.round), Number(m.n));
@@ -328,6 +375,8 @@ async function subscriberProcess(snakemqUrl: string, zmqUrl: string, rawPort: nu
 const role = process.argv[2];
 if (role === 'pub') await publisherProcess(Number(process.argv[3]));
 else if (role === 'sub') {
-  const [url, zurl, port, first, count, hwm] = process.argv.slice(3);
-  await subscriberProcess(url!, zurl!, Number(port), Number(first), Number(count), Number(hwm));
-} else throw new Error('usage: pubsub-peer.ts pub <zmq-hwm> | sub <snakemq-url> <zeromq-url> <raw-port> <first> <count> <zmq-hwm>');
+  const [url, zurl, zxurl, port, first, count, hwm] = process.argv.slice(3);
+  await subscriberProcess(url!, { zeromq: zurl!, 'zeromq-nodrop': zxurl! }, Number(port), Number(first), Number(count), Number(hwm));
+} else {
+  throw new Error('usage: pubsub-peer.ts pub <zmq-hwm> | sub <snakemq-url> <zeromq-url> <zeromq-nodrop-url> <raw-port> <first> <count> <zmq-hwm>');
+}

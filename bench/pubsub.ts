@@ -14,6 +14,9 @@
  *   the subscribers parse and count frames;
  * - `zeromq`: zeromq.js PUB/SUB, topic frame `/bench/x` + 100-byte frame,
  *   each SUB subscribed to `/bench`; high-water marks `--zmq-hwm` both sides;
+ * - `zeromq-nodrop`: the same with an XPUB socket and ZMQ_XPUB_NODROP, so
+ *   that the publisher waits at the high-water mark instead of dropping
+ *   (lossless, as the snakemq and raw publishers pace themselves to be);
  * - `snakemq`: snakemq-ts Publisher on a Peer, one Peer (own identity, own
  *   Link and Messaging, defaults: acknowledgements on) and Subscriber
  *   (topic `/bench`) per subscriber; `publish('/bench/x', 'info', data)`.
@@ -36,7 +39,7 @@
  * Options:
  *   --subs=1,10,100        subscriber counts, one run each
  *   --procs=100            most subscriber processes (subscribers are spread evenly over them)
- *   --impl=raw,zeromq,snakemq  implementations
+ *   --impl=raw,zeromq,zeromq-nodrop,snakemq  implementations
  *   --deliveries=1000000   messages per round = this / subscribers (at least --min-msgs)
  *   --min-msgs=10000
  *   --rounds=3             measured rounds per implementation
@@ -72,8 +75,8 @@ const SUBS = opt('subs', '1,10,100')
     return n;
   });
 const MAX_PROCS = num('procs', 100);
-const IMPLS = opt('impl', 'raw,zeromq,snakemq').split(',');
-for (const i of IMPLS) if (!['raw', 'zeromq', 'snakemq'].includes(i)) throw new Error(`unknown --impl ${i}`);
+const IMPLS = opt('impl', 'raw,zeromq,zeromq-nodrop,snakemq').split(',');
+for (const i of IMPLS) if (!['raw', 'zeromq', 'zeromq-nodrop', 'snakemq'].includes(i)) throw new Error(`unknown --impl ${i}`);
 const DELIVERIES = num('deliveries', 1_000_000);
 const MIN_MSGS = num('min-msgs', 10_000);
 const ROUNDS = num('rounds', 3);
@@ -172,7 +175,7 @@ async function measure(subCount: number): Promise<void> {
         new Child(
           `${bench}-sub${k}`,
           PEER,
-          ['sub', String(urls.snakemq), String(urls.zeromq), String(urls.raw), String(first), String(perProc[k]), String(ZMQ_HWM)],
+          ['sub', String(urls.snakemq), String(urls.zeromq), String(urls.zeromqNodrop), String(urls.raw), String(first), String(perProc[k]), String(ZMQ_HWM)],
           k === 0 ? profFlags(`${bench}-sub0`) : [],
         ),
       );
@@ -244,6 +247,7 @@ async function measure(subCount: number): Promise<void> {
     for (const [base, target] of [
       ['raw', TARGET_VS_RAW],
       ['zeromq', TARGET_VS_ZEROMQ],
+      ['zeromq-nodrop', TARGET_VS_ZEROMQ],
     ] as const) {
       const b = best.get(base);
       if (s === undefined || b === undefined) continue;
@@ -258,10 +262,12 @@ async function measure(subCount: number): Promise<void> {
         meets_target: base === 'raw' ? ratio >= target : ratio > target,
       });
     }
-    const z = best.get('zeromq');
     const raw = best.get('raw');
-    if (z !== undefined && raw !== undefined)
-      emit({ bench, impl: 'zeromq', baseline: 'raw', ratio: r2(z.best / raw.best), ratio_median: r2(z.median / raw.median) });
+    for (const zimpl of ['zeromq', 'zeromq-nodrop']) {
+      const z = best.get(zimpl);
+      if (z !== undefined && raw !== undefined)
+        emit({ bench, impl: zimpl, baseline: 'raw', ratio: r2(z.best / raw.best), ratio_median: r2(z.median / raw.median) });
+    }
   } catch (error) {
     emit({ bench, error: error instanceof Error ? error.message : String(error) });
     process.exitCode = 1;
