@@ -28,8 +28,8 @@
  * to the last delivery in any subscriber (one machine-wide monotonic
  * clock); `deliveries_per_s` is the number of messages received, summed
  * over the subscribers, divided by that. A subscriber process that has not
- * received everything `--settle` ms (at least; or as long as publishing
- * took) after the publisher finished reports what it has: messages lost
+ * received everything once it got nothing more for `--settle` ms after the
+ * publisher finished reports what it has: messages lost
  * (zeromq's PUB drops at its high-water mark without telling) show in
  * `lost`. For snakemq `dropped` counts the copies the Publisher dropped
  * (its subscribers' `dropped` counters; `slow_events`: `slowSubscriber`
@@ -46,7 +46,8 @@
  *   --batch=1000           publisher pacing: messages between waits
  *   --zmq-hwm=5120         zeromq send/receive high-water marks (snakemq: 4,096 in the
  *                          messaging queue + 1,024 held by the Publisher)
- *   --settle=1000          ms to wait for stragglers after the publisher finished
+ *   --settle=500           a subscriber process not done that received nothing for this
+ *                          many ms after the publisher finished reports what it has
  *   --prof=DIR             run the publisher and the first subscriber process with
  *                          --cpu-prof into DIR/<bench>-pub and DIR/<bench>-sub0
  *   --help                 this list
@@ -82,7 +83,7 @@ const MIN_MSGS = num('min-msgs', 10_000);
 const ROUNDS = num('rounds', 3);
 const BATCH = num('batch', 1000);
 const ZMQ_HWM = num('zmq-hwm', 5120);
-const SETTLE_MS = num('settle', 1000);
+const SETTLE_MS = num('settle', 500);
 const PEER = '../pubsub-peer.ts';
 const PROF_DIR = args.has('prof') ? resolve(opt('prof', 'prof')) : null;
 /** Node flags of a child: a CPU profile into PROF_DIR/label with --prof. */
@@ -130,14 +131,21 @@ async function runRound(pub: Child, subs: Child[], perProc: number[], impl: stri
   const fin = await guard(pub.ask({ t: 'publish', impl, n, batch: BATCH }, 'finished', 600_000), pub, ...subs);
   const tEnd = Number(fin.tEnd);
   const t0 = Number(fin.t0);
-  const settle = Math.max(SETTLE_MS, tEnd - t0);
   let stragglers = 0;
   const summaries = await Promise.all(
     subs.map(async (s, k) => {
-      const got = await Promise.race([dones[k]!, sleep(settle).then(() => null)]);
+      // Done, or else what it has once it received nothing more for SETTLE_MS.
+      let got = await Promise.race([dones[k]!, sleep(SETTLE_MS).then(() => null)]);
       if (got !== null) return got;
       stragglers++;
-      return guard(s.ask({ t: 'collect', impl }, `collected:${round}`, 30_000), pub, ...subs);
+      let last = -1;
+      for (;;) {
+        const c = await guard(s.ask({ t: 'collect', impl }, `collected:${round}`, 30_000), pub, ...subs);
+        if (Number(c.count) === last) return c;
+        last = Number(c.count);
+        got = await Promise.race([dones[k]!, sleep(SETTLE_MS).then(() => null)]);
+        if (got !== null) return got;
+      }
     }),
   );
   const delivered = summaries.reduce((a, m) => a + Number(m.count), 0);
