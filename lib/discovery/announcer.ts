@@ -75,9 +75,9 @@ export interface AnnouncerOptions {
   endpoints?: string[];
   /** Time between two announcements, in ms (10 .. 2^31−1). @default config.announceInterval (2000) */
   interval?: number;
-  /** Unicast UDP destinations (say, nameservers' UDP ports). When given (non-empty), no multicast is sent. @default none: multicast */
+  /** Unicast UDP destinations (say, nameservers' UDP ports), at least one: no multicast is then sent. Exclusive with `multicast`. @default none: multicast */
   targets?: AnnounceTarget[];
-  /** Multicast settings, when there are no `targets`. @default the config's */
+  /** Multicast settings (without `targets`). @default the config's */
   multicast?: AnnouncerMulticastOptions;
   /** `supported_message_version` announced. @default SUPPORTED_MESSAGE_VERSION ('v1.2') */
   version?: string;
@@ -121,6 +121,7 @@ const checks: { [K in keyof AnnouncerOptions]-?: OptionCheck } = {
   interval: is.number(MIN_ANNOUNCE_INTERVAL, MAX_ANNOUNCE_INTERVAL),
   targets: (v) =>
     Array.isArray(v) &&
+    v.length > 0 &&
     v.every(
       (t) =>
         typeof t === 'object' &&
@@ -133,7 +134,7 @@ const checks: { [K in keyof AnnouncerOptions]-?: OptionCheck } = {
         Object.keys(t).every((k) => k === 'host' || k === 'port'),
     )
       ? undefined
-      : 'must be a list of { host, port } (port 1..65535)',
+      : 'must be a non-empty list of { host, port } (port 1..65535); leave it out for multicast',
   multicast: (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : 'must be an object'),
   version: is.string(),
   maxBytes: is.integer(1, MAX_ANNOUNCEMENT_BYTES),
@@ -221,6 +222,9 @@ export class Announcer extends EventEmitter<AnnouncerEvents> implements AsyncDis
   static async start(peer: AnnouncedPeer, options: AnnouncerOptions): Promise<Announcer> {
     const o = validateOptions<AnnouncerOptions>('Announcer options', options, checks, {} as AnnouncerOptions);
     if (o.services === undefined) throw new InvalidOptionsError("Announcer options: option 'services' (the service name, then aliases) is required");
+    if (o.targets !== undefined && o.multicast !== undefined) {
+      throw new InvalidOptionsError("Announcer options: 'targets' and 'multicast' are exclusive (with targets, no multicast is sent)");
+    }
     const m = validateOptions<AnnouncerMulticastOptions>('Announcer multicast options', o.multicast, multicastChecks, {});
     const config = o.config ?? discoveryConfig();
     const interval = o.interval ?? config.announceInterval;

@@ -374,6 +374,8 @@ describe('Announcer', () => {
     await expect(Announcer.start(peer, { services: ['radar'], interval: 1, config })).rejects.toThrow(InvalidOptionsError);
     await expect(Announcer.start(peer, { services: ['radar'], targets: [{ host: 'x', port: 0 }], config })).rejects.toThrow(InvalidOptionsError);
     await expect(Announcer.start(peer, { services: ['radar'], multicast: { group: '10.0.0.1' }, config })).rejects.toThrow(InvalidOptionsError);
+    await expect(Announcer.start(peer, { services: ['radar'], targets: [], config })).rejects.toThrow(/non-empty/);
+    await expect(Announcer.start(peer, { services: ['radar'], targets: [{ host: '192.0.2.1', port: 1 }], multicast: {}, config })).rejects.toThrow(/exclusive/);
     await expect(Announcer.start(peer, { services: ['radar'], multicast: { ttl: 1, tll: 2 } as never, config })).rejects.toThrow(/unknown option 'tll'/);
     expect(f.sockets).toHaveLength(1);
   });
