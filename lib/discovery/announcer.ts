@@ -83,8 +83,8 @@ export interface AnnouncerOptions {
   version?: string;
   /** Largest datagram, in bytes (at most 8192). @default 1024 (DEFAULT_MAX_ANNOUNCEMENT_BYTES, what PostTroll's nameserver reads) */
   maxBytes?: number;
-  /** Defaults of interval and multicast. @default discoveryConfig() (the SNAKEMQ_* environment) */
-  config?: DiscoveryConfig;
+  /** Defaults of interval and multicast (checked; missing keys take the defaults, not the environment). @default discoveryConfig() (the SNAKEMQ_* environment) */
+  config?: Partial<DiscoveryConfig>;
   /** @internal Makes the UDP sockets (tests pass a fake). @default dgram.createSocket */
   createSocket?: (type: 'udp4' | 'udp6') => AnnouncerSocket;
 }
@@ -226,7 +226,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> implements AsyncDis
       throw new InvalidOptionsError("Announcer options: 'targets' and 'multicast' are exclusive (with targets, no multicast is sent)");
     }
     const m = validateOptions<AnnouncerMulticastOptions>('Announcer multicast options', o.multicast, multicastChecks, {});
-    const config = o.config ?? discoveryConfig();
+    // A config given is checked (and completed with the defaults) without the environment.
+    const config = o.config !== undefined ? discoveryConfig(o.config, {}) : discoveryConfig();
     const interval = o.interval ?? config.announceInterval;
     const first = encode(peer, o);
 

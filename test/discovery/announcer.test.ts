@@ -212,6 +212,29 @@ describe('Announcer socket options (fake socket: nothing is sent)', () => {
     expect(f.sockets[1]!.sends.map((x) => [x.address, x.port])).toEqual([['2001:db8::1', 21202]]);
   });
 
+  it('a real dgram socket takes these options once bound (its send replaced: nothing goes out)', async () => {
+    const real: Socket[] = [];
+    const wrap = (type: 'udp4' | 'udp6'): AnnouncerSocket => {
+      const s = createSocket(type);
+      real.push(s);
+      return {
+        bind: (port, cb) => s.bind(port, cb),
+        setMulticastTTL: (ttl) => s.setMulticastTTL(ttl),
+        setMulticastInterface: (address) => s.setMulticastInterface(address),
+        setMulticastLoopback: (flag) => s.setMulticastLoopback(flag),
+        setBroadcast: (flag) => s.setBroadcast(flag),
+        send: (_data, _port, _address, cb) => queueMicrotask(() => cb(null)),
+        close: (cb) => s.close(cb),
+        unref: () => s.unref(),
+        on: (event, listener) => s.on(event, listener),
+      };
+    };
+    const a = await start(fakePeer(), { services: ['radar'], createSocket: wrap, multicast: { ttl: 0, interface: '127.0.0.1' } });
+    expect(real).toHaveLength(1);
+    await a.close();
+    expect(() => real[0]!.address()).toThrow(); // closed
+  });
+
   it('a multicast interface that cannot be used: ConfigError, socket closed', async () => {
     const f = fakes();
     const createSocket = (type: 'udp4' | 'udp6') => {
@@ -377,7 +400,14 @@ describe('Announcer', () => {
     await expect(Announcer.start(peer, { services: ['radar'], targets: [], config })).rejects.toThrow(/non-empty/);
     await expect(Announcer.start(peer, { services: ['radar'], targets: [{ host: '192.0.2.1', port: 1 }], multicast: {}, config })).rejects.toThrow(/exclusive/);
     await expect(Announcer.start(peer, { services: ['radar'], multicast: { ttl: 1, tll: 2 } as never, config })).rejects.toThrow(/unknown option 'tll'/);
+    await expect(Announcer.start(peer, { services: ['radar'], config: { multicastPort: 0 } })).rejects.toThrow(/multicastPort/);
     expect(f.sockets).toHaveLength(1);
+  });
+
+  it('a partial config is completed with the defaults', async () => {
+    const f = fakes();
+    await start(fakePeer(), { services: ['radar'], config: { multicastPort: 21300 }, createSocket: f.createSocket });
+    expect(f.sockets[0]!.sends.map((x) => [x.address, x.port])).toEqual([['225.0.0.212', 21300]]);
   });
 
   it('the default config comes from the environment: a malformed variable rejects with ConfigError', async () => {
