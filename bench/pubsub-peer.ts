@@ -55,11 +55,13 @@ const BATCH_BYTES = 64 * 1024;
 const SOCKET_HIGH_WATER_MARK = 1024 * 1024;
 
 const payload = makePayload(SIZE);
+/** Diagnostics: BENCH_PUBSUB_ACK=0 runs every snakemq-ts peer with `acknowledgements: false` (to see what they cost). */
+const messagingOptions = process.env.BENCH_PUBSUB_ACK === '0' ? { messaging: { acknowledgements: false } } : {};
 
 // --- publisher ---------------------------------------------------------------
 
 async function publisherProcess(zmqHwm: number): Promise<void> {
-  const peer = await createPeer({ identity: 'pub', listen: 'tcp://127.0.0.1:0' });
+  const peer = await createPeer({ identity: 'pub', listen: 'tcp://127.0.0.1:0', ...messagingOptions });
   const messaging = peer.messaging;
   const publisher = new Publisher(messaging);
   let slowEvents = 0;
@@ -312,7 +314,7 @@ async function subscriberProcess(
 
   for (let i = 0; i < count; i++) {
     // snakemq-ts: a peer of its own per subscriber.
-    const peer = await createPeer({ identity: `sub${first + i}`, connect: { url: snakemqUrl, options: { reconnectDelay: () => 50 } } });
+    const peer = await createPeer({ identity: `sub${first + i}`, connect: { url: snakemqUrl, options: { reconnectDelay: () => 50 } }, ...messagingOptions });
     peers.push(peer);
     const sub = new Subscriber(peer.messaging, { publishers: ['pub'], topics: [TOPIC] });
     const tally = tallies.snakemq;

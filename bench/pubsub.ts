@@ -51,6 +51,8 @@
  *   --prof=DIR             run the publisher and the first subscriber process with
  *                          --cpu-prof into DIR/<bench>-pub and DIR/<bench>-sub0
  *   --help                 this list
+ * Environment: BENCH_PUBSUB_ACK=0 turns acknowledgements off in every snakemq-ts peer
+ * (diagnostics; recorded in the env line).
  * @module
  */
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -294,6 +296,7 @@ emit({
   loadavg: loadavg().map((x) => +x.toFixed(2)),
   batch: BATCH,
   zmq_hwm: ZMQ_HWM,
+  ...(process.env.BENCH_PUBSUB_ACK !== undefined ? { BENCH_PUBSUB_ACK: process.env.BENCH_PUBSUB_ACK } : {}),
 });
 for (const s of SUBS) await measure(s);
 process.exit(process.exitCode ?? 0);
