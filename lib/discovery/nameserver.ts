@@ -239,6 +239,7 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
   #udpAddress: { address: string; port: number } | null = null;
   #timer: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
+  readonly #onPeerClose = (): void => void this.close();
 
   private constructor(peer: Peer, o: NameserverOptions, publisher: Publisher, ownPublisher: boolean) {
     super();
@@ -284,7 +285,7 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
       await ns.close();
       throw error;
     }
-    peer.messaging.once('close', () => void ns.close());
+    peer.messaging.once('close', ns.#onPeerClose);
     if (log.enabled) log(`nameserver ${peer.identity} started (udp ${JSON.stringify(ns.#udpAddress)}, maxAge ${ns.maxAge} ms)`);
     return ns;
   }
@@ -348,6 +349,7 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
       if (this.#timer !== null) clearInterval(this.#timer);
       this.#timer = null;
       this.#registry.clear();
+      this.#peer.messaging.off('close', this.#onPeerClose);
       this.#peer.rpc.unserve(NAMESERVER_OBJECT);
       const socket = this.#socket;
       this.#socket = null;

@@ -42,8 +42,8 @@ async function announce(s: Socket, ns: Nameserver, a: Announcement): Promise<voi
   await registered;
 }
 
-function client(p: Peer, nameservers: string[], timeout?: number): NameserverClient {
-  const c = new NameserverClient(p, { nameservers, timeout, connect: fast });
+function client(p: Peer, nameservers: string[], timeout?: number, registerInterval?: number): NameserverClient {
+  const c = new NameserverClient(p, { nameservers, timeout, registerInterval, connect: fast });
   cleanup.push(() => c.close());
   return c;
 }
@@ -153,6 +153,21 @@ describe('NameserverClient', () => {
     expect(await c.unregister()).toBe(2);
     expect(b.ns.lookup('web')).toEqual([]);
     expect(a.ns.lookup('web')).toEqual([]);
+  });
+
+  it('renews a registration every registerInterval (a restarted nameserver learns it again)', async () => {
+    const a = await nameserver('ns-a', { udp: false });
+    const web = await peer('web-1', false);
+    const c = client(web, [a.url], undefined, 50);
+    expect(await c.register(ann('web-1', ['web']))).toBe(1);
+    await a.ns.close(); // forgets everything
+    const again = await Nameserver.start(a.peer, { udp: false });
+    cleanup.push(() => again.close());
+    const [entry, isNew] = await new Promise<unknown[]>((resolve) => again.once('registered', (...args) => resolve(args)));
+    expect(entry).toMatchObject({ identity: 'web-1', source: 'rpc:web-1' });
+    expect(isNew).toBe(true);
+    await c.unregister();
+    expect(again.size).toBe(0);
   });
 
   it('refuses bad options; close() removes the connectors and is idempotent', async () => {
