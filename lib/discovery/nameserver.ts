@@ -15,7 +15,7 @@ import type { Peer } from '../peer/index.js';
 import { Publisher } from '../pubsub/index.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 import { checkAnnouncement, decodeAnnouncement, DEFAULT_MAX_ANNOUNCEMENT_BYTES, MAX_ANNOUNCEMENT_BYTES, type Announcement } from './announcement.js';
-import { DEFAULT_MULTICAST_GROUP, DEFAULT_MULTICAST_PORT, isMulticastGroup } from './config.js';
+import { DEFAULT_MULTICAST_GROUP, DEFAULT_MULTICAST_PORT, discoveryConfig, isBroadcastGroup, isMulticastGroup, type DiscoveryConfig } from './config.js';
 import { log } from './log.js';
 import { DEFAULT_MAX_AGE, DEFAULT_MAX_ENTRIES, Registry, type ServiceEntry } from './registry.js';
 import { SourceFilter, type RateLimit } from './source-filter.js';
@@ -52,13 +52,13 @@ export interface NameserverSocket {
 export interface NameserverUdpOptions {
   /** Address bound. @default '0.0.0.0' */
   host?: string;
-  /** Port bound (0: any, in tests). @default 21200 */
+  /** Port bound (0: any, in tests). @default config.multicastPort (21200) */
   port?: number;
   /** Join the multicast group (`addMembership`). @default true */
   multicast?: boolean;
-  /** Multicast group (224.0.0.0/4). @default '225.0.0.212' */
+  /** Multicast group (224.0.0.0/4); a broadcast group (0.0.0.0, 255.255.255.255) joins none. @default config.multicastGroup ('225.0.0.212') */
   group?: string;
-  /** Local IPv4 address of the interface the group is joined on. @default the system's choice */
+  /** Local IPv4 address of the interface the group is joined on. @default config.multicastInterface (the system's choice) */
   interface?: string;
 }
 
@@ -86,6 +86,8 @@ export interface NameserverOptions {
   clock?: () => number;
   /** A Publisher of the peer to publish changes with (not closed by the nameserver). @default a new one on the peer's messaging, closed with the nameserver */
   publisher?: Publisher;
+  /** Defaults of the UDP port, group and interface (checked; missing keys take the defaults, not the environment). @default discoveryConfig() (the SNAKEMQ_* environment) */
+  config?: Partial<DiscoveryConfig>;
   /** @internal Makes the UDP socket (tests pass a fake). @default dgram.createSocket({ type: 'udp4', reuseAddr: true }) */
   createSocket?: () => NameserverSocket;
   /** @internal The machine's addresses for `localOnly` (tests). */
@@ -141,7 +143,10 @@ const udpChecks: { [K in keyof NameserverUdpOptions]-?: OptionCheck } = {
   host: (v) => (typeof v === 'string' && isIPv4(v) ? undefined : 'must be an IPv4 address'),
   port: is.integer(0, 65535),
   multicast: is.boolean(),
-  group: (v) => (typeof v === 'string' && isMulticastGroup(v) ? undefined : 'must be an IPv4 multicast group (224.0.0.0/4)'),
+  group: (v) =>
+    typeof v === 'string' && (isMulticastGroup(v) || isBroadcastGroup(v))
+      ? undefined
+      : 'must be an IPv4 multicast group (224.0.0.0/4), 0.0.0.0 or 255.255.255.255',
   interface: (v) => (typeof v === 'string' && isIPv4(v) ? undefined : 'must be an IPv4 address'),
 };
 
@@ -170,6 +175,7 @@ const checks: { [K in keyof NameserverOptions]-?: OptionCheck } = {
       : 'must be false or { perSecond: number > 0, burst: integer ≥ 1 }',
   maxSources: is.integer(1),
   clock: is.function(),
+  config: (v) => (typeof v === 'object' && v !== null ? undefined : 'must be a DiscoveryConfig'),
   publisher: (v) => (v instanceof Publisher ? undefined : 'must be a Publisher'),
   createSocket: is.function(),
   localAddresses: is.function(),
@@ -270,11 +276,17 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
    * @throws InvalidOptionsError an unknown option key or a bad value (a bad network in `allowNetworks`…).
    * @throws InvalidArgumentError the peer already serves an object named `nameserver`.
    * @throws ConnectionError the UDP socket could not be bound or the group joined.
+   * @throws ConfigError a malformed `SNAKEMQ_*` variable (with UDP and no `config` given).
    * @throws ClosedError the peer is closed.
    */
   static async start(peer: Peer, options?: NameserverOptions): Promise<Nameserver> {
     const o = validateOptions<NameserverOptions>('Nameserver options', options, checks, {});
-    const udp = o.udp === false ? false : validateOptions<NameserverUdpOptions>('Nameserver udp options', o.udp, udpChecks, {});
+    let udp = o.udp === false ? false : validateOptions<NameserverUdpOptions>('Nameserver udp options', o.udp, udpChecks, {});
+    if (udp !== false) {
+      // A config given is checked (and completed with the defaults) without the environment, as the Announcer does.
+      const config = o.config !== undefined ? discoveryConfig(o.config, {}) : discoveryConfig();
+      udp = { port: config.multicastPort, group: config.multicastGroup, interface: config.multicastInterface, ...udp };
+    }
     // The filter parses allowNetworks: build it (in the constructor) before anything is opened.
     const publisher = o.publisher ?? null;
     const ns = new Nameserver(peer, o, publisher ?? new Publisher(peer.messaging), publisher === null);
@@ -383,8 +395,8 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
       this.emit('udpError', error);
     });
     socket.on('message', (msg, rinfo) => this.#onDatagram(msg, rinfo));
-    if (udp.multicast ?? true) {
-      const group = udp.group ?? DEFAULT_NAMESERVER_GROUP;
+    const group = udp.group ?? DEFAULT_NAMESERVER_GROUP;
+    if ((udp.multicast ?? true) && !isBroadcastGroup(group)) {
       try {
         if (udp.interface === undefined) socket.addMembership(group);
         else socket.addMembership(group, udp.interface);

@@ -388,6 +388,16 @@ describe('Nameserver options and lifecycle', () => {
       ['bind', 9999, '0.0.0.0'],
       ['addMembership', '239.1.2.3', undefined],
     ]);
+    const fake4 = new FakeSocket();
+    const config = { multicastPort: 9000, multicastGroup: '239.9.9.9' };
+    await (await Nameserver.start(peer, { config, createSocket: () => fake4 })).close();
+    expect(fake4.calls).toEqual([
+      ['bind', 9000, '0.0.0.0'],
+      ['addMembership', '239.9.9.9', undefined],
+    ]);
+    const fake5 = new FakeSocket();
+    await (await Nameserver.start(peer, { udp: { group: '255.255.255.255' }, createSocket: () => fake5 })).close();
+    expect(fake5.calls).toEqual([['bind', 21200, '0.0.0.0']]); // broadcast: no group to join
     const fake3 = new FakeSocket();
     await (await Nameserver.start(peer, { udp: { multicast: false }, createSocket: () => fake3 })).close();
     expect(fake3.calls).toEqual([['bind', 21200, '0.0.0.0']]);
