@@ -245,6 +245,7 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
   #udpAddress: { address: string; port: number } | null = null;
   #timer: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
+  #served = false;
   readonly #onPeerClose = (): void => void this.close();
 
   private constructor(peer: Peer, o: NameserverOptions, publisher: Publisher, ownPublisher: boolean) {
@@ -292,6 +293,7 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
     const ns = new Nameserver(peer, o, publisher ?? new Publisher(peer.messaging), publisher === null);
     try {
       peer.rpc.serve(NAMESERVER_OBJECT, ns.#rpcTarget());
+      ns.#served = true;
       if (udp !== false) await ns.#bind(udp, o.createSocket ?? (() => createDgramSocket({ type: 'udp4', reuseAddr: true })));
     } catch (error) {
       await ns.close();
@@ -362,7 +364,8 @@ export class Nameserver extends EventEmitter<NameserverEvents> implements AsyncD
       this.#timer = null;
       this.#registry.clear();
       this.#peer.messaging.off('close', this.#onPeerClose);
-      this.#peer.rpc.unserve(NAMESERVER_OBJECT);
+      // Only what we served: a failed start must not unserve another nameserver's object.
+      if (this.#served) this.#peer.rpc.unserve(NAMESERVER_OBJECT);
       const socket = this.#socket;
       this.#socket = null;
       this.#udpAddress = null;

@@ -44,7 +44,7 @@ async function start(options: NameserverOptions = {}, peer?: Peer): Promise<Name
 }
 
 /** Resolves with the next `n` results of `event`. */
-function next<E extends 'registered' | 'refused' | 'expired'>(ns: Nameserver, event: E, n = 1): Promise<unknown[][]> {
+function next<E extends 'registered' | 'refused' | 'expired' | 'unregistered'>(ns: Nameserver, event: E, n = 1): Promise<unknown[][]> {
   const got: unknown[][] = [];
   return new Promise((resolve) => {
     const f = (...args: unknown[]): void => {
@@ -306,7 +306,14 @@ describe('Nameserver registration by RPC', () => {
     });
     expect(ns.lookup('svc').map((e) => e.identity)).toEqual(['alice']);
 
+    const sub = new Subscriber(alice.messaging, { publishers: ['nameserver'], topics: ['/address/svc'] });
+    cleanup.push(() => sub.close());
+    await sub.ready;
+    const gone = new Promise<ReceivedPubMessage>((resolve) => sub.once('message', resolve));
+    const unregistered = next(ns, 'unregistered');
     expect(await alice.rpc.call('nameserver', 'nameserver', 'unregister', [])).toBe(true);
+    await unregistered;
+    expect((await gone).data).toMatchObject({ status: false, identity: 'alice', service: ['svc'] });
     expect(await alice.rpc.call('nameserver', 'nameserver', 'unregister', [])).toBe(false);
     expect(ns.size).toBe(0);
     expect(ns.expiryTimerRunning).toBe(false);
@@ -439,7 +446,10 @@ describe('Nameserver options and lifecycle', () => {
     expect(ns.udpAddress).toBeNull();
     expect(peer.rpc.server.objectNames).not.toContain('nameserver');
     expect(peer.closed).toBe(false);
-    // served again by a new one
-    await (await Nameserver.start(peer, { udp: false })).close();
+    // served again by a new one; a second one on the same peer is refused without disturbing the first
+    const first = await Nameserver.start(peer, { udp: false });
+    await expect(Nameserver.start(peer, { udp: false })).rejects.toThrow(/nameserver/);
+    expect(peer.rpc.server.objectNames).toContain('nameserver');
+    await first.close();
   });
 });
