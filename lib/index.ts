@@ -50,5 +50,6 @@ export {
   type RemoteProxy,
 } from './rpc/index.js';
 export * from './pubsub/index.js';
+export * from './discovery/index.js';
 export * from './peer/index.js';
 export { setLogger, type LogSink } from './util/log.js';
