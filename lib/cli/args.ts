@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { parseEndpoint, type ParsedEndpoint } from '../link/index.js';
+import { parseEndpoint, type ParsedEndpoint, type TlsOptions } from '../link/index.js';
 import { MAX_TTL } from '../messaging/index.js';
 import { UsageError } from './errors.js';
 
@@ -139,7 +139,8 @@ function readPem(command: string, option: string, file: string | undefined): Buf
   }
 }
 
-function endpoints(command: string, option: string, urls: string[]): ParsedEndpoint[] {
+/** Parses endpoint URLs of option `--NAME` (a bad one is a usage error). */
+export function endpoints(command: string, option: string, urls: string[]): ParsedEndpoint[] {
   return urls.map((url) => {
     try {
       return parseEndpoint(url);
@@ -149,12 +150,16 @@ function endpoints(command: string, option: string, urls: string[]): ParsedEndpo
   });
 }
 
-/** Validates the common options (files are read here: an unreadable one is a usage error). */
-export function commonOptions(command: string, values: Values): CommonOptions {
+/**
+ * Validates the common options (files are read here: an unreadable one is a usage error).
+ * `needEndpoint: false` lets a command run with neither --listen nor --connect
+ * (one whose connections come from elsewhere, e.g. a nameserver lookup).
+ */
+export function commonOptions(command: string, values: Values, needEndpoint = true): CommonOptions {
   const ident = identity(command, 'ident', required(command, values, 'ident'));
   const listen = endpoints(command, 'listen', list(values, 'listen'));
   const connect = endpoints(command, 'connect', list(values, 'connect'));
-  if (listen.length === 0 && connect.length === 0) {
+  if (needEndpoint && listen.length === 0 && connect.length === 0) {
     throw new UsageError('give at least one --listen URL or --connect URL', command);
   }
   const certFile = str(values, 'tls-cert');
@@ -180,4 +185,18 @@ export function commonOptions(command: string, values: Values): CommonOptions {
 /** `--ttl` of `send`: seconds, `MAX_TTL` at most. */
 export function ttl(command: string, values: Values): number | undefined {
   return seconds(command, values, 'ttl', { min: 0, exclusive: false, max: MAX_TTL });
+}
+
+/**
+ * TLS options for the connectors a command adds itself (to nameservers), from
+ * the --tls-* files: the certificate and key, and the CA to verify against.
+ * `undefined` without files (Node's CA list).
+ */
+export function connectorTls(options: CommonOptions): TlsOptions | undefined {
+  const { cert, key, ca } = options.tls;
+  if (cert === undefined && ca === undefined) return undefined;
+  const out: TlsOptions = {};
+  if (cert !== undefined) Object.assign(out, { cert, key });
+  if (ca !== undefined) Object.assign(out, { ca });
+  return out;
 }

@@ -1,4 +1,4 @@
-const COMMON = `Peer options (listen, send, call, serve, publish, subscribe):
+const COMMON = `Peer options (listen, send, call, serve, publish, subscribe; nameserver and lookup take some):
   --ident NAME         this peer's identity (required, at most 50 characters)
   --listen URL         accept connections on URL (repeatable); the bound URL is
                        printed on stderr as 'listening on URL' (port 0 = any free port)
@@ -30,6 +30,8 @@ Commands:
   serve     serve an example RPC object (calc) to call with 'smq call'
   publish   publish messages on a subject to this peer's subscribers
   subscribe subscribe at publishers and print what they publish
+  nameserver  run a nameserver: publishers register there, subscribers find them
+  lookup    ask nameservers which publishers offer a service
   certs     create a CA and certificates for mutual TLS
 
 Run 'smq <command> --help' for a command's options.
@@ -45,6 +47,11 @@ Examples:
   smq subscribe --ident alice --listen tcp://127.0.0.1:4000 --publisher bob --topic /counter
   smq publish --ident bob --connect tcp://127.0.0.1:4000 --subject /counter \\
       --wait-subscribers 1 one two three
+  smq nameserver --listen tcp://127.0.0.1:5557 --no-multicast
+  smq subscribe --ident alice --service radar --nameserver tcp://127.0.0.1:5557
+  smq publish --ident bob --listen tcp://127.0.0.1:0 --service radar \\
+      --nameserver tcp://127.0.0.1:5557 --subject /radar --wait-subscribers 1 one
+  smq lookup --nameserver tcp://127.0.0.1:5557 radar
   smq certs --out certs bob alice
   smq listen --ident bob --listen tls://127.0.0.1:4443 \\
       --tls-cert certs/bob.pem --tls-key certs/bob-key.pem --tls-ca certs/ca.pem
@@ -166,7 +173,9 @@ ${EXIT}
 
   publish: `Usage: smq publish --ident NAME (--listen URL | --connect URL)... --subject SUBJECT
                 [--type TYPE] [[--json] DATA... | --count N [--size BYTES]]
-                [--interval SECONDS] [--wait-subscribers K] [options]
+                [--interval SECONDS] [--wait-subscribers K]
+                [--service NAME [--alias NAME]... [--nameserver URL... | --announce-to HOST:PORT...]]
+                [options]
 
 Publishes each DATA argument (text; use -- before one starting with '-'), or
 N generated messages 'msg 0', 'msg 1', ... padded with dots to BYTES, on
@@ -190,6 +199,19 @@ Options:
                        subscribed (with --timeout: exit 1 if they are not in time)
   --timeout SECONDS    time limit of the whole command (exit 1 when reached)
 
+Discovery (subscribers find the publisher by service name, 'smq subscribe --service'):
+  --service NAME       announce this publisher as NAME: its identity, its bound
+                       --listen URLs (needed) and NAME with the aliases
+  --alias NAME         another name to be found by (repeatable)
+  --nameserver URL     register by RPC at this nameserver's listener (repeatable;
+                       renewed every minute and on reconnection; unregistered
+                       at exit); no multicast then. Default: SNAKEMQ_NAMESERVERS
+  --announce-to HOST:PORT  send the announcements by UDP to a nameserver's UDP
+                       port (repeatable; every SNAKEMQ_ANNOUNCE_INTERVAL, 2 s)
+  Without --nameserver, --announce-to or SNAKEMQ_NAMESERVERS: UDP multicast
+  (SNAKEMQ_MC_GROUP:SNAKEMQ_MC_PORT, 225.0.0.212:21200). --wait-subscribers K
+  then waits for K subscribers that found it.
+
 Messages dropped for a subscriber (it left, or was too slow) end the command
 with exit 1, saying how many for whom. When stderr is a terminal, subscribers joining and leaving are shown
 there too.
@@ -200,6 +222,8 @@ ${EXIT}
 `,
 
   subscribe: `Usage: smq subscribe --ident NAME (--listen URL | --connect URL)... --publisher IDENT...
+                [--topic FILTER]... [--durable] [--count N] [--json] [options]
+       smq subscribe --ident NAME --service NAME... [--nameserver URL]...
                 [--topic FILTER]... [--durable] [--count N] [--json] [options]
 
 Subscribes at each publisher IDENT (a peer running 'smq publish' or a
@@ -219,10 +243,18 @@ With --json, one JSON object per line:
 Subscriptions are sent when a publisher connects, and again after each
 reconnect. Refused subscriptions (the publisher's limits, a filter it does not
 accept) end the command with exit 1. When stderr is a terminal, publishers
-connecting and being lost, and confirmed subscriptions, are shown there.
+connecting and being lost (with --service: found and expired), and confirmed
+subscriptions, are shown there.
 
 Options:
-  --publisher IDENT    a publisher's identity (required, repeatable)
+  --publisher IDENT    a publisher's identity (required without --service, repeatable)
+  --service NAME       instead of --publisher: subscribe at every publisher of
+                       service (or alias) NAME that the nameservers know, now
+                       or later (repeatable; '' = every service); publishers
+                       that expire or unregister are dropped. --listen and
+                       --connect are then optional
+  --nameserver URL     a nameserver's listener (repeatable; with --service;
+                       default: SNAKEMQ_NAMESERVERS; one is needed)
   --topic FILTER       a subject filter (repeatable; default: every subject):
                        a plain prefix of the subject, as in PostTroll
                        ('/counter' matches '/counter', '/counter/x' and
@@ -237,6 +269,62 @@ Options:
   for --timeout (then exit 0).
 
 ${COMMON}
+
+${EXIT}
+`,
+
+  nameserver: `Usage: smq nameserver [--ident NAME] [--listen URL]... [--no-multicast] [--local-only]
+                [--max-age SECONDS] [--udp-port PORT] [--udp-host HOST] [options]
+
+Runs a nameserver (PostTroll's model) until interrupted (SIGINT, SIGTERM:
+exit 0) or --timeout. Publishers announce themselves to it by UDP datagram
+('smq publish --service NAME', multicast or --announce-to) or register by RPC
+('--nameserver URL'); it answers lookups ('smq lookup', 'smq subscribe
+--service') and publishes every change on /address/<service>.
+
+On stderr: 'listening on URL' for each listener, 'udp on HOST:PORT' for the
+UDP socket (the bound port), then its log, one line each (terminal or not):
+  registered IDENT (SERVICES) at ENDPOINTS from SOURCE   (also 'changed')
+  expired IDENT (SERVICES)     unregistered IDENT (SERVICES)
+  refused SOURCE: WHY          (once a minute per source at most)
+
+Options:
+  --ident NAME         its identity (default: nameserver)
+  --listen URL         where lookups and registrations come (repeatable;
+                       default: tcp://0.0.0.0:5557, PostTroll's nameserver port)
+  --no-multicast       do not join the multicast group: only unicast datagrams
+                       (--announce-to) and RPC registrations
+  --local-only         accept UDP announcements only from this machine
+  --max-age SECONDS    drop an entry not announced again within that time
+                       (default: 600)
+  --udp-port PORT      UDP port of announcements (default: SNAKEMQ_MC_PORT,
+                       21200; 0 = any free port, printed)
+  --udp-host HOST      IPv4 address the UDP socket binds (default: 0.0.0.0)
+  --timeout SECONDS    run that long, then exit 0 (default: until interrupted)
+  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   for tls:// listeners
+  -h, --help           show this help
+  The multicast group is SNAKEMQ_MC_GROUP (225.0.0.212), joined on
+  SNAKEMQ_MC_INTERFACE.
+
+${EXIT}
+`,
+
+  lookup: `Usage: smq lookup --nameserver URL... [--ident NAME] [--timeout SECONDS] [SERVICE]
+
+Asks the nameservers for the publishers of SERVICE (a name or an alias; none
+or '' = every service) and prints each entry as one JSON line on stdout:
+  {"identity", "services" (the name, then the aliases), "endpoints" (listener
+   URLs), "version", "receivedAt" (ms since the epoch, the nameserver's
+   clock), "source" ("udp:ADDR:PORT" or "rpc:IDENT")}
+The answers of several nameservers are merged by identity (the newest wins).
+Exit 0 once they answered, also with no entry; 1 if none answered in time.
+
+Options:
+  --nameserver URL     a nameserver's listener (required, repeatable)
+  --ident NAME         this peer's identity (default: smq-lookup-<pid>)
+  --timeout SECONDS    how long to wait for an answer (default: 10)
+  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   for tls:// nameservers
+  -h, --help           show this help
 
 ${EXIT}
 `,

@@ -18,6 +18,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./serve.js')).serve,
   publish: async () => (await import('./publish.js')).publish,
   subscribe: async () => (await import('./subscribe.js')).subscribe,
+  nameserver: async () => (await import('./nameserver.js')).nameserver,
+  lookup: async () => (await import('./lookup.js')).lookup,
   certs: async () => (await import('./certs.js')).certs,
 };
 
@@ -27,12 +29,14 @@ function version(): string {
   return pkg.version;
 }
 
+const NAMES = 'listen, send, call, serve, publish, subscribe, nameserver, lookup or certs';
+
 /** Runs one command line; returns the exit code (errors are printed on stderr). */
 export async function run(argv: readonly string[]): Promise<number> {
   const [first, ...rest] = argv;
   let command: string | undefined;
   try {
-    if (first === undefined) throw new UsageError('missing command (listen, send, call, serve, publish, subscribe or certs)');
+    if (first === undefined) throw new UsageError(`missing command (${NAMES})`);
     if (first === '--help' || first === '-h' || first === 'help') {
       const topic = first === 'help' ? rest[0] : undefined;
       process.stdout.write(topic !== undefined && topic in COMMANDS ? HELP[topic]! : HELP.main!);
@@ -43,10 +47,10 @@ export async function run(argv: readonly string[]): Promise<number> {
       return 0;
     }
     if (first.startsWith('-')) {
-      throw new UsageError(`the command comes first: smq <listen|send|call|serve|publish|subscribe|certs> [options] (got '${first}')`);
+      throw new UsageError(`the command comes first: smq <listen|send|call|serve|publish|subscribe|nameserver|lookup|certs> [options] (got '${first}')`);
     }
     const load = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
-    if (load === undefined) throw new UsageError(`unknown command '${first}' (use listen, send, call, serve, publish, subscribe or certs)`);
+    if (load === undefined) throw new UsageError(`unknown command '${first}' (use ${NAMES})`);
     command = first;
     if (wantsHelp(rest)) {
       process.stdout.write(HELP[command]!);

@@ -1,7 +1,31 @@
 import { Buffer } from 'node:buffer';
+import { isIPv6 } from 'node:net';
+import {
+  announcedEndpoints,
+  Announcer,
+  checkAnnouncement,
+  discoveryConfig,
+  NameserverClient,
+  SUPPORTED_MESSAGE_VERSION,
+  type AnnounceTarget,
+} from '../discovery/index.js';
+import { AnnouncementError, NameserverError } from '../errors.js';
 import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/index.js';
 import { encodePostTroll, MAX_WORD_BYTES, PubMessage, Publisher, type PubData, type PubJson, type Publication, type PublishResult } from '../pubsub/index.js';
-import { COMMON_OPTIONS, commonOptions, integer, parse, required, seconds, str } from './args.js';
+import {
+  COMMON_OPTIONS,
+  commonOptions,
+  connectorTls,
+  endpoints,
+  integer,
+  list,
+  parse,
+  required,
+  seconds,
+  str,
+  type CommonOptions,
+  type Values,
+} from './args.js';
 import { Failure, UsageError } from './errors.js';
 import { generated } from './send.js';
 import { Stack } from './stack.js';
@@ -15,7 +39,64 @@ const OPTIONS = {
   json: { type: 'boolean' },
   interval: { type: 'string' },
   'wait-subscribers': { type: 'string' },
+  service: { type: 'string' },
+  alias: { type: 'string', multiple: true },
+  nameserver: { type: 'string', multiple: true },
+  'announce-to': { type: 'string', multiple: true },
 } as const;
+
+/** How a publisher with --service makes itself known. */
+type Announce =
+  | { kind: 'nameservers'; services: string[]; nameservers: string[] }
+  | { kind: 'udp'; services: string[]; targets: AnnounceTarget[] }
+  | { kind: 'multicast'; services: string[] };
+
+/** `--announce-to HOST:PORT` (`[IPv6]:PORT`). */
+function announceTarget(text: string): AnnounceTarget {
+  const m = /^\[([^\]]+)\]:([0-9]+)$/.exec(text) ?? /^([^:[\]]+):([0-9]+)$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535) || (text.startsWith('[') && !isIPv6(m[1]!))) {
+    throw new UsageError(`--announce-to must be HOST:PORT (port 1 to 65535; [IPv6]:PORT), got '${text}'`, 'publish');
+  }
+  return { host: m[1]!, port };
+}
+
+/**
+ * The discovery options, checked: `--service` with its aliases, and where
+ * announcements go (`--nameserver`, else `--announce-to`, else the
+ * SNAKEMQ_NAMESERVERS of the environment, else multicast).
+ */
+function announceOptions(values: Values, common: CommonOptions): Announce | undefined {
+  const service = str(values, 'service');
+  const aliases = list(values, 'alias');
+  const nameservers = [...new Set(list(values, 'nameserver'))];
+  const targets = list(values, 'announce-to');
+  if (service === undefined) {
+    const stray = aliases.length > 0 ? 'alias' : nameservers.length > 0 ? 'nameserver' : targets.length > 0 ? 'announce-to' : undefined;
+    if (stray !== undefined) throw new UsageError(`--${stray} goes with --service`, 'publish');
+    return undefined;
+  }
+  if (common.listen.length === 0) {
+    throw new UsageError('--service needs a --listen URL (subscribers that find this publisher connect to it)', 'publish');
+  }
+  if (nameservers.length > 0 && targets.length > 0) throw new UsageError('give --nameserver or --announce-to, not both', 'publish');
+  const services = [...new Set([service, ...aliases])];
+  try {
+    // The names as an announcement takes them (the endpoint is a stand-in: the bound ones are known later).
+    checkAnnouncement({ identity: common.ident, endpoints: ['tcp://127.0.0.1:1'], services, version: SUPPORTED_MESSAGE_VERSION });
+  } catch (error) {
+    throw new UsageError((error as Error).message.replace(/^announcement: /, '--service/--alias/--ident: '), 'publish');
+  }
+  if (nameservers.length > 0) return { kind: 'nameservers', services, nameservers: endpoints('publish', 'nameserver', nameservers).map((e) => e.url) };
+  if (targets.length > 0) return { kind: 'udp', services, targets: targets.map(announceTarget) };
+  let configured: string[];
+  try {
+    configured = discoveryConfig().nameservers;
+  } catch (error) {
+    throw new UsageError((error as Error).message, 'publish');
+  }
+  return configured.length > 0 ? { kind: 'nameservers', services, nameservers: configured } : { kind: 'multicast', services };
+}
 
 /** The default message type (PostTroll's usual one). */
 export const DEFAULT_TYPE = 'info';
@@ -87,6 +168,7 @@ export async function publish(args: string[]): Promise<void> {
     if (dataSize(d, subject, type) > max) throw new UsageError(`a DATA argument is larger than ${max} bytes`, 'publish');
   }
   const common = commonOptions('publish', values);
+  const announce = announceOptions(values, common);
 
   const total = count ?? data.length;
   const item = (i: number): PubData => (count === undefined ? data[i]! : generated(i, size ?? 0).toString('latin1'));
@@ -94,6 +176,8 @@ export async function publish(args: string[]): Promise<void> {
   const { status } = stack;
   const tty = process.stderr.isTTY === true;
   let publisher: Publisher | undefined;
+  let announcer: Announcer | undefined;
+  let client: NameserverClient | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
     const pub = (publisher = new Publisher(stack.messaging));
@@ -107,6 +191,11 @@ export async function publish(args: string[]): Promise<void> {
       pub.on('slowSubscriber', (ident, info) => status.note(`subscriber ${ident} is slow: ${info.queued} message(s) held, ${info.dropped} dropped`));
     }
     await stack.start();
+    if (announce !== undefined) {
+      const found = await startAnnouncing(stack, common, announce);
+      announcer = found.announcer;
+      client = found.client;
+    }
 
     if (waitFor !== undefined && waitFor > 0) {
       if (tty && pub.subscriberCount < waitFor) status.note(`waiting for ${waitFor} subscriber(s)`);
@@ -159,7 +248,70 @@ export async function publish(args: string[]): Promise<void> {
     }
   } finally {
     clearTimeout(timer);
+    await announcer?.close();
+    // Leaving: the nameservers drop the entry now (and tell the subscribers) rather than after their max age.
+    if (client !== undefined && !stack.peer.closed) await client.unregister({ timeout: 2000 }).catch(() => undefined);
+    await client?.close();
     await publisher?.close();
     await stack.close();
   }
+}
+
+/** Announces the publisher (its identity, bound listeners and services): registers at nameservers, or UDP datagrams. */
+async function startAnnouncing(stack: Stack, common: CommonOptions, announce: Announce): Promise<{ announcer?: Announcer; client?: NameserverClient }> {
+  const { status } = stack;
+  const tty = process.stderr.isTTY === true;
+  if (announce.kind === 'nameservers') {
+    const tls = connectorTls(common);
+    let client: NameserverClient;
+    try {
+      client = new NameserverClient(stack.peer, { nameservers: announce.nameservers, ...(tls !== undefined && { connect: { tls } }) });
+    } catch (error) {
+      throw new Failure((error as Error).message);
+    }
+    const failed = new Set<string>();
+    client.on('registerError', (ident, error) => {
+      if (failed.has(ident)) return;
+      failed.add(ident);
+      status.note(`smq publish: registration at ${ident} failed: ${error.message}`);
+    });
+    const announcement = {
+      identity: common.ident,
+      endpoints: announcedEndpoints(stack.peer.listening),
+      services: announce.services,
+      version: SUPPORTED_MESSAGE_VERSION,
+    };
+    try {
+      const n = await stack.until(client.register(announcement), (s) => {
+        throw new Failure(`timed out after ${s} s: not registered at any nameserver (${announce.nameservers.join(', ')})`);
+      });
+      if (tty) status.note(`registered ${announce.services.join(' ')} at ${n} nameserver(s)`);
+    } catch (error) {
+      if (!(error instanceof NameserverError)) {
+        await client.close();
+        throw error instanceof AnnouncementError ? new Failure(error.message) : error;
+      }
+      // Still renewed: at each nameserver's (re)connection and every minute.
+      status.note(`smq publish: not registered yet (${error.message}); trying again when a nameserver connects`);
+    }
+    return { client };
+  }
+  let announcer: Announcer;
+  try {
+    announcer = await Announcer.start(stack.peer, { services: announce.services, ...(announce.kind === 'udp' && { targets: announce.targets }) });
+  } catch (error) {
+    throw new Failure((error as Error).message);
+  }
+  let reported = false;
+  announcer.on('sendError', (error) => {
+    if (reported) return;
+    reported = true;
+    status.note(`smq publish: cannot send announcements: ${error.message}`);
+  });
+  announcer.on('refreshFailed', (error) => status.note(`smq publish: ${error.message}`));
+  if (tty)
+    status.note(
+      `announcing ${announce.services.join(' ')} to ${announcer.targets.map((t) => `${t.host}:${t.port}`).join(' ')}${announcer.multicast ? ' (multicast)' : ''}`,
+    );
+  return { announcer };
 }

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
+import { discoveryConfig, ServiceSubscriber } from '../discovery/index.js';
 import { encodePostTroll, parseFilter, Subscriber, type ReceivedPubMessage } from '../pubsub/index.js';
-import { COMMON_OPTIONS, commonOptions, identity, integer, list, parse } from './args.js';
+import { COMMON_OPTIONS, commonOptions, endpoints, identity, integer, list, parse, type Values } from './args.js';
 import { Failure, Stopped, UsageError } from './errors.js';
 import { Stack } from './stack.js';
 
@@ -11,7 +12,36 @@ const OPTIONS = {
   durable: { type: 'boolean' },
   count: { type: 'string' },
   json: { type: 'boolean' },
+  service: { type: 'string', multiple: true },
+  nameserver: { type: 'string', multiple: true },
 } as const;
+
+/** `--service` names and the nameservers to find them with (`--nameserver`, else SNAKEMQ_NAMESERVERS). */
+function discoveryOptions(values: Values): { services: string[]; nameservers: string[] } | undefined {
+  const services = [...new Set(list(values, 'service'))];
+  const given = [...new Set(list(values, 'nameserver'))];
+  if (services.length === 0) {
+    if (given.length > 0) throw new UsageError('--nameserver goes with --service', 'subscribe');
+    return undefined;
+  }
+  if (list(values, 'publisher').length > 0) throw new UsageError('give --publisher or --service, not both', 'subscribe');
+  for (const s of services) {
+    if (/\s/.test(s) || Buffer.byteLength(s, 'utf8') > 255)
+      throw new UsageError(`--service '${s}' must be a name without whitespace (at most 255 bytes)`, 'subscribe');
+  }
+  let nameservers: string[];
+  if (given.length > 0) {
+    nameservers = endpoints('subscribe', 'nameserver', given).map((e) => e.url);
+  } else {
+    try {
+      nameservers = discoveryConfig().nameservers;
+    } catch (error) {
+      throw new UsageError((error as Error).message, 'subscribe');
+    }
+  }
+  if (nameservers.length === 0) throw new UsageError('--service needs a nameserver: give --nameserver URL or set SNAKEMQ_NAMESERVERS', 'subscribe');
+  return { services, nameservers };
+}
 
 /** The data of a message as `--json` shows it: text as a string, a JSON value as it is, bytes as base64. */
 function jsonData(msg: ReceivedPubMessage): unknown {
@@ -71,8 +101,9 @@ export function pubMessageLine(msg: ReceivedPubMessage): string {
 /** `smq subscribe`: subscribes at publishers and prints what they publish on matching subjects. */
 export async function subscribe(args: string[]): Promise<void> {
   const { values } = parse('subscribe', args, OPTIONS, false);
+  const discovery = discoveryOptions(values);
   const publishers = [...new Set(list(values, 'publisher'))];
-  if (publishers.length === 0) throw new UsageError('--publisher IDENT is required (repeatable)', 'subscribe');
+  if (publishers.length === 0 && discovery === undefined) throw new UsageError('--publisher IDENT is required (repeatable), or --service NAME', 'subscribe');
   for (const p of publishers) {
     if (p === '') throw new UsageError('--publisher must not be empty', 'subscribe');
     identity('subscribe', 'publisher', p);
@@ -89,20 +120,22 @@ export async function subscribe(args: string[]): Promise<void> {
   }
   const count = integer('subscribe', values, 'count');
   const format = values.json === true ? pubMessageJson : pubMessageLine;
-  const common = commonOptions('subscribe', values);
+  // With --service, the connections come from the lookups: --listen and --connect are optional.
+  const common = commonOptions('subscribe', values, discovery === undefined);
   if (publishers.includes(common.ident)) throw new UsageError('--publisher names this peer itself (--ident)', 'subscribe');
 
   const stack = await Stack.open(common);
   const { status } = stack;
   const tty = process.stderr.isTTY === true;
   let sub: Subscriber | undefined;
+  let service: ServiceSubscriber | undefined;
+  let starting: Promise<ServiceSubscriber> | undefined;
   try {
-    sub = new Subscriber(stack.messaging, { publishers, topics, durable: values.durable === true });
     let received = 0;
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
     if (count === 0) done();
-    sub.on('message', (msg) => {
+    const onMessage = (msg: ReceivedPubMessage): void => {
       if (count !== undefined && received >= count) return;
       let line: string;
       try {
@@ -114,15 +147,38 @@ export async function subscribe(args: string[]): Promise<void> {
       received++;
       process.stdout.write(`${line}\n`);
       if (received === count) done();
-    });
-    sub.on('refused', (_publisher, error) => stack.fail(new Failure(error.message)));
-    sub.on('badFrame', (publisher, error) => status.note(`smq subscribe: bad frame from ${publisher}: ${error.message}`));
-    if (tty) {
-      sub.on('publisherConnected', (p) => status.note(`publisher ${p} connected`));
-      sub.on('subscribed', (p, t) => status.note(`subscribed at ${p}: ${t.map((x) => (x === '' ? "'' (all subjects)" : x)).join(' ')}`));
-      sub.on('publisherLost', (p) => status.note(`publisher ${p} lost; subscribing again when it is back`));
+    };
+    const showTopics = (t: readonly string[]): string => t.map((x) => (x === '' ? "'' (all subjects)" : x)).join(' ');
+    if (discovery === undefined) {
+      sub = new Subscriber(stack.messaging, { publishers, topics, durable: values.durable === true });
+      sub.on('message', onMessage);
+      sub.on('refused', (_publisher, error) => stack.fail(new Failure(error.message)));
+      sub.on('badFrame', (publisher, error) => status.note(`smq subscribe: bad frame from ${publisher}: ${error.message}`));
+      if (tty) {
+        sub.on('publisherConnected', (p) => status.note(`publisher ${p} connected`));
+        sub.on('subscribed', (p, t) => status.note(`subscribed at ${p}: ${showTopics(t)}`));
+        sub.on('publisherLost', (p) => status.note(`publisher ${p} lost; subscribing again when it is back`));
+      }
     }
     await stack.start();
+    if (discovery !== undefined) {
+      starting = ServiceSubscriber.start(stack.peer, { ...discovery, topics, durable: values.durable === true });
+      const s = (service = await stack.until(starting, (seconds) => {
+        throw new Failure(`timed out after ${seconds} s: no nameserver answered`);
+      }));
+      s.on('message', onMessage);
+      s.subscriber.on('refused', (_publisher, error) => stack.fail(new Failure(error.message)));
+      s.subscriber.on('badFrame', (publisher, error) => status.note(`smq subscribe: bad frame from ${publisher}: ${error.message}`));
+      s.on('lookupFailed', (error) => status.note(`smq subscribe: lookup failed: ${error.message}`));
+      s.on('publisherRefused', (entry, reason) => status.note(`smq subscribe: not subscribing at ${entry.identity}: ${reason}`));
+      if (s.lookupError !== undefined) status.note(`smq subscribe: no nameserver answered yet (${s.lookupError.message}); still trying`);
+      if (tty) {
+        s.on('publisherFound', (e) => status.note(`publisher ${e.identity} found (${e.services.join(' ')}) at ${e.endpoints.join(' ')}`));
+        s.on('publisherExpired', (p) => status.note(`publisher ${p} expired`));
+        s.on('subscribed', (p) => status.note(`subscribed at ${p}: ${showTopics(topics)}`));
+        for (const p of s.publishers) status.note(`publisher ${p} found`);
+      }
+    }
     try {
       await stack.until(finished, (seconds) => {
         if (count === undefined) return; // --timeout alone: subscribe that long
@@ -135,6 +191,9 @@ export async function subscribe(args: string[]): Promise<void> {
     }
   } finally {
     await sub?.close();
+    await service?.close();
     await stack.close();
+    // Interrupted while the first lookup was still waiting: close it when it ends (the process exits anyway).
+    if (service === undefined) void starting?.then((s) => s.close()).catch(() => undefined);
   }
 }

@@ -1,0 +1,168 @@
+/**
+ * `smq nameserver`, `smq lookup`, and `smq publish/subscribe --service`, as
+ * child processes over real sockets on 127.0.0.1. Never multicast: the
+ * nameservers run with --no-multicast on an ephemeral UDP port of 127.0.0.1,
+ * publishers register by RPC (--nameserver) or announce by unicast (--announce-to).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Smq, closedPort, jsonLines, killAll, smq } from './helpers.js';
+
+afterEach(() => killAll());
+
+const SLOW = 30_000;
+/** Nothing here may inherit a nameserver from the environment. */
+const ENV = { ...process.env, SNAKEMQ_NAMESERVERS: '' };
+
+/** A nameserver on free ports of 127.0.0.1; resolves with its listener URL and UDP port. */
+async function nameserver(): Promise<{ ns: Smq; url: string; udpPort: number }> {
+  const ns = new Smq(['nameserver', '--listen', 'tcp://127.0.0.1:0', '--no-multicast', '--udp-host', '127.0.0.1', '--udp-port', '0'], ENV);
+  const url = await ns.listeningUrl();
+  const udp = await ns.waitStderr(/^udp on 127\.0\.0\.1:(\d+)$/m);
+  return { ns, url, udpPort: Number(udp[1]) };
+}
+
+describe('smq nameserver, lookup, publish/subscribe --service', () => {
+  it(
+    'a subscriber started first finds the publisher that registers later; the nameserver logs it and stops on SIGTERM',
+    async () => {
+      const { ns, url } = await nameserver();
+      const sub = new Smq(['subscribe', '--ident', 'alice', '--service', 'radar', '--nameserver', url, '--count', '3', '--json', '--timeout', '20'], ENV);
+      // The subscriber is up and at the nameserver before the publisher exists.
+      await ns.waitStderr(/^connected to alice$/m);
+      await sub.waitStderr(/^connected to nameserver$/m);
+      const pub = await smq(
+        [
+          'publish',
+          '--ident',
+          'bob',
+          '--service',
+          'radar',
+          '--listen',
+          'tcp://127.0.0.1:0',
+          '--nameserver',
+          url,
+          '--subject',
+          '/radar/scan',
+          '--wait-subscribers',
+          '1',
+          '--timeout',
+          '20',
+          'a',
+          'b',
+          'c',
+        ],
+        ENV,
+      );
+      expect(pub.code, pub.stderr).toBe(0);
+      const bobUrl = /^listening on (\S+)$/m.exec(pub.stderr)![1]!;
+      const { code, stdout, stderr } = await sub.result();
+      expect(code, stderr).toBe(0);
+      expect(jsonLines(stdout).map((l) => [l.subject, l.data, l.from])).toEqual([
+        ['/radar/scan', 'a', 'bob'],
+        ['/radar/scan', 'b', 'bob'],
+        ['/radar/scan', 'c', 'bob'],
+      ]);
+      // Not a terminal: no status lines of the subscriber's own.
+      expect(stderr).not.toMatch(/publisher bob found/);
+      // The publisher unregistered when it left.
+      await ns.waitStderr(/^unregistered bob \(radar\)$/m);
+      expect(ns.stderr).toMatch(new RegExp(`^registered bob \\(radar\\) at ${bobUrl.replace(/[.]/g, '\\.')} from rpc:bob$`, 'm'));
+      ns.proc.kill('SIGTERM');
+      const done = await ns.result();
+      expect(done.code, done.stderr).toBe(0);
+      expect(done.stdout).toBe('');
+    },
+    SLOW,
+  );
+
+  it(
+    'lookup prints the entries as JSON lines: registered by RPC and announced by unicast UDP',
+    async () => {
+      const { ns, url, udpPort } = await nameserver();
+      const waiting = ['--listen', 'tcp://127.0.0.1:0', '--subject', '/radar', '--wait-subscribers', '1', '--timeout', '20', 'x'];
+      const bob = new Smq(['publish', '--ident', 'bob', '--service', 'radar', '--alias', 'wx', '--nameserver', url, ...waiting], ENV);
+      const carol = new Smq(['publish', '--ident', 'carol', '--service', 'radar', '--announce-to', `127.0.0.1:${udpPort}`, ...waiting], ENV);
+      const [bobUrl, carolUrl] = await Promise.all([bob.listeningUrl(), carol.listeningUrl()]);
+      await ns.waitStderr(/^registered bob \(radar wx\) at \S+ from rpc:bob$/m);
+      await ns.waitStderr(/^registered carol \(radar\) at \S+ from udp:127\.0\.0\.1:\d+$/m);
+
+      const [radar, wx, all, none] = await Promise.all([
+        smq(['lookup', '--nameserver', url, 'radar'], ENV),
+        smq(['lookup', '--nameserver', url, '--ident', 'looker', 'wx'], ENV),
+        smq(['lookup', '--nameserver', url], ENV),
+        smq(['lookup', '--nameserver', url, 'nothing-here'], ENV),
+      ]);
+      for (const r of [radar, wx, all, none]) expect(r.code, r.stderr).toBe(0);
+      const entries = jsonLines(radar.stdout);
+      expect(entries.map((e) => Object.keys(e))).toEqual([
+        ['identity', 'services', 'endpoints', 'version', 'receivedAt', 'source'],
+        ['identity', 'services', 'endpoints', 'version', 'receivedAt', 'source'],
+      ]);
+      expect(entries).toMatchObject([
+        { identity: 'bob', services: ['radar', 'wx'], endpoints: [bobUrl], version: 'v1.2', source: 'rpc:bob' },
+        { identity: 'carol', services: ['radar'], endpoints: [carolUrl], version: 'v1.2' },
+      ]);
+      expect(entries[1]!.source).toMatch(/^udp:127\.0\.0\.1:\d+$/);
+      expect(jsonLines(wx.stdout).map((e) => e.identity)).toEqual(['bob']);
+      expect(jsonLines(all.stdout).map((e) => e.identity)).toEqual(['bob', 'carol']);
+      expect(none.stdout).toBe('');
+
+      // Interrupted, a registered publisher still unregisters.
+      bob.proc.kill('SIGTERM');
+      expect(await bob.exited).toBe(143);
+      await ns.waitStderr(/^unregistered bob \(radar wx\)$/m);
+    },
+    SLOW,
+  );
+
+  it(
+    'lookup exits 1 when no nameserver answers in time',
+    async () => {
+      const r = await smq(['lookup', '--nameserver', `tcp://127.0.0.1:${await closedPort()}`, '--timeout', '1', 'radar'], ENV);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/smq lookup: no nameserver answered within 1 s/);
+    },
+    SLOW,
+  );
+
+  it(
+    'bad usage exits 2 with a message; help describes the commands',
+    async () => {
+      const ns = 'tcp://127.0.0.1:5557';
+      const pub = ['publish', '--ident', 'bob', '--subject', '/a'];
+      const cases: [string[], RegExp][] = [
+        [[...pub, '--connect', ns, '--service', 'radar', '--nameserver', ns, 'x'], /--service needs a --listen URL/],
+        [[...pub, '--listen', 'tcp://127.0.0.1:0', '--alias', 'wx', 'x'], /--alias goes with --service/],
+        [[...pub, '--listen', 'tcp://127.0.0.1:0', '--service', 'radar', '--nameserver', ns, '--announce-to', '127.0.0.1:1', 'x'], /not both/],
+        [[...pub, '--listen', 'tcp://127.0.0.1:0', '--service', 'two words', '--nameserver', ns, 'x'], /--service/],
+        [['subscribe', '--ident', 'alice', '--service', 'radar'], /--service needs a nameserver/],
+        [['subscribe', '--ident', 'alice', '--service', 'radar', '--publisher', 'bob', '--nameserver', ns], /--publisher or --service, not both/],
+        [['subscribe', '--ident', 'alice', '--service', 'radar', '--nameserver', 'http://x'], /--nameserver/],
+        [['lookup', 'radar'], /--nameserver URL is required/],
+        [['nameserver', '--udp-host', 'localhost'], /--udp-host must be an IPv4 address/],
+        [['nameserver', '--max-age', '0'], /--max-age must be a number of seconds/],
+      ];
+      const [main, nsHelp, lookupHelp, pubHelp, ...results] = await Promise.all([
+        smq(['--help']),
+        smq(['nameserver', '--help']),
+        smq(['help', 'lookup']),
+        smq(['publish', '--help']),
+        ...cases.map(([args]) => smq(args, ENV)),
+      ]);
+      results.forEach((r, i) => {
+        const what = cases[i]![0].join(' ');
+        expect(r.code, `${what}\n${r.stderr}`).toBe(2);
+        expect(r.stderr, what).toMatch(cases[i]![1]);
+        expect(r.stderr).toMatch(/Try 'smq (publish|subscribe|lookup|nameserver) --help'/);
+        expect(r.stdout).toBe('');
+      });
+      expect(main!.stdout).toMatch(/nameserver +run a nameserver[\s\S]*lookup +ask nameservers/);
+      expect(nsHelp!.stdout).toMatch(/^Usage: smq nameserver/);
+      expect(nsHelp!.stdout).toContain('--no-multicast');
+      expect(lookupHelp!.stdout).toMatch(/^Usage: smq lookup/);
+      expect(pubHelp!.stdout).toContain('--announce-to HOST:PORT');
+    },
+    SLOW,
+  );
+});
