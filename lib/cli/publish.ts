@@ -10,6 +10,7 @@ import {
   type AnnounceTarget,
 } from '../discovery/index.js';
 import { AnnouncementError, NameserverError } from '../errors.js';
+import { parseEndpoint } from '../link/index.js';
 import { DEFAULT_MAX_PACKET_SIZE } from '../packeter/index.js';
 import { encodePostTroll, MAX_WORD_BYTES, PubMessage, Publisher, type PubData, type PubJson, type Publication, type PublishResult } from '../pubsub/index.js';
 import {
@@ -87,15 +88,23 @@ function announceOptions(values: Values, common: CommonOptions): Announce | unde
   } catch (error) {
     throw new UsageError((error as Error).message.replace(/^announcement: /, '--service/--alias/--ident: '), 'publish');
   }
-  if (nameservers.length > 0) return { kind: 'nameservers', services, nameservers: endpoints('publish', 'nameserver', nameservers).map((e) => e.url) };
   if (targets.length > 0) return { kind: 'udp', services, targets: targets.map(announceTarget) };
-  let configured: string[];
-  try {
-    configured = discoveryConfig().nameservers;
-  } catch (error) {
-    throw new UsageError((error as Error).message, 'publish');
+  let urls: string[];
+  if (nameservers.length > 0) {
+    urls = endpoints('publish', 'nameserver', nameservers).map((e) => e.url);
+  } else {
+    try {
+      urls = discoveryConfig().nameservers;
+    } catch (error) {
+      throw new UsageError((error as Error).message, 'publish');
+    }
   }
-  return configured.length > 0 ? { kind: 'nameservers', services, nameservers: configured } : { kind: 'multicast', services };
+  if (urls.length === 0) return { kind: 'multicast', services };
+  const tlsCount = urls.filter((u) => parseEndpoint(u).tls).length;
+  if (tlsCount > 0 && tlsCount < urls.length && !common.listen.some((e) => e.tls) && !common.connect.some((e) => e.tls)) {
+    throw new UsageError('tls:// and plain nameservers together need a tls:// --listen or --connect (for the TLS settings)', 'publish');
+  }
+  return { kind: 'nameservers', services, nameservers: urls };
 }
 
 /** The default message type (PostTroll's usual one). */
@@ -262,7 +271,11 @@ async function startAnnouncing(stack: Stack, common: CommonOptions, announce: An
   const { status } = stack;
   const tty = process.stderr.isTTY === true;
   if (announce.kind === 'nameservers') {
-    const tls = connectorTls(common);
+    // The connectors to the nameservers share one set of options: TLS ones get the --tls-* files (or Node's CAs).
+    const tls =
+      announce.nameservers.every((u) => parseEndpoint(u).tls) && !stack.peer.listening.some((u) => parseEndpoint(u).tls)
+        ? (connectorTls(common) ?? {})
+        : undefined;
     let client: NameserverClient;
     try {
       client = new NameserverClient(stack.peer, { nameservers: announce.nameservers, ...(tls !== undefined && { connect: { tls } }) });

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { discoveryConfig, ServiceSubscriber } from '../discovery/index.js';
+import { parseEndpoint } from '../link/index.js';
 import { encodePostTroll, parseFilter, Subscriber, type ReceivedPubMessage } from '../pubsub/index.js';
 import { COMMON_OPTIONS, commonOptions, endpoints, identity, integer, list, parse, type Values } from './args.js';
 import { Failure, Stopped, UsageError } from './errors.js';
@@ -122,6 +123,10 @@ export async function subscribe(args: string[]): Promise<void> {
   const format = values.json === true ? pubMessageJson : pubMessageLine;
   // With --service, the connections come from the lookups: --listen and --connect are optional.
   const common = commonOptions('subscribe', values, discovery === undefined);
+  if (discovery !== undefined && discovery.nameservers.some((u) => parseEndpoint(u).tls) && ![...common.listen, ...common.connect].some((e) => e.tls)) {
+    // ServiceSubscriber connects to the nameservers with the peer's TLS settings, which come from TLS endpoints only.
+    throw new UsageError('a tls:// nameserver needs a tls:// --listen too (e.g. tls://127.0.0.1:0: the TLS settings come from it)', 'subscribe');
+  }
   if (publishers.includes(common.ident)) throw new UsageError('--publisher names this peer itself (--ident)', 'subscribe');
 
   const stack = await Stack.open(common);
