@@ -166,25 +166,27 @@ export async function subscribe(args: string[]): Promise<void> {
       }
     }
     await stack.start();
-    if (discovery !== undefined) {
-      starting = ServiceSubscriber.start(stack.peer, { ...discovery, topics, durable: values.durable === true });
-      const s = (service = await stack.until(starting, (seconds) => {
-        throw new Failure(`timed out after ${seconds} s: no nameserver answered`);
-      }));
-      s.on('message', onMessage);
-      s.subscriber.on('refused', (_publisher, error) => stack.fail(new Failure(error.message)));
-      s.subscriber.on('badFrame', (publisher, error) => status.note(`smq subscribe: bad frame from ${publisher}: ${error.message}`));
-      s.on('lookupFailed', (error) => status.note(`smq subscribe: lookup failed: ${error.message}`));
-      s.on('publisherRefused', (entry, reason) => status.note(`smq subscribe: not subscribing at ${entry.identity}: ${reason}`));
-      if (s.lookupError !== undefined) status.note(`smq subscribe: no nameserver answered yet (${s.lookupError.message}); still trying`);
-      if (tty) {
-        s.on('publisherFound', (e) => status.note(`publisher ${e.identity} found (${e.services.join(' ')}) at ${e.endpoints.join(' ')}`));
-        s.on('publisherExpired', (p) => status.note(`publisher ${p} expired`));
-        s.on('subscribed', (p) => status.note(`subscribed at ${p}: ${showTopics(topics)}`));
-        for (const p of s.publishers) status.note(`publisher ${p} found`);
-      }
-    }
     try {
+      if (discovery !== undefined) {
+        starting = ServiceSubscriber.start(stack.peer, { ...discovery, topics, durable: values.durable === true });
+        const s = (service = await stack.until<ServiceSubscriber | undefined>(starting, (seconds) => {
+          if (count === undefined) return undefined; // --timeout alone: subscribe that long
+          throw new Failure(`timed out after ${seconds} s: 0 of ${count} messages received (no nameserver answered)`);
+        }));
+        if (s === undefined) return;
+        s.on('message', onMessage);
+        s.subscriber.on('refused', (_publisher, error) => stack.fail(new Failure(error.message)));
+        s.subscriber.on('badFrame', (publisher, error) => status.note(`smq subscribe: bad frame from ${publisher}: ${error.message}`));
+        s.on('lookupFailed', (error) => status.note(`smq subscribe: lookup failed: ${error.message}`));
+        s.on('publisherRefused', (entry, reason) => status.note(`smq subscribe: not subscribing at ${entry.identity}: ${reason}`));
+        if (s.lookupError !== undefined) status.note(`smq subscribe: no nameserver answered yet (${s.lookupError.message}); still trying`);
+        if (tty) {
+          s.on('publisherFound', (e) => status.note(`publisher ${e.identity} found (${e.services.join(' ')}) at ${e.endpoints.join(' ')}`));
+          s.on('publisherExpired', (p) => status.note(`publisher ${p} expired`));
+          s.on('subscribed', (p) => status.note(`subscribed at ${p}: ${showTopics(topics)}`));
+          for (const p of s.publishers) status.note(`publisher ${p} found`);
+        }
+      }
       await stack.until(finished, (seconds) => {
         if (count === undefined) return; // --timeout alone: subscribe that long
         throw new Failure(`timed out after ${seconds} s: ${received} of ${count} messages received`);
