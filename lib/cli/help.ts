@@ -1,4 +1,4 @@
-const COMMON = `Peer options (listen, send, call, serve, publish, subscribe; nameserver and lookup take some):
+const COMMON = `Peer options (listen, send, call, serve, publish, subscribe):
   --ident NAME         this peer's identity (required, at most 50 characters)
   --listen URL         accept connections on URL (repeatable); the bound URL is
                        printed on stderr as 'listening on URL' (port 0 = any free port)
@@ -24,15 +24,15 @@ Command-line peer of snakemq-ts: brokerless, symmetric peer-to-peer messaging,
 wire-compatible with Python snakeMQ 1.6. Any peer can listen and connect.
 
 Commands:
-  listen    print the messages peers send to this identity
-  send      send messages to a peer and wait until they are delivered
-  call      call a method of an object served by a peer's RpcServer
-  serve     serve an example RPC object (calc) to call with 'smq call'
-  publish   publish messages on a subject to this peer's subscribers
-  subscribe subscribe at publishers and print what they publish
-  nameserver  run a nameserver: publishers register there, subscribers find them
-  lookup    ask nameservers which publishers offer a service
-  certs     create a CA and certificates for mutual TLS
+  listen      print the messages peers send to this identity
+  send        send messages to a peer and wait until they are delivered
+  call        call a method of an object served by a peer's RpcServer
+  serve       serve an example RPC object (calc) to call with 'smq call'
+  publish     publish messages on a subject to this peer's subscribers
+  subscribe   subscribe at publishers and print what they publish
+  nameserver  run a nameserver: publishers register, subscribers find them
+  lookup      ask nameservers which publishers offer a service
+  certs       create a CA and certificates for mutual TLS
 
 Run 'smq <command> --help' for a command's options.
 
@@ -174,7 +174,8 @@ ${EXIT}
   publish: `Usage: smq publish --ident NAME (--listen URL | --connect URL)... --subject SUBJECT
                 [--type TYPE] [[--json] DATA... | --count N [--size BYTES]]
                 [--interval SECONDS] [--wait-subscribers K]
-                [--service NAME [--alias NAME]... [--nameserver URL... | --announce-to HOST:PORT...]]
+                [--service NAME [--alias NAME]...
+                 [--nameserver URL... | --announce-to HOST:PORT...]]
                 [options]
 
 Publishes each DATA argument (text; use -- before one starting with '-'), or
@@ -199,7 +200,7 @@ Options:
                        subscribed (with --timeout: exit 1 if they are not in time)
   --timeout SECONDS    time limit of the whole command (exit 1 when reached)
 
-Discovery (subscribers find the publisher by service name, 'smq subscribe --service'):
+Discovery (subscribers find the publisher by name: 'smq subscribe --service'):
   --service NAME       announce this publisher as NAME: its identity, its bound
                        --listen URLs (needed) and NAME with the aliases
   --alias NAME         another name to be found by (repeatable)
@@ -247,7 +248,7 @@ connecting and being lost (with --service: found and expired), and confirmed
 subscriptions, are shown there.
 
 Options:
-  --publisher IDENT    a publisher's identity (required without --service, repeatable)
+  --publisher IDENT    a publisher's identity (repeatable; required without --service)
   --service NAME       instead of --publisher: subscribe at every publisher of
                        service (or alias) NAME that the nameservers know, now
                        or later (repeatable; '' = every service); publishers
