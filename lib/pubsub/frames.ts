@@ -94,11 +94,27 @@ export interface FrameLimits {
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function text(buf: Buffer, start: number, end: number, what: string): string {
+  // Buffer's own UTF-8 decoding is the fast path; it replaces bad sequences with U+FFFD, so only
+  // a string holding one is decoded again strictly (a real U+FFFD passes, invalid UTF-8 does not).
+  const s = buf.toString('utf8', start, end);
+  if (s.indexOf('\uFFFD') < 0) return s;
   try {
     return UTF8.decode(buf.subarray(start, end));
   } catch (err) {
     throw new PubSubFrameError(`${what} is not valid UTF-8`, { cause: err });
   }
+}
+
+/** Whether `s` is a non-empty word without Python's whitespace (PostTroll's rule for subject, type, sender and version). */
+export function isWord(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c === 0x85 || c === 0xa0) return false;
+    if (c >= 0x1680 && (c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000))
+      return false;
+  }
+  return true;
 }
 
 /** Whether `data` starts with `prefix` (an ASCII string of 6 characters). */
@@ -199,72 +215,118 @@ export const MAX_SUBJECT_BYTES = 0xffff;
 export const MAX_WORD_BYTES = 0xff;
 
 /**
+ * The bytes of a published frame from its prefix to its version (the kind
+ * byte left 0): what stays the same from one message to the next on a
+ * subject, so a publisher encodes it once per subject and type.
+ * @throws PubMessageError when the subject, type, sender or version is too long for the frame.
+ */
+export function encodePublishedHead(subject: string, type: string, sender: Buffer, version: string | undefined): Buffer {
+  const subjectLen = Buffer.byteLength(subject, 'utf8');
+  const typeLen = Buffer.byteLength(type, 'utf8');
+  const versionLen = version === undefined ? 0 : Buffer.byteLength(version, 'utf8');
+  if (subjectLen > MAX_SUBJECT_BYTES) throw new PubMessageError(`Invalid subject: ${subjectLen} bytes, over ${MAX_SUBJECT_BYTES}`);
+  if (typeLen > MAX_WORD_BYTES) throw new PubMessageError(`Invalid type: ${typeLen} bytes, over ${MAX_WORD_BYTES}`);
+  if (versionLen > MAX_WORD_BYTES) throw new PubMessageError(`Invalid version: ${versionLen} bytes, over ${MAX_WORD_BYTES}`);
+  if (sender.length > MAX_WORD_BYTES) throw new PubMessageError(`Invalid sender: ${sender.length} bytes, over ${MAX_WORD_BYTES}`);
+  const head = Buffer.allocUnsafe(PREFIX_LENGTH + 1 + 2 + subjectLen + 1 + typeLen + 1 + sender.length + 1 + versionLen);
+  head.write(PUBLISH_PREFIX, 0, 'latin1');
+  head[6] = 0;
+  let off = 7;
+  head.writeUInt16BE(subjectLen, off);
+  off += 2 + head.write(subject, off + 2, 'utf8');
+  head[off] = typeLen;
+  off += 1 + head.write(type, off + 1, 'utf8');
+  head[off] = sender.length;
+  off += 1 + sender.copy(head, off + 1);
+  head[off] = versionLen;
+  if (versionLen) head.write(version!, off + 1, 'utf8');
+  return head;
+}
+
+/** A published frame from a head ({@link encodePublishedHead}), the time and the data: one buffer that every subscriber's message shares. */
+export function encodePublishedWith(head: Buffer, kind: DataKind, timeMs: number, micros: number, data: Uint8Array | string): Buffer {
+  const encoding = kind === DataKind.BinaryString ? 'latin1' : 'utf8';
+  const dataLen = typeof data === 'string' ? Buffer.byteLength(data, encoding) : data.byteLength;
+  const off = head.length;
+  const buf = Buffer.allocUnsafe(off + 10 + dataLen);
+  head.copy(buf, 0);
+  buf[6] = kind;
+  buf.writeDoubleBE(timeMs, off);
+  buf.writeUInt16BE(micros, off + 8);
+  if (typeof data === 'string') buf.write(data, off + 10, encoding);
+  else buf.set(data, off + 10);
+  return buf;
+}
+
+/**
  * Encodes a published frame: one buffer, written once, that every
  * subscriber's message shares.
  * @throws PubMessageError when the subject, type, sender or version is too long for the frame.
  */
 export function encodePublished(h: PublishHeader, kind: DataKind, data: Uint8Array | string): Buffer {
-  const subjectLen = Buffer.byteLength(h.subject, 'utf8');
-  const typeLen = Buffer.byteLength(h.type, 'utf8');
-  const versionLen = h.version === undefined ? 0 : Buffer.byteLength(h.version, 'utf8');
-  if (subjectLen > MAX_SUBJECT_BYTES) throw new PubMessageError(`Invalid subject: ${subjectLen} bytes, over ${MAX_SUBJECT_BYTES}`);
-  if (typeLen > MAX_WORD_BYTES) throw new PubMessageError(`Invalid type: ${typeLen} bytes, over ${MAX_WORD_BYTES}`);
-  if (versionLen > MAX_WORD_BYTES) throw new PubMessageError(`Invalid version: ${versionLen} bytes, over ${MAX_WORD_BYTES}`);
-  if (h.sender.length > MAX_WORD_BYTES) throw new PubMessageError(`Invalid sender: ${h.sender.length} bytes, over ${MAX_WORD_BYTES}`);
-  const encoding = kind === DataKind.BinaryString ? 'latin1' : 'utf8';
-  const dataLen = typeof data === 'string' ? Buffer.byteLength(data, encoding) : data.byteLength;
-  const head = PREFIX_LENGTH + 1 + 2 + subjectLen + 1 + typeLen + 1 + h.sender.length + 1 + versionLen + 10;
-  const buf = Buffer.allocUnsafe(head + dataLen);
-  buf.write(PUBLISH_PREFIX, 0, 'latin1');
-  buf[6] = kind;
-  let off = 7;
-  buf.writeUInt16BE(subjectLen, off);
-  off += 2 + buf.write(h.subject, off + 2, 'utf8');
-  buf[off] = typeLen;
-  off += 1 + buf.write(h.type, off + 1, 'utf8');
-  buf[off] = h.sender.length;
-  off += 1 + h.sender.copy(buf, off + 1);
-  buf[off] = versionLen;
-  off += 1 + (versionLen ? buf.write(h.version!, off + 1, 'utf8') : 0);
-  buf.writeDoubleBE(h.timeMs, off);
-  buf.writeUInt16BE(h.micros, off + 8);
-  off += 10;
-  if (typeof data === 'string') buf.write(data, off, encoding);
-  else buf.set(data, off);
-  return buf;
+  return encodePublishedWith(encodePublishedHead(h.subject, h.type, h.sender, h.version), kind, h.timeMs, h.micros, data);
 }
 
 /**
  * Decodes a published frame's header; the data stays a view of `data`.
  * @throws PubSubFrameError when truncated, of unknown kind, with a bad time or text that is not UTF-8.
  */
-export function decodePublished(data: Buffer): PublishedFrame {
+export function decodePublished(data: Buffer, cache?: HeadCache): PublishedFrame {
   const n = data.length;
   if (n < PREFIX_LENGTH + 3) throw new PubSubFrameError(`published frame truncated: ${n} bytes`);
   const kind = data[6]! as DataKind;
   if (kind > MAX_KIND) throw new PubSubFrameError(`published frame of unknown data kind ${kind}`);
-  let off = 7;
-  const subjectLen = data.readUInt16BE(off);
-  off += 2;
-  if (off + subjectLen + 1 > n) throw new PubSubFrameError('published frame truncated in its subject');
-  const subject = text(data, off, off + subjectLen, 'subject');
-  off += subjectLen;
-  const typeLen = data[off++]!;
-  if (off + typeLen + 1 > n) throw new PubSubFrameError('published frame truncated in its type');
-  const type = text(data, off, off + typeLen, 'type');
-  off += typeLen;
-  const senderLen = data[off++]!;
-  if (off + senderLen + 1 > n) throw new PubSubFrameError('published frame truncated in its sender');
-  const sender = text(data, off, off + senderLen, 'sender');
-  off += senderLen;
-  const versionLen = data[off++]!;
-  if (off + versionLen + 10 > n) throw new PubSubFrameError('published frame truncated in its version or time');
-  const version = versionLen === 0 ? undefined : text(data, off, off + versionLen, 'version');
-  off += versionLen;
+  // The lengths first: they say where the head (subject to version) ends, and whether it is all there.
+  const subjectLen = data.readUInt16BE(7);
+  const typeAt = 9 + subjectLen;
+  if (typeAt + 1 > n) throw new PubSubFrameError('published frame truncated in its subject');
+  const typeLen = data[typeAt]!;
+  const senderAt = typeAt + 1 + typeLen;
+  if (senderAt + 1 > n) throw new PubSubFrameError('published frame truncated in its type');
+  const senderLen = data[senderAt]!;
+  const versionAt = senderAt + 1 + senderLen;
+  if (versionAt + 1 > n) throw new PubSubFrameError('published frame truncated in its sender');
+  const versionLen = data[versionAt]!;
+  const off = versionAt + 1 + versionLen;
+  if (off + 10 > n) throw new PubSubFrameError('published frame truncated in its version or time');
+  let head: DecodedHead;
+  if (cache !== undefined && cache.bytes !== null && cache.bytes.length === off - 7 && data.compare(cache.bytes, 0, cache.bytes.length, 7, off) === 0) {
+    head = cache.head!;
+  } else {
+    head = {
+      subject: text(data, 9, typeAt, 'subject'),
+      type: text(data, typeAt + 1, senderAt, 'type'),
+      sender: text(data, senderAt + 1, versionAt, 'sender'),
+      version: versionLen === 0 ? undefined : text(data, versionAt + 1, off, 'version'),
+    };
+    if (cache !== undefined && off - 7 <= MAX_CACHED_HEAD) {
+      cache.bytes = Buffer.from(data.subarray(7, off));
+      cache.head = head;
+    }
+  }
   const timeMs = data.readDoubleBE(off);
   const micros = data.readUInt16BE(off + 8);
-  off += 10;
   if (!Number.isFinite(timeMs) || Math.abs(timeMs) > 8.64e15 || micros > 999) throw new PubSubFrameError('published frame with an invalid time');
-  if (kind === DataKind.None && off !== n) throw new PubSubFrameError('published frame without data has bytes after its header');
-  return { kind, subject, type, sender, version, timeMs, micros, data: data.subarray(off) };
+  if (kind === DataKind.None && off + 10 !== n) throw new PubSubFrameError('published frame without data has bytes after its header');
+  return { kind, subject: head.subject, type: head.type, sender: head.sender, version: head.version, timeMs, micros, data: data.subarray(off + 10) };
+}
+
+interface DecodedHead {
+  readonly subject: string;
+  readonly type: string;
+  readonly sender: string;
+  readonly version: string | undefined;
+}
+
+/** Longest head kept by a {@link HeadCache}. */
+const MAX_CACHED_HEAD = 1024;
+
+/**
+ * The last head decoded from one publisher: a publisher repeats its subject,
+ * type, sender and version, so their bytes are compared with the last ones
+ * (one `compare`) instead of being decoded again.
+ */
+export class HeadCache {
+  bytes: Buffer | null = null;
+  head: DecodedHead | null = null;
 }

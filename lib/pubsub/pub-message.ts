@@ -187,6 +187,7 @@ export interface PubMessageInit {
 }
 
 let trustedData = false;
+let trustedWords = false;
 
 /**
  * One PostTroll message. Immutable once built; the constructor validates what PostTroll's
@@ -216,16 +217,22 @@ export class PubMessage {
   constructor(init: PubMessageInit) {
     if (init === null || typeof init !== 'object') throw new PubMessageError('Invalid message: init must be an object');
     const { subject, type, sender, time, micros, version, data = '' } = init;
-    checkWord('subject', subject);
-    checkWord('type', type);
-    if (sender !== undefined) checkWord('sender', sender);
-    if (version !== undefined) checkWord('version', version);
+    if (!trustedWords) {
+      checkWord('subject', subject);
+      checkWord('type', type);
+      if (sender !== undefined) checkWord('sender', sender);
+      if (version !== undefined) checkWord('version', version);
+    }
     this.subject = subject;
     this.type = type;
     this.#sender = sender;
     this.version = version;
 
-    if (time === undefined || time instanceof Date) {
+    if (trustedWords && time instanceof Date) {
+      // Decoded from a frame: a finite time and micros in 0..999, checked there.
+      this.time = time;
+      this.micros = micros ?? 0;
+    } else if (time === undefined || time instanceof Date) {
       const dt = new PubDateTime(time ?? new Date(), { micros: micros ?? 0 });
       this.time = dt.date;
       this.micros = dt.micros;
@@ -402,13 +409,18 @@ export function decodeJsonData(body: string, reviveString: ((value: string) => P
   }
 }
 
-/** @internal Builds a message from fields already checked (decoded from a frame): the JSON data is not validated again. */
-export function trustedPubMessage<T extends PubMessage>(make: () => T): T {
+/**
+ * @internal Builds a message from fields already checked (decoded from a frame): the JSON data is
+ * not validated again, nor (with `words`) the subject, type, sender and version.
+ */
+export function trustedPubMessage<T extends PubMessage>(make: () => T, words = false): T {
   trustedData = true;
+  trustedWords = words;
   try {
     return make();
   } finally {
     trustedData = false;
+    trustedWords = false;
   }
 }
 

@@ -16,7 +16,8 @@ import {
   SUB_FLAG_REJECT,
   decodeSubscribe,
   encodeConfirm,
-  encodePublished,
+  encodePublishedHead,
+  encodePublishedWith,
   type PublishHeader,
 } from './frames.js';
 import { publisherOptions, type PublisherOptions, type ResolvedPublisherOptions, type SubscriberInfo } from './options.js';
@@ -89,6 +90,12 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   private readonly sender: Buffer;
   private readonly unhook: () => void;
   private durableCount = 0;
+  /** Bumped on every change of the index, so that {@link matchesOf} knows its cached answer is stale. */
+  private indexVersion = 0;
+  private matchSubject: string | null = null;
+  private matchVersion = -1;
+  private matchList: readonly SubscriberQueue[] = [];
+  private headCache: { subject: string; type: string; sender: Buffer; version: string | undefined; head: Buffer } | null = null;
   private isClosed = false;
   private saving: Promise<void> = Promise.resolve();
   private pendingSave: Promise<void> | null = null;
@@ -194,14 +201,31 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   private fanOut(header: PublishHeader, kind: DataKind, data: Uint8Array | string): Publication {
     if (this.isClosed) throw new ClosedError('Publisher closed');
     // Encoded once (also without subscribers: a field too long throws either way); the same bytes go to every subscriber.
-    const frame = encodePublished(header, kind, data);
-    const to: SubscriberQueue[] = [];
-    const copies: Copy[] = [];
-    this.index.forEachMatch(header.subject, (q) => {
-      to.push(q);
-      copies.push(q.deliver(frame));
-    });
+    const frame = encodePublishedWith(this.headOf(header), kind, header.timeMs, header.micros, data);
+    const to = this.matchesOf(header.subject);
+    const copies: Copy[] = new Array<Copy>(to.length);
+    for (let i = 0; i < to.length; i++) copies[i] = to[i]!.deliver(frame);
     return new Publication(to, copies);
+  }
+
+  /** The frame head of the last subject, type, sender and version, kept: publishers repeat them. */
+  private headOf(h: PublishHeader): Buffer {
+    const c = this.headCache;
+    if (c !== null && c.subject === h.subject && c.type === h.type && c.sender === h.sender && c.version === h.version) return c.head;
+    const head = encodePublishedHead(h.subject, h.type, h.sender, h.version);
+    this.headCache = { subject: h.subject, type: h.type, sender: h.sender, version: h.version, head };
+    return head;
+  }
+
+  /** The subscribers matching `subject`: the last answer is kept until the subject or a subscription changes (never mutated: publications hold it). */
+  private matchesOf(subject: string): readonly SubscriberQueue[] {
+    if (subject === this.matchSubject && this.matchVersion === this.indexVersion) return this.matchList;
+    const list: SubscriberQueue[] = [];
+    this.index.forEachMatch(subject, (q) => list.push(q));
+    this.matchSubject = subject;
+    this.matchVersion = this.indexVersion;
+    this.matchList = list;
+    return list;
   }
 
   /** Stops publishing: subscribers are forgotten here (a durable subscriber's held messages stay in the messaging queues). Idempotent. */
@@ -217,6 +241,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
     for (const q of this.queues.values()) q.clear();
     this.queues.clear();
     this.index.clear();
+    this.indexVersion++;
     const store = this.options.durableStore;
     return (this.saving = this.saving.then(() => store?.close()).catch(() => {}));
   }
@@ -266,6 +291,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
       for (const t of q.topics) this.index.remove(t, q);
     }
     for (const f of parsed) this.index.add(f, q);
+    this.indexVersion++;
     if (q.durable) this.durableCount--;
     if (durable) this.durableCount++;
     const ttl = frame.ttl === null ? o.durableTtl : Math.min(frame.ttl, o.durableTtl);
@@ -296,6 +322,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
 
   private remove(q: SubscriberQueue, reason: 'unsubscribed' | 'disconnected'): void {
     for (const t of q.topics) this.index.remove(t, q);
+    this.indexVersion++;
     this.queues.delete(q.ident);
     q.clear();
     if (q.durable) {
@@ -358,6 +385,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
       this.queues.set(r.ident, q);
       this.durableCount++;
       for (const f of parsed) this.index.add(f, q);
+      this.indexVersion++;
     }
   }
 

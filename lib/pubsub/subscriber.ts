@@ -7,7 +7,7 @@ import { EventEmitter } from 'eventemitter3';
 import { ClosedError, InvalidArgumentError, PubSubFrameError, SubscriptionRefusedError } from '../errors.js';
 import { Message } from '../messaging/message.js';
 import { log } from './log.js';
-import { DataKind, SUB_FLAG_DURABLE, SUB_FLAG_REJECT, decodeConfirm, decodePublished, encodeSubscribe } from './frames.js';
+import { DataKind, SUB_FLAG_DURABLE, SUB_FLAG_REJECT, decodeConfirm, decodePublished, encodeSubscribe, HeadCache, isWord } from './frames.js';
 import { subscriberOptions, type ResolvedSubscriberOptions, type SubscriberOptions } from './options.js';
 import { decodeJsonData, PubMessage, trustedPubMessage, type PubData, type PubMessageInit } from './pub-message.js';
 import { PubStream } from './pub-stream.js';
@@ -110,6 +110,10 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
   private readonly streams = new Set<PubStream<ReceivedPubMessage>>();
   private isClosed = false;
   private droppedCount = 0;
+  private lastSubject: string | null = null;
+  /** Per publisher, its last frame head (publishers repeat subject, type and sender). */
+  private readonly heads = new Map<string, HeadCache>();
+  private lastMatch = false;
 
   constructor(
     private readonly messaging: PubSubTransport,
@@ -179,6 +183,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
       this.messaging.send(publisher, new Message(encodeSubscribe(this.seq, 0, null, []), { ttl: 0 }));
     }
     this.hub.remove(this, publisher);
+    this.heads.delete(publisher);
     this.confirmed.delete(publisher);
     this.sentAny.delete(publisher);
     this.checkReady();
@@ -257,7 +262,22 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
     if (this.isClosed) throw new ClosedError('Subscriber closed');
   }
 
+  /**
+   * Whether `subject` matches the topics. Publishers repeat subjects, so
+   * the last answer is kept until the subject or the topics change.
+   * @throws PubSubFrameError for a subject that is not a word (empty, or with whitespace).
+   */
+  private matches(subject: string): boolean {
+    if (subject === this.lastSubject) return this.lastMatch;
+    if (!isWord(subject)) throw new PubSubFrameError('published frame with an empty subject or whitespace in it');
+    const m = this.index.forEachMatch(subject, noop) > 0;
+    this.lastSubject = subject;
+    this.lastMatch = m;
+    return m;
+  }
+
   private setTopics(topics: string[]): void {
+    this.lastSubject = null;
     const index = new SubjectIndex<string>({ maxFilterLength: this.options.maxFilterLength });
     for (const t of topics) index.add(parseFilter(t, { maxFilterLength: this.options.maxFilterLength }), t);
     this.index = index;
@@ -339,8 +359,10 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
     if (this.isClosed) return;
     let msg: ReceivedPubMessage;
     try {
-      const f = decodePublished(data);
-      if (this.index.forEachMatch(f.subject, noop) === 0) return;
+      let cache = this.heads.get(publisher);
+      if (cache === undefined) this.heads.set(publisher, (cache = new HeadCache()));
+      const f = decodePublished(data, cache);
+      if (!this.matches(f.subject)) return;
       let d: PubData = '';
       let binary = false;
       switch (f.kind) {
@@ -359,6 +381,9 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
           d = decodeJsonData(f.data.toString('utf8'), this.options.reviveString);
           break;
       }
+      if (!isWord(f.type) || !isWord(f.sender) || (f.version !== undefined && !isWord(f.version))) {
+        throw new PubSubFrameError('published frame with an empty type or sender, or whitespace in its type, sender or version');
+      }
       const init: PubMessageInit = {
         subject: f.subject,
         type: f.type,
@@ -369,7 +394,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
         binary,
         data: d,
       };
-      msg = trustedPubMessage(() => new ReceivedPubMessage(init, publisher));
+      msg = trustedPubMessage(() => new ReceivedPubMessage(init, publisher), true);
     } catch (err) {
       const e = err instanceof PubSubFrameError ? err : new PubSubFrameError(`published frame refused: ${(err as Error).message}`, { cause: err });
       if (log.enabled) log(`bad frame from ${publisher}: ${e.message}`);

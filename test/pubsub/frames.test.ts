@@ -10,6 +10,7 @@ import {
   encodePublished,
   encodeSubscribe,
   hasPrefix,
+  HeadCache,
   MAX_REASON_BYTES,
   PUBLISH_PREFIX,
   SUB_FLAG_DURABLE,
@@ -84,6 +85,20 @@ describe('published frames', () => {
       expect(d.data.buffer).toBe(frame.buffer);
     }
     expect(decodePublished(encodePublished({ ...header, version: undefined }, DataKind.None, '')).version).toBeUndefined();
+  });
+
+  it('with a HeadCache, a repeated head is not decoded again; another head is; truncation is still caught', () => {
+    const cache = new HeadCache();
+    const one = encodePublished(header, DataKind.Text, 'a');
+    const first = decodePublished(one, cache);
+    const again = decodePublished(encodePublished({ ...header, timeMs: 5 }, DataKind.Bytes, Buffer.from([1])), cache);
+    expect(again.subject).toBe(first.subject);
+    expect([again.kind, again.timeMs, Buffer.from(again.data)]).toEqual([DataKind.Bytes, 5, Buffer.from([1])]);
+    expect(Object.is(cache.head!.subject, again.subject)).toBe(true);
+    const other = decodePublished(encodePublished({ ...header, subject: '/other' }, DataKind.None, ''), cache);
+    expect(other.subject).toBe('/other');
+    expect(decodePublished(one, cache).subject).toBe(header.subject);
+    for (let n = 0; n < 40; n++) expect(() => decodePublished(one.subarray(0, n), cache), `length ${n}`).toThrow(PubSubFrameError);
   });
 
   it('every truncation of the header is a PubSubFrameError', () => {
