@@ -106,13 +106,14 @@ async function publisherProcess(zmqHwm: number): Promise<void> {
     let last = publisher.publish(SUBJECT, 'info', payload);
     for (let i = 1; i < n; i++) {
       if (i % batch === 0) {
-        await last;
+        // As the raw fan-out: wait only for subscribers over their high-water mark, then give the loop a turn.
         for (const id of idents) {
           if (!messaging.writable(id)) {
             drainWaits++;
             await messaging.drained(id);
           }
         }
+        await turn();
       }
       last = publisher.publish(SUBJECT, 'info', payload);
     }
