@@ -290,7 +290,7 @@ export function decodePublished(data: Buffer, cache?: HeadCache): PublishedFrame
   const off = versionAt + 1 + versionLen;
   if (off + 10 > n) throw new PubSubFrameError('published frame truncated in its version or time');
   let head: DecodedHead;
-  if (cache !== undefined && cache.bytes !== null && cache.bytes.length === off - 7 && data.compare(cache.bytes, 0, cache.bytes.length, 7, off) === 0) {
+  if (cache !== undefined && cache.bytes !== null && sameBytes(cache.bytes, data, 7, off)) {
     head = cache.head!;
   } else {
     head = {
@@ -316,6 +316,14 @@ interface DecodedHead {
   readonly type: string;
   readonly sender: string;
   readonly version: string | undefined;
+}
+
+/** Whether `data[from..to)` equals `bytes` (a loop: for a few dozen bytes it beats `Buffer#compare` with offsets). */
+function sameBytes(bytes: Buffer, data: Buffer, from: number, to: number): boolean {
+  const n = bytes.length;
+  if (n !== to - from) return false;
+  for (let i = 0; i < n; i++) if (bytes[i] !== data[from + i]) return false;
+  return true;
 }
 
 /** Longest head kept by a {@link HeadCache}. */

@@ -413,11 +413,11 @@ export function decodeJsonData(body: string, reviveString: ((value: string) => P
  * @internal Builds a message from fields already checked (decoded from a frame): the JSON data is
  * not validated again, nor (with `words`) the subject, type, sender and version.
  */
-export function trustedPubMessage<T extends PubMessage>(make: () => T, words = false): T {
+export function trustedPubMessage<T extends PubMessage, A extends unknown[]>(make: (...args: A) => T, words = false, ...args: A): T {
   trustedData = true;
   trustedWords = words;
   try {
-    return make();
+    return make(...args);
   } finally {
     trustedData = false;
     trustedWords = false;

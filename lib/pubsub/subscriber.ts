@@ -394,7 +394,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
         binary,
         data: d,
       };
-      msg = trustedPubMessage(() => new ReceivedPubMessage(init, publisher), true);
+      msg = trustedPubMessage(makeReceived, true, init, publisher);
     } catch (err) {
       const e = err instanceof PubSubFrameError ? err : new PubSubFrameError(`published frame refused: ${(err as Error).message}`, { cause: err });
       if (log.enabled) log(`bad frame from ${publisher}: ${e.message}`);
@@ -407,3 +407,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements HubCli
 }
 
 function noop(): void {}
+
+function makeReceived(init: PubMessageInit, from: string): ReceivedPubMessage {
+  return new ReceivedPubMessage(init, from);
+}
