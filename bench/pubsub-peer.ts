@@ -22,9 +22,9 @@
  * Publishing (`publish {impl, n, batch}`), 100-byte messages on `/bench/x`,
  * paced so that nothing needs dropping:
  * - snakemq: `publisher.publish('/bench/x', 'info', data)` in a loop; every
- *   `batch` messages, await the last Publication (written to every
- *   subscriber), then `messaging.drained(ident)` for every subscriber whose
- *   queue is above its high-water mark. Drops are counted from the
+ *   `batch` messages, `messaging.drained(ident)` for every subscriber whose
+ *   queue is above its high-water mark, then one loop turn (as raw); the
+ *   last Publication is awaited at the end. Drops are counted from the
  *   subscribers' `dropped` counters and the `slowSubscriber` events.
  * - zeromq: `await pub.send(['/bench/x', data])` for each message (zeromq.js
  *   allows one send in progress at a time); every `batch` messages, one turn
