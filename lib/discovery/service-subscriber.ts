@@ -53,8 +53,10 @@ export interface ServiceSubscriberOptions {
   heartbeatInterval?: number;
   /** @default 3 (`DEFAULT_HEARTBEAT_MULTIPLE`) */
   heartbeatMultiple?: number;
-  /** Options of the connectors made to publishers (reconnect delay…). */
+  /** Options of the connectors made to publishers (reconnect delay, TLS…). */
   connector?: ConnectorOptions;
+  /** Options of the connectors made to the nameservers (TLS for `tls://` nameservers…). @default the peer's */
+  nameserverConnector?: ConnectorOptions;
 }
 
 /** Events of {@link ServiceSubscriber}. */
@@ -85,7 +87,9 @@ interface Known {
 
 function checkOptions(given: ServiceSubscriberOptions) {
   const list = (v: unknown) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings');
-  const o = validateOptions<Required<Omit<ServiceSubscriberOptions, 'reviveString' | 'heartbeatInterval' | 'connector'>> & ServiceSubscriberOptions>(
+  const o = validateOptions<
+    Required<Omit<ServiceSubscriberOptions, 'reviveString' | 'heartbeatInterval' | 'connector' | 'nameserverConnector'>> & ServiceSubscriberOptions
+  >(
     'ServiceSubscriber',
     given,
     {
@@ -100,6 +104,7 @@ function checkOptions(given: ServiceSubscriberOptions) {
       heartbeatInterval: is.integer(10),
       heartbeatMultiple: is.number(1, 1000),
       connector: (v) => (typeof v === 'object' && v !== null ? undefined : 'must be an object'),
+      nameserverConnector: (v) => (typeof v === 'object' && v !== null ? undefined : 'must be an object'),
     },
     {
       services: [],
@@ -153,6 +158,8 @@ export class ServiceSubscriber extends EventEmitter<ServiceSubscriberEvents> imp
   private timer: NodeJS.Timeout | null = null;
   private isClosed = false;
   private starting = true;
+  /** Messages that arrived while `start()` had not returned yet: handed out just after, so listeners attached then miss none. */
+  private early: ReceivedPubMessage[] | null = [];
   /** Why the last lookup failed (no nameserver answered in time), or `undefined` after one succeeded. Failures after `start()` are also `lookupFailed` events. */
   lookupError: NameserverError | undefined;
 
@@ -179,7 +186,11 @@ export class ServiceSubscriber extends EventEmitter<ServiceSubscriberEvents> imp
     this.addresses.on('message', this.onAddress);
     // A nameserver (re)confirmed: what changed while it was away is learnt by asking again.
     this.addresses.on('subscribed', (ns) => void this.lookupAt(ns));
-    this.client = new NameserverClient(peer, { nameservers: [...o.nameservers], timeout: o.lookupTimeout });
+    this.client = new NameserverClient(peer, {
+      nameservers: [...o.nameservers],
+      timeout: o.lookupTimeout,
+      ...(o.nameserverConnector ? { connect: o.nameserverConnector } : {}),
+    });
     this.client.on('nameserver', (_url, identity) => {
       if (!this.isClosed) void this.addresses.addPublisher(identity);
     });
@@ -196,6 +207,8 @@ export class ServiceSubscriber extends EventEmitter<ServiceSubscriberEvents> imp
     for (const n of s.client.nameservers()) if (n.identity !== undefined) void s.addresses.addPublisher(n.identity);
     await s.lookupAll();
     s.starting = false;
+    // After the caller's code that follows `await start()` (a microtask) has attached its listeners.
+    setImmediate(() => s.flushEarly());
     if (s.o.heartbeatInterval !== undefined) {
       s.timer = setInterval(() => s.checkBeats(), Math.max(10, Math.floor(s.o.heartbeatInterval / 2)));
       s.timer.unref();
@@ -318,9 +331,24 @@ export class ServiceSubscriber extends EventEmitter<ServiceSubscriberEvents> imp
       }
     }
     if (this.topicIndex.forEachMatch(m.subject, noop) === 0) return;
+    if (this.early !== null) {
+      this.early.push(m);
+      if (this.early.length > this.o.maxBuffered) this.early.shift();
+      return;
+    }
+    this.deliver(m);
+  };
+
+  private deliver(m: ReceivedPubMessage): void {
     this.emit('message', m);
     for (const s of this.streams) s.push(m);
-  };
+  }
+
+  private flushEarly(): void {
+    const early = this.early;
+    this.early = null;
+    if (early !== null && !this.isClosed) for (const m of early) this.deliver(m);
+  }
 
   private checkBeats(): void {
     const limit = this.o.heartbeatInterval! * this.o.heartbeatMultiple;
