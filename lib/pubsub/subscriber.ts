@@ -12,7 +12,7 @@ import { subscriberOptions, type ResolvedSubscriberOptions, type SubscriberOptio
 import { decodeJsonData, PubMessage, trustedPubMessage, type PubData, type PubMessageInit } from './pub-message.js';
 import { PubStream } from './pub-stream.js';
 import { parseFilter, SubjectIndex } from './subject-index.js';
-import { SubscriberHub, type HubClient } from './subscriber-hub.js';
+import { SubscriberHub } from './subscriber-hub.js';
 import type { PubSubTransport } from './transport.js';
 
 /** A {@link PubMessage} as received: with the identity of the publisher it came from. */
@@ -97,7 +97,7 @@ function deferred(): Deferred {
  * oldest past `maxBuffered`. Attaches to a Messaging it does not own.
  * One Subscriber per publisher per Messaging.
  */
-export class Subscriber extends EventEmitter<SubscriberEvents> implements HubClient, AsyncIterable<ReceivedPubMessage> {
+export class Subscriber extends EventEmitter<SubscriberEvents> implements AsyncIterable<ReceivedPubMessage> {
   readonly options: Readonly<ResolvedSubscriberOptions>;
   private readonly hub: SubscriberHub;
   private readonly publisherSet: Set<string>;
