@@ -2,6 +2,7 @@ import { ErrorCode, type SnakeMQError } from '../errors.js';
 import type { Link, TlsOptions } from '../link/index.js';
 import type { Messaging, MessagingOptions } from '../messaging/index.js';
 import { createPeer, type Peer } from '../peer/index.js';
+import { discoveryConfig, keepaliveOptions, type KeepaliveOptions } from '../discovery/config.js';
 import type { QueuesStorage } from '../storage/index.js';
 import type { CommonOptions } from './args.js';
 import { Failure, Stopped } from './errors.js';
@@ -141,9 +142,23 @@ export class Stack {
       }
       if (setup.wrapStorage) storage = setup.wrapStorage(storage);
     }
+    // What operators set per machine (SNAKEMQ_TCP_KEEPALIVE…): read at start, a malformed value is an error now.
+    let keepalive: KeepaliveOptions;
+    try {
+      keepalive = keepaliveOptions(discoveryConfig());
+    } catch (error) {
+      await storage?.close();
+      throw new Failure(messageOf(error));
+    }
     let peer: Peer;
     try {
-      peer = await createPeer({ identity: options.ident, storage, tls: tlsOptions(options), messaging: setup.messaging });
+      peer = await createPeer({
+        identity: options.ident,
+        storage,
+        tls: tlsOptions(options),
+        link: keepalive.link,
+        messaging: { ...keepalive.messaging, ...setup.messaging },
+      });
     } catch (error) {
       // createPeer closed the storage.
       throw new Failure(options.storage === undefined ? messageOf(error) : `cannot load --storage ${options.storage}: ${messageOf(error)}`);

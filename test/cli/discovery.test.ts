@@ -184,6 +184,20 @@ describe('smq nameserver, lookup, publish/subscribe --service', () => {
   );
 
   it(
+    'a malformed SNAKEMQ_ variable is an error at start (exit 1, naming it), for every command that opens a peer',
+    async () => {
+      const [a, b] = await Promise.all([
+        smq(['subscribe', '--ident', 'alice', '--listen', 'tcp://127.0.0.1:0', '--publisher', 'bob'], { ...ENV, SNAKEMQ_TCP_KEEPALIVE_IDLE: 'soon' }),
+        smq(['listen', '--ident', 'x', '--listen', 'tcp://127.0.0.1:0'], { ...ENV, SNAKEMQ_MC_PORT: '70000' }),
+      ]);
+      expect([a.code, b.code]).toEqual([1, 1]);
+      expect(a.stderr).toMatch(/SNAKEMQ_TCP_KEEPALIVE_IDLE="soon" is malformed/);
+      expect(b.stderr).toMatch(/SNAKEMQ_MC_PORT="70000" is malformed/);
+    },
+    SLOW,
+  );
+
+  it(
     'bad usage exits 2 with a message; help describes the commands',
     async () => {
       const ns = 'tcp://127.0.0.1:5557';
