@@ -70,5 +70,11 @@ export {
   type NameserverClientEvents,
   type LookupOptions,
 } from './client.js';
-export { ServiceSubscriber, DEFAULT_HEARTBEAT_MULTIPLE, type ServiceSubscriberOptions, type ServiceSubscriberEvents } from './service-subscriber.js';
+export {
+  ServiceSubscriber,
+  DEFAULT_HEARTBEAT_MULTIPLE,
+  DEFAULT_MAX_PUBLISHERS,
+  type ServiceSubscriberOptions,
+  type ServiceSubscriberEvents,
+} from './service-subscriber.js';
 export { startHeartbeat, heartbeatSubject, DEFAULT_HEARTBEAT_INTERVAL, type Heartbeat } from './heartbeat.js';

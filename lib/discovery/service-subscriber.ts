@@ -23,6 +23,9 @@ import { log } from './log.js';
 import type { ServiceEntry } from './nameserver.js';
 import { is, validateOptions } from '../util/options.js';
 
+/** Default most publishers a ServiceSubscriber follows at once (what nameservers can make it connect to): 1,000. */
+export const DEFAULT_MAX_PUBLISHERS = 1000;
+
 /** Default multiple of a publisher's heartbeat interval after which it counts as silent: 3. */
 export const DEFAULT_HEARTBEAT_MULTIPLE = 3;
 
@@ -53,6 +56,8 @@ export interface ServiceSubscriberOptions {
   heartbeatInterval?: number;
   /** @default 3 (`DEFAULT_HEARTBEAT_MULTIPLE`) */
   heartbeatMultiple?: number;
+  /** Most publishers followed at once; more found are refused (`publisherRefused`): a nameserver cannot make this peer open connections without bound. @default 1000 (`DEFAULT_MAX_PUBLISHERS`) */
+  maxPublishers?: number;
   /** Options of the connectors made to publishers (reconnect delay, TLS…). */
   connector?: ConnectorOptions;
   /** Options of the connectors made to the nameservers (TLS for `tls://` nameservers…). @default the peer's */
@@ -101,6 +106,7 @@ function checkOptions(given: ServiceSubscriberOptions) {
       maxBuffered: is.integer(1),
       reviveString: is.function(),
       lookupTimeout: is.integer(1),
+      maxPublishers: is.integer(1),
       heartbeatInterval: is.integer(10),
       heartbeatMultiple: is.number(1, 1000),
       connector: (v) => (typeof v === 'object' && v !== null ? undefined : 'must be an object'),
@@ -115,6 +121,7 @@ function checkOptions(given: ServiceSubscriberOptions) {
       maxBuffered: 16_384,
       lookupTimeout: 10_000,
       heartbeatMultiple: DEFAULT_HEARTBEAT_MULTIPLE,
+      maxPublishers: DEFAULT_MAX_PUBLISHERS,
     },
   );
   for (const url of o.nameservers) {
@@ -286,6 +293,10 @@ export class ServiceSubscriber extends EventEmitter<ServiceSubscriberEvents> imp
       return;
     }
     if (this.known.has(entry.identity)) return;
+    if (this.known.size >= this.o.maxPublishers) {
+      this.emit('publisherRefused', entry, `${this.o.maxPublishers} publishers followed already (maxPublishers)`);
+      return;
+    }
     const url = this.peer.isConnected(entry.identity) ? null : pickEndpoint(entry.endpoints);
     const k: Known = { identity: entry.identity, url: url === null ? null : this.peer.connect(url, this.o.connector), lastBeat: Date.now(), silent: false };
     this.known.set(entry.identity, k);

@@ -117,6 +117,18 @@ describe('subscribing by service name', () => {
     expect(alice.got.filter((m) => m.type === 'beat')).toEqual([]);
   });
 
+  it('maxPublishers bounds what nameservers can make it follow', async () => {
+    const { url, udp } = await nameserver();
+    const alice = await subscriber({ services: ['radar'], nameservers: [url], maxPublishers: 1 });
+    const refused = new Promise<string>((resolve) => alice.sub.on('publisherRefused', (_e, reason) => resolve(reason)));
+    const first = found(alice.sub, 'radar-m1');
+    await publisher('radar-m1', ['radar'], [udp]);
+    await first;
+    await publisher('radar-m2', ['radar'], [udp]);
+    expect(await refused).toMatch(/maxPublishers/);
+    expect(alice.sub.publishers).toEqual(['radar-m1']);
+  });
+
   it('no nameserver answering: start still resolves, with lookupError', async () => {
     const p = await peer('alice', false);
     const sub = await ServiceSubscriber.start(p, { services: ['radar'], nameservers: ['tcp://127.0.0.1:9'], lookupTimeout: 200 });
