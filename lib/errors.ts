@@ -53,6 +53,8 @@ export const ErrorCode = {
   CONFIG: 'SMQ_ERR_CONFIG',
   ANNOUNCEMENT: 'SMQ_ERR_ANNOUNCEMENT',
   NAMESERVER: 'SMQ_ERR_NAMESERVER',
+  INTERCEPTED: 'SMQ_ERR_INTERCEPTED',
+  MESSAGE_DROPPED: 'SMQ_ERR_MESSAGE_DROPPED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -434,5 +436,28 @@ export class AnnouncementError extends SnakeMQError {
 export class NameserverError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.NAMESERVER, message, options);
+  }
+}
+
+/**
+ * An interceptor (`Messaging.intercept`) refused a message: its `error`
+ * verdict gave something other than a SnakeMQError (that is the `cause`), or
+ * it threw (what it threw is the `cause`), or it returned something that is
+ * not a verdict. On send, `send()` throws it (or the Delivery rejects with it,
+ * after an async interceptor); on receive, the `intercepted` event carries it.
+ */
+export class InterceptedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INTERCEPTED, message, options);
+  }
+}
+
+/**
+ * A send interceptor (`Messaging.intercept`) dropped the message: it was not
+ * queued. The Delivery's promises reject with it and the `drop` event carries it.
+ */
+export class MessageDroppedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.MESSAGE_DROPPED, message, options);
   }
 }
