@@ -53,6 +53,8 @@ export const ErrorCode = {
   CONFIG: 'SMQ_ERR_CONFIG',
   ANNOUNCEMENT: 'SMQ_ERR_ANNOUNCEMENT',
   NAMESERVER: 'SMQ_ERR_NAMESERVER',
+  DATAGRAM_TOO_LARGE: 'SMQ_ERR_DATAGRAM_TOO_LARGE',
+  DATAGRAM_PERSISTENT: 'SMQ_ERR_DATAGRAM_PERSISTENT',
   INTERCEPTED: 'SMQ_ERR_INTERCEPTED',
   MESSAGE_DROPPED: 'SMQ_ERR_MESSAGE_DROPPED',
 } as const;
@@ -459,5 +461,34 @@ export class InterceptedError extends SnakeMQError {
 export class MessageDroppedError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.MESSAGE_DROPPED, message, options);
+  }
+}
+
+/**
+ * A message for a `udp://` peer would make a datagram larger than the
+ * connector's `maxDatagramSize`: `send()` refused it (nothing was sent; a
+ * datagram is never cut). `size` is the datagram it would have made.
+ */
+export class DatagramTooLargeError extends SnakeMQError {
+  constructor(
+    message: string,
+    /** Bytes of the datagram refused. */
+    readonly size: number,
+    /** The limit in force (`maxDatagramSize`). */
+    readonly limit: number,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCode.DATAGRAM_TOO_LARGE, message, options);
+  }
+}
+
+/**
+ * `send()` of a `persistent` message to a peer reached over `udp://` only:
+ * datagrams are neither acknowledged nor stored, so the message could not
+ * be kept until delivered. Send it over a stream endpoint, or without `persistent`.
+ */
+export class DatagramPersistentError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.DATAGRAM_PERSISTENT, message, options);
   }
 }
