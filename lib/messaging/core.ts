@@ -54,6 +54,9 @@ export class MessagingCore {
   readonly registered = new ListenerMirror();
   /** Someone listens to `sent` or `acknowledged` (they need each message's object: see write-path). */
   deliveryListened = false;
+  /** Messages received and written on connections that ended (management totals). */
+  closedMessagesIn = 0;
+  closedMessagesOut = 0;
 
   constructor(
     /** The facade: events are emitted on it. */

@@ -77,6 +77,9 @@ export interface PeerConn {
   streamPaused: boolean;
   /** The peer sent REFUSED: why it is closing the connection. */
   refusal: SnakeMQError | null;
+  /** MESSAGE frames received on (duplicates included) and written to (re-sends included) this connection: read by management. */
+  messagesIn: number;
+  messagesOut: number;
 }
 
 export function onConnect(s: MessagingCore, info: ConnectionInfo): void {
@@ -106,6 +109,8 @@ export function onConnect(s: MessagingCore, info: ConnectionInfo): void {
     probeTimer: null,
     streamPaused: false,
     refusal: null,
+    messagesIn: 0,
+    messagesOut: 0,
   };
   s.conns.set(info.id, conn);
   // Before anything is read: until it identifies, a peer may only send small packets.
@@ -125,6 +130,8 @@ export function onDisconnect(s: MessagingCore, connId: ConnId): void {
   const conn = s.conns.get(connId);
   if (conn === undefined) return;
   s.conns.delete(connId);
+  s.closedMessagesIn += conn.messagesIn;
+  s.closedMessagesOut += conn.messagesOut;
   if (s.lastConn === conn) s.lastConn = null;
   conn.closing = true;
   if (conn.keepaliveTimer) clearTimeout(conn.keepaliveTimer);

@@ -10,6 +10,7 @@ export {
 } from './messaging.js';
 export { QUEUE_ENTRY_OVERHEAD } from './delivery.js';
 export type { MessagingOptions, OverflowPolicy, ReceiveHookHandler, ResolvedMessagingOptions } from './messaging.js';
+export type { MessagingStats, PeerStats } from './messaging.js';
 export { Message, FLAG_PERSISTENT, TTL_INFINITE, MAX_TTL, DEFAULT_TTL, randomUuid } from './message.js';
 export type { MessageOptions } from './message.js';
 export type { ReceivedMessage } from './stream.js';

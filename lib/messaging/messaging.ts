@@ -13,7 +13,7 @@
  */
 import type { EventEmitter as EE } from 'eventemitter3';
 import { EventEmitter } from 'eventemitter3';
-import { ClosedError, InvalidArgumentError } from '../errors.js';
+import { ClosedError, InvalidArgumentError, type SnakeMQError } from '../errors.js';
 import type { Packeter } from '../packeter/packeter.js';
 import { MessagingCore } from './core.js';
 import { addHook, listenersChanged, openStream, safeEmit, type ReceiveHookHandler } from './dispatch.js';
@@ -29,6 +29,7 @@ import { onPacket, onRun, sendAck } from './receive-path.js';
 import type { ReceivedMessage } from './stream.js';
 import type { Delivery, MessagingEvents } from './types.js';
 import { onDrain } from './write-path.js';
+import { dropQueued, peerStatsOf, statsOf, type MessagingStats, type PeerStats } from './stats.js';
 
 export {
   DEFAULT_DEDUP_WINDOW,
@@ -45,6 +46,7 @@ export {
 } from './options.js';
 export type { AuthorizePolicy, MessagingOptions, OverflowPolicy, ResolvedMessagingOptions } from './options.js';
 export type { ReceiveHookHandler } from './dispatch.js';
+export type { MessagingStats, PeerStats } from './stats.js';
 
 type Names = EE.EventNames<MessagingEvents>;
 type Fn<T extends Names> = EE.EventListener<MessagingEvents, T>;
@@ -153,6 +155,35 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   /** Number of messages queued for `ident` (sent but unacknowledged included). */
   queueLength(ident: string): number {
     return this.core.queues.get(ident)?.count ?? 0;
+  }
+
+  /**
+   * A snapshot of identity `ident` (queue, messages in flight, oldest age,
+   * connection and its message counters), or `undefined` when no state is
+   * kept for it. Read-only; for management (lib/management).
+   */
+  peerStats(ident: string): PeerStats | undefined {
+    const queue = this.core.queues.get(ident);
+    return queue === undefined ? undefined : peerStatsOf(queue, Date.now());
+  }
+
+  /**
+   * A snapshot of every identity, listing at most `limit` of them
+   * (`truncated` tells), with totals. Read-only; for management.
+   * @param limit most identities listed. @default 1000
+   */
+  stats(limit = 1000): MessagingStats {
+    return statsOf(this.core, limit, Date.now());
+  }
+
+  /**
+   * Drops the messages of `ident` that wait to be written (those in flight
+   * wait for their acknowledgement): each gets a `drop` event and its
+   * Delivery rejects with `reason`; stored ones leave the storage. Returns
+   * how many were dropped. A management action.
+   */
+  dropQueued(ident: string, reason: SnakeMQError): number {
+    return dropQueued(this.core, ident, reason);
   }
 
   /**

@@ -18,6 +18,7 @@ import type { PeerConn } from './handshake.js';
 import { FrameRun } from './in-flight.js';
 import { FLAG_PERSISTENT, Message, toBuffer } from './message.js';
 import { persist, unstore } from './persist.js';
+import { currentTurn, mark } from './queue-age.js';
 import type { Delivery } from './types.js';
 import { schedulePump, writeNow } from './write-path.js';
 
@@ -60,6 +61,10 @@ export class PeerQueue {
   blocked = false;
   /** `drained()` calls waiting for that. */
   drainWaiters: DrainWaiter[] | null = null;
+  /** Messages ever counted into this queue, and the marks that date them (see queue-age). */
+  admitted = 0;
+  markTurn = -1;
+  marks: number[] = [];
 
   constructor(ident: string) {
     this.ident = ident;
@@ -113,6 +118,8 @@ function enqueueMessage(s: MessagingCore, queue: PeerQueue, ident: string, messa
 function admit(s: MessagingCore, queue: PeerQueue, entry: QueueEntry, stored: boolean): Delivery {
   const cost = entry.cost;
   if (queue.count >= s.options.maxQueueMessages || queue.bytes + cost > s.options.maxQueueBytes) makeRoom(s, queue, entry);
+  if (queue.markTurn !== currentTurn) mark(queue);
+  queue.admitted++;
   queue.count++;
   queue.bytes += cost;
   if (stored) persist(s, queue, entry);

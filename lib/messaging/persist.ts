@@ -12,6 +12,7 @@ import type { MessagingCore } from './core.js';
 import { QueueEntry } from './delivery.js';
 import { Message } from './message.js';
 import { dropEntry, markIdle, PeerQueue, queueOf, removeFromQueue, stopCountdown } from './peer-queue.js';
+import { markLoaded } from './queue-age.js';
 import { schedulePump } from './write-path.js';
 
 const log = createLogger('snakemq:messaging');
@@ -70,6 +71,7 @@ export async function load(s: MessagingCore, storage: QueuesStorage): Promise<vo
     queue.items.unshiftAll(front);
     queue.count += front.length;
     for (const e of front) queue.bytes += e.cost;
+    if (front.length > 0) markLoaded(queue);
     // Downtime counts as away time when the peer was already away; otherwise the clock starts now.
     if (queue.conn === null) queue.awaySince = sq.awaySince ?? now;
     if (queue.conn !== null) stopCountdown(s, queue, sq.awaySince ?? now);

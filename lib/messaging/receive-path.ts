@@ -133,6 +133,7 @@ export function onRun(s: MessagingCore, connId: ConnId, chunk: Buffer, off: numb
     const flags = view.getUint32(start + 21);
     if (acks && (flags & FLAG_RESENT) !== 0) break;
     off = end;
+    conn.messagesIn++;
     if (recent !== null) recent.record(view, start + 1);
     if (acks && conn.toAck++ === 0 && !conn.ackQueued && conn.ackImmediate === null) {
       conn.ackQueued = true;
@@ -183,6 +184,7 @@ export function onMessage(
   ttl: number | null,
   flags: number,
 ): void {
+  conn.messagesIn++;
   if (conn.peerAcks) {
     let fresh = true;
     const resent = (flags & FLAG_RESENT) !== 0;

@@ -46,6 +46,7 @@ export function pump(s: MessagingCore, queue: PeerQueue): void {
   // Writability only changes when the packeter hands a batch to the socket: check once per batch's worth.
   const recheck = s.packeter.options.writeBatchSize;
   let budget = queue.budget;
+  const queued = items.length;
   while (items.length > 0) {
     if (budget <= 0) {
       if (!s.packeter.isWritable(connId)) break;
@@ -54,6 +55,7 @@ export function pump(s: MessagingCore, queue: PeerQueue): void {
     budget -= write(s, queue, connId, items.shift()!, resentFlag);
   }
   queue.budget = budget;
+  conn.messagesOut += queued - items.length;
   queue.direct = items.length === 0;
 }
 
@@ -66,6 +68,7 @@ export function writeNow(s: MessagingCore, queue: PeerQueue, entry: QueueEntry):
     queue.budget = s.packeter.options.writeBatchSize;
   }
   if (conn.toAck > 0) sendAck(s, conn);
+  conn.messagesOut++;
   queue.budget -= write(s, queue, conn.id, entry, conn.mode === Mode.Ack ? FLAG_RESENT : 0);
   return true;
 }
