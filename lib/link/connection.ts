@@ -58,6 +58,9 @@ export class Connections {
   readonly #onEnded: (c: Conn) => void;
   readonly #conns = new Map<ConnId, Conn>();
   #nextId: ConnId = 1;
+  /** Bytes of the connections that ended (management totals). */
+  closedBytesRead = 0;
+  closedBytesWritten = 0;
 
   constructor(opts: Required<LinkOptions>, events: LinkEmitter, link: LinkState, onEnded: (c: Conn) => void) {
     this.#opts = opts;
@@ -208,6 +211,8 @@ export class Connections {
     c.gone = true;
     clearTimeout(c.graceTimer);
     this.#conns.delete(c.id);
+    this.closedBytesRead += c.socket.bytesRead;
+    this.closedBytesWritten += c.socket.bytesWritten;
     const owner = c.owner;
     if (owner.kind === 'listener') owner.conns.delete(c);
     else if (owner.conn === c) owner.conn = undefined;

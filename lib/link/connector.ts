@@ -33,6 +33,8 @@ export interface ConnectorEntry {
   attempt: { socket: net.Socket; closed: Promise<void> } | undefined;
   conn: Conn | undefined;
   removed: boolean;
+  /** The last failed attempt's error (management reads it). */
+  lastError: SnakeMQError | undefined;
 }
 
 /** The connectors of one Link. @internal */
@@ -71,6 +73,7 @@ export class Connectors {
       attempt: undefined,
       conn: undefined,
       removed: false,
+      lastError: undefined,
     };
     this.#connectors.set(c.key, c);
     log(`connector ${c.key} added`);
@@ -84,6 +87,11 @@ export class Connectors {
     const c = this.#connectors.get(key);
     if (!c) throw new InvalidArgumentError(`no connector for ${key}`);
     await this.#stop(c);
+  }
+
+  /** The connectors, in the order they were added. */
+  list(): IterableIterator<ConnectorEntry> {
+    return this.#connectors.values();
   }
 
   /** Stops every connector; the promises resolve once each one's sockets are closed. */
@@ -214,6 +222,7 @@ export class Connectors {
 
   #attemptFailed(c: ConnectorEntry, error: SnakeMQError): void {
     log(`connect to ${c.key} failed: ${error.message}`);
+    c.lastError = error;
     this.#events.emit('connectFailed', c.key, error);
     if (c.removed || this.#link.closed) return;
     c.failures += 1;

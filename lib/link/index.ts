@@ -21,3 +21,4 @@ export {
 } from './options.js';
 export type { LinkOptions, TlsOptions, TlsVersion, PemInput, ListenerOptions, ConnectorOptions, BackoffOptions } from './options.js';
 export type * from './types.js';
+export type { ByteCounts, ConnectorStatus, LinkEndpoints, ListenerStatus } from './status.js';

@@ -10,6 +10,7 @@ import { Connections } from './connection.js';
 import { Connectors } from './connector.js';
 import { TypedEventSource } from './event-source.js';
 import { Listeners } from './listener.js';
+import { bytesOf, connectorStatus, listenerStatus, type ByteCounts, type LinkEndpoints } from './status.js';
 import { resolveLinkOptions, type ConnectorOptions, type LinkOptions, type ListenerOptions } from './options.js';
 import type { ConnId, ConnectionInfo, Endpoint, Transport } from './types.js';
 
@@ -158,6 +159,28 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
   /** Ids of the live connections, in creation order. */
   connectionIds(): ConnId[] {
     return this.#conns.ids();
+  }
+
+  /** The listeners and connectors with their state now (a read-only snapshot, for management). */
+  endpoints(): LinkEndpoints {
+    return { listeners: [...this.#listeners.list()].map(listenerStatus), connectors: [...this.#connectors.list()].map(connectorStatus) };
+  }
+
+  /** Bytes read and written on a live connection, as its socket counts them; `undefined` for an unknown id. */
+  connectionBytes(connId: ConnId): ByteCounts | undefined {
+    const c = this.#conns.get(connId);
+    return c === undefined ? undefined : bytesOf(c);
+  }
+
+  /** Bytes read and written on every connection since the Link was made, ended ones included (read from the live sockets now). */
+  totalBytes(): ByteCounts {
+    let bytesRead = this.#conns.closedBytesRead;
+    let bytesWritten = this.#conns.closedBytesWritten;
+    for (const c of this.#conns.values()) {
+      bytesRead += c.socket.bytesRead;
+      bytesWritten += c.socket.bytesWritten;
+    }
+    return { bytesRead, bytesWritten };
   }
 
   /**

@@ -108,6 +108,11 @@ export class Listeners {
     await this.#stop(entry);
   }
 
+  /** The bound listeners, in the order they were bound. */
+  list(): IterableIterator<ListenerEntry> {
+    return this.#listeners.values();
+  }
+
   /** Stops every listener; the promises resolve once each server and its connections are closed. */
   stopAll(): Promise<void>[] {
     return [...this.#listeners].map((l) => this.#stop(l));
