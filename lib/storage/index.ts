@@ -5,5 +5,5 @@
  * (lib/sqlite.ts), so that this one never loads the sqlite3 native addon.
  * @module
  */
-export type { QueuesStorage, StoredMessage, StoredQueue } from './types.js';
+export type { QueuesStorage, StorageSize, StoredMessage, StoredQueue } from './types.js';
 export { MemoryQueuesStorage } from './memory.js';

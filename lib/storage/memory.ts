@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { ClosedError, InvalidArgumentError } from '../errors.js';
-import type { QueuesStorage, StoredMessage, StoredQueue } from './types.js';
+import type { QueuesStorage, StorageSize, StoredMessage, StoredQueue } from './types.js';
 import { checkAwaySince, checkIdent, checkMessages, checkTtlEntries, checkUuids, wellFormed } from './validate.js';
 
 interface MemoryQueue {
@@ -28,6 +28,8 @@ export class MemoryQueuesStorage implements QueuesStorage {
   private readonly queues = new Map<string, MemoryQueue>();
   private nextSeq = 0;
   private closed = false;
+  private messageCount = 0;
+  private byteCount = 0;
 
   /**
    * Every queue that holds messages, messages oldest first; queues without
@@ -55,6 +57,8 @@ export class MemoryQueuesStorage implements QueuesStorage {
     for (const m of messages) {
       const seq = this.nextSeq++;
       q.messages.set(seq, copyMessage(m));
+      this.messageCount++;
+      this.byteCount += m.data.length;
       const key = m.uuid.toString('latin1');
       const seqs = q.byUuid.get(key);
       if (seqs) seqs.push(seq);
@@ -74,7 +78,13 @@ export class MemoryQueuesStorage implements QueuesStorage {
       const key = uuid.toString('latin1');
       const seqs = q.byUuid.get(key);
       if (!seqs) continue;
-      for (const seq of seqs) q.messages.delete(seq);
+      for (const seq of seqs) {
+        const m = q.messages.get(seq);
+        if (m === undefined) continue;
+        this.messageCount--;
+        this.byteCount -= m.data.length;
+        q.messages.delete(seq);
+      }
       q.byUuid.delete(key);
     }
     this.prune(ident, q);
@@ -120,7 +130,15 @@ export class MemoryQueuesStorage implements QueuesStorage {
   close(): Promise<void> {
     this.closed = true;
     this.queues.clear();
+    this.messageCount = 0;
+    this.byteCount = 0;
     return Promise.resolve();
+  }
+
+  /** Messages and bytes of data held (counters kept as they change); `fileBytes` is `null`. Rejects with `ClosedError` after `close()`. */
+  size(): Promise<StorageSize> {
+    if (this.closed) return closedPromise();
+    return Promise.resolve({ messages: this.messageCount, bytes: this.byteCount, fileBytes: null });
   }
 
   private check(problem: string | undefined): Promise<never> | undefined {

@@ -62,4 +62,19 @@ export interface QueuesStorage {
   forget(ident: string): Promise<void>;
   /** Flushes pending writes and closes. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional: how much is stored now (read by management). Bounded work:
+   * counters, or one count query. Both storages of this package have it.
+   */
+  size?(): Promise<StorageSize>;
+}
+
+/** What a storage holds ({@link QueuesStorage.size}). */
+export interface StorageSize {
+  /** Messages stored. */
+  readonly messages: number;
+  /** Bytes of their data, when the storage counts them (the memory storage); else `null`. */
+  readonly bytes: number | null;
+  /** Size on disk of the storage's files (SQLite: the database and its WAL), or `null` for a storage in memory. */
+  readonly fileBytes: number | null;
 }

@@ -7,11 +7,12 @@
  * @module
  */
 import type { Buffer } from 'node:buffer';
+import { stat } from 'node:fs/promises';
 import type { Database } from 'sqlite3';
 import { ClosedError, InvalidArgumentError, StorageLockedError } from '../../errors.js';
 import { createLogger } from '../../util/log.js';
 import { is, validateOptions } from '../../util/options.js';
-import type { QueuesStorage, StoredMessage, StoredQueue } from '../types.js';
+import type { QueuesStorage, StorageSize, StoredMessage, StoredQueue } from '../types.js';
 import { checkAwaySince, checkIdent, checkMessages, checkTtlEntries, checkUuids, wellFormed } from '../validate.js';
 import { Batch, type PendingInsert } from './batch.js';
 import { all, closeDatabase, loadSqlite3, noop, run, sqliteVersion, toStorageError } from './driver.js';
@@ -171,6 +172,24 @@ export class SqliteQueuesStorage implements QueuesStorage {
   /** A snapshot of the counters (transactions, statements, rows). */
   get stats(): SqliteStorageStats {
     return { ...this.writer.counters };
+  }
+
+  /**
+   * Messages stored (one count query, after the writes issued before it) and
+   * the size of the database file and its WAL; `bytes` is `null` (not
+   * counted). Rejects with `ClosedError` after `close()`.
+   */
+  size(): Promise<StorageSize> {
+    if (this.closing) return closedPromise();
+    return this.enqueue(async () => {
+      try {
+        const [row] = await all<{ n: number }>(this.db, 'SELECT count(*) AS n FROM messages');
+        const fileBytes = (await fileSize(this.path)) + (await fileSize(`${this.path}-wal`));
+        return { messages: Number(row?.n ?? 0), bytes: null, fileBytes };
+      } catch (err) {
+        throw toStorageError(err, 'cannot read the storage size');
+      }
+    });
   }
 
   /** Reads back the SQLite settings in effect (diagnostics, tests). Rejects with `ClosedError` after `close()`. */
@@ -396,4 +415,13 @@ function closedPromise(): Promise<never> {
 
 function nextImmediate(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The size of a file, 0 when it does not exist. */
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
 }
