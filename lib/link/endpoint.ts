@@ -3,8 +3,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidEndpointError } from '../errors.js';
 import type { Endpoint, ParsedEndpoint } from './types.js';
 
-const SCHEMES: Record<string, { transport: 'tcp' | 'unix'; tls: boolean }> = {
+const SCHEMES: Record<string, { transport: 'tcp' | 'unix' | 'udp'; tls: boolean }> = {
   tcp: { transport: 'tcp', tls: false },
+  udp: { transport: 'udp', tls: false },
   tls: { transport: 'tcp', tls: true },
   unix: { transport: 'unix', tls: false },
   'unix+tls': { transport: 'unix', tls: true },
@@ -25,6 +26,8 @@ const MAX_UNIX_PATH_BYTES = process.platform === 'linux' ? 107 : 103;
  * - Linux abstract namespace: `unix://@name` or `unix://\0name` (the parsed
  *   `path` starts with `\0`, the `url` shows `@`);
  * - `unix+tls://…`: TLS over a Unix socket, same path forms;
+ * - `udp://host:port` (IPv6 as `udp://[::1]:port`): datagrams, one message
+ *   each, no connection (see docs/datagrams.md);
  * - objects `{ host, port, tls? }` and `{ path, tls? }` (a `path` starting with
  *   `@` or `\0` is an abstract name, as in URLs).
  *
@@ -48,7 +51,11 @@ function parseUrl(text: string): ParsedEndpoint {
   const rest = m[2]!;
   const kind = SCHEMES[scheme];
   if (!kind) {
-    throw new InvalidEndpointError(`invalid endpoint ${JSON.stringify(text)}: unknown scheme '${scheme}' (use tcp, tls, unix or unix+tls)`);
+    throw new InvalidEndpointError(`invalid endpoint ${JSON.stringify(text)}: unknown scheme '${scheme}' (use tcp, tls, unix, unix+tls or udp)`);
+  }
+  if (kind.transport === 'udp') {
+    const { host, port } = splitHostPort(text, rest);
+    return udpEndpoint(text, host, port);
   }
   if (kind.transport === 'tcp') {
     const { host, port } = splitHostPort(text, rest);
@@ -98,6 +105,12 @@ function tcpEndpoint(text: string, rawHost: string, port: number, tls: boolean):
   }
   const url = `${tls ? 'tls' : 'tcp'}://${shown}:${port}`;
   return Object.freeze({ transport: 'tcp', tls, host, port, url });
+}
+
+/** `udp://host:port`: the same host and port rules as `tcp://`, for datagrams (see lib/link/datagram.ts). */
+function udpEndpoint(text: string, rawHost: string, port: number): ParsedEndpoint {
+  const tcp = tcpEndpoint(text, rawHost, port, false);
+  return Object.freeze({ transport: 'udp', tls: false, host: tcp.host, port: tcp.port, url: `udp${tcp.url.slice(3)}` });
 }
 
 function isHostname(host: string): boolean {

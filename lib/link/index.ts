@@ -5,6 +5,8 @@
  */
 export { Link } from './link.js';
 export { parseEndpoint } from './endpoint.js';
+export { DEFAULT_MAX_DATAGRAM_SIZE } from './datagram.js';
+export type { LinkDatagramCounters } from './datagram.js';
 export {
   exponentialBackoff,
   DEFAULT_RECONNECT_DELAY,

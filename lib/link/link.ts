@@ -4,15 +4,17 @@
  * connector.ts: dialling and reconnect backoff; tls-handshake.ts).
  * @module
  */
-import type { SnakeMQError } from '../errors.js';
+import { InvalidArgumentError, type SnakeMQError } from '../errors.js';
 import { createLogger } from '../util/log.js';
 import { Connections } from './connection.js';
 import { Connectors } from './connector.js';
+import { Datagrams, type LinkDatagramCounters } from './datagram.js';
+import { parseEndpoint } from './endpoint.js';
 import { TypedEventSource } from './event-source.js';
 import { Listeners } from './listener.js';
 import { bytesOf, connectorStatus, listenerStatus, type ByteCounts, type LinkEndpoints } from './status.js';
 import { resolveLinkOptions, type ConnectorOptions, type LinkOptions, type ListenerOptions } from './options.js';
-import type { ConnId, ConnectionInfo, Endpoint, Transport } from './types.js';
+import type { ConnId, ConnectionInfo, Endpoint, ParsedEndpoint, Transport } from './types.js';
 
 const log = createLogger('snakemq:link');
 
@@ -37,6 +39,7 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
   readonly #conns: Connections;
   readonly #listeners: Listeners;
   readonly #connectors: Connectors;
+  readonly #datagrams: Datagrams;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -48,6 +51,12 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
     this.#conns = new Connections(opts, events, this, (c) => this.#connectors.connectionEnded(c));
     this.#listeners = new Listeners(opts, events, this, this.#conns);
     this.#connectors = new Connectors(events, this, this.#conns);
+    this.#datagrams = new Datagrams(events, this);
+  }
+
+  /** Counters of the `udp://` listeners and connectors (a live object: read, do not write). */
+  get datagramCounters(): Readonly<LinkDatagramCounters> {
+    return this.#datagrams.counters;
   }
 
   /** Whether {@link close} (without an id) was called. */
@@ -67,6 +76,8 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
    *   (e.g. `EADDRINUSE`, the Node error as `cause`), ClosedError after close().
    */
   addListener(endpoint: Endpoint, options?: ListenerOptions): Promise<string> {
+    const udp = udpEndpoint(endpoint);
+    if (udp !== null) return this.#datagrams.listen(udp, options);
     return this.#listeners.add(endpoint, options);
   }
 
@@ -81,6 +92,8 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
    */
   async removeListener(endpoint: Endpoint): Promise<void> {
     if (this.#closing) return this.#closing;
+    const udp = udpEndpoint(endpoint);
+    if (udp !== null) return this.#datagrams.close(this.#datagramOf('listener', udp.url));
     await this.#listeners.remove(endpoint);
   }
 
@@ -99,6 +112,8 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
    *   ClosedError after close().
    */
   addConnector(endpoint: Endpoint, options?: ConnectorOptions): string {
+    const udp = udpEndpoint(endpoint);
+    if (udp !== null) return this.#datagrams.connect(udp, options);
     return this.#connectors.add(endpoint, options);
   }
 
@@ -110,7 +125,25 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
    */
   async removeConnector(endpoint: Endpoint): Promise<void> {
     if (this.#closing) return this.#closing;
+    const udp = udpEndpoint(endpoint);
+    if (udp !== null) return this.#datagrams.close(this.#datagramOf('connector', udp.url));
     await this.#connectors.remove(endpoint);
+  }
+
+  /**
+   * Sends one datagram on a `udp://` connector's connection (see
+   * {@link Transport.sendDatagram}); `onWritten` runs once it was handed to
+   * the kernel, or with UnknownConnectionError / ClosedError / ConnectionError.
+   * @throws DatagramTooLargeError over the connector's `maxDatagramSize`.
+   */
+  sendDatagram(connId: ConnId, datagram: Buffer, onWritten?: (error?: SnakeMQError) => void): void {
+    this.#datagrams.send(connId, datagram, onWritten);
+  }
+
+  #datagramOf(kind: 'listener' | 'connector', url: string): ConnId {
+    const id = this.#datagrams.find(kind, url);
+    if (id === undefined) throw new InvalidArgumentError(`no ${kind} for ${url}`);
+    return id;
   }
 
   /**
@@ -153,7 +186,7 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
 
   /** Info of a connection, until its `disconnect` event. */
   connection(connId: ConnId): ConnectionInfo | undefined {
-    return this.#conns.get(connId)?.info;
+    return connId < 0 ? this.#datagrams.info(connId) : this.#conns.get(connId)?.info;
   }
 
   /** Ids of the live connections, in creation order. */
@@ -212,6 +245,7 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
    */
   close(connId?: ConnId, reason?: SnakeMQError): Promise<void> {
     if (connId !== undefined) {
+      if (connId < 0) return this.#datagrams.close(connId);
       const c = this.#conns.get(connId);
       return c ? this.#conns.close(c, reason) : Promise.resolve();
     }
@@ -229,11 +263,17 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
 
   async #closeAll(): Promise<void> {
     log('closing link');
-    const waits: Promise<unknown>[] = [...this.#connectors.stopAll(), ...this.#listeners.stopAll()];
+    const waits: Promise<unknown>[] = [...this.#connectors.stopAll(), ...this.#listeners.stopAll(), ...this.#datagrams.stopAll()];
     for (const c of this.#conns.values()) waits.push(this.#conns.close(c));
     // addListener calls in flight stop their own server when they see the link closed.
     waits.push(...this.#listeners.pendingStarts());
     await Promise.all(waits);
     log('link closed');
   }
+}
+
+/** The parsed endpoint when it is `udp://` (a string starting so, or parsing so), else null (parsed again by the stream code). */
+function udpEndpoint(endpoint: Endpoint): ParsedEndpoint | null {
+  if (typeof endpoint !== 'string' || !/^udp:/i.test(endpoint)) return null;
+  return parseEndpoint(endpoint);
 }

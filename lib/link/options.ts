@@ -111,6 +111,19 @@ export interface ListenerOptions {
   tls?: TlsOptions;
   /** Length of the kernel's queue of not-yet-accepted connections. @default 511 */
   backlog?: number;
+  /**
+   * `udp://` only: datagrams longer than this are dropped (counted as
+   * `oversize`), in 1..65,507.
+   * @default 65507 (DEFAULT_MAX_DATAGRAM_SIZE)
+   */
+  maxDatagramSize?: number;
+  /**
+   * `udp://` only: which sources may send datagrams; return `true` to accept
+   * one from `address`:`port` (anything else, or throwing, drops it, counted
+   * as `refused`). Called for every datagram: keep it cheap.
+   * @default every source
+   */
+  allowSource?: (address: string, port: number) => boolean;
 }
 
 /** Options of {@link Link.addConnector}. */
@@ -139,6 +152,18 @@ export interface ConnectorOptions {
    * @default 5000 (DEFAULT_CONNECTION_STABLE_AFTER)
    */
   stableAfter?: number;
+  /**
+   * `udp://` only, and required there: the identity of the peer listening at
+   * the endpoint. UDP has no handshake, so this is who `send(identity, …)`
+   * reaches through the connector (see docs/datagrams.md).
+   */
+  identity?: string;
+  /**
+   * `udp://` only: `send()` refuses (DatagramTooLargeError) a message whose
+   * datagram would be longer, in 1..65,507.
+   * @default 65507 (DEFAULT_MAX_DATAGRAM_SIZE)
+   */
+  maxDatagramSize?: number;
 }
 
 /** Options of {@link exponentialBackoff}. */
@@ -264,6 +289,9 @@ function checkTlsPresence(what: string, endpoint: ParsedEndpoint, tls: unknown):
   }
 }
 
+/** Datagram options given for a stream endpoint. */
+const udpOnly: OptionCheck = () => 'is only for udp:// endpoints';
+
 /** @internal Resolved {@link ListenerOptions}. */
 export interface ResolvedListenerOptions {
   tls: ReturnType<typeof resolveTlsOptions> | undefined;
@@ -273,7 +301,12 @@ export interface ResolvedListenerOptions {
 /** @internal Validates {@link ListenerOptions} against the endpoint. */
 export function resolveListenerOptions(endpoint: ParsedEndpoint, options: unknown): ResolvedListenerOptions {
   const what = 'listener';
-  const opts = validateOptions<ListenerOptions>('listener options', options, { tls: is.any(), backlog: is.integer(0, 65535) }, { backlog: DEFAULT_BACKLOG });
+  const opts = validateOptions<ListenerOptions>(
+    'listener options',
+    options,
+    { tls: is.any(), backlog: is.integer(0, 65535), maxDatagramSize: udpOnly, allowSource: udpOnly },
+    { backlog: DEFAULT_BACKLOG },
+  );
   checkTlsPresence(what, endpoint, opts.tls);
   const tls = opts.tls === undefined ? undefined : resolveTlsOptions(what, opts.tls);
   if (tls && (tls.key === undefined || tls.cert === undefined)) {
@@ -302,6 +335,8 @@ export function resolveConnectorOptions(endpoint: ParsedEndpoint, options: unkno
       reconnectInterval: is.integer(0, 2 ** 31 - 1),
       connectTimeout: is.integer(1, 2 ** 31 - 1),
       stableAfter: is.integer(0, 2 ** 31 - 1),
+      identity: udpOnly,
+      maxDatagramSize: udpOnly,
     },
     { connectTimeout: DEFAULT_CONNECT_TIMEOUT, stableAfter: DEFAULT_CONNECTION_STABLE_AFTER },
   );

@@ -10,14 +10,15 @@ export type ConnId = number;
  * - `tcp://host:port`, `tls://host:port` (IPv6 as `tcp://[::1]:port`);
  * - `unix:///abs/path`, `unix://rel/path`, the Linux abstract namespace as
  *   `unix://\0name` or `unix://@name`; `unix+tls://path` for TLS over a Unix socket;
+ * - `udp://host:port` (`udp://[::1]:port`): datagrams, see docs/datagrams.md;
  * - `{ host, port, tls? }` or `{ path, tls? }` objects.
  */
 export type Endpoint = string | { host: string; port: number; tls?: boolean } | { path: string; tls?: boolean };
 
 /** An endpoint after parsing and validation. */
 export interface ParsedEndpoint {
-  /** `tcp` for TCP sockets (plain or TLS), `unix` for Unix stream sockets. */
-  readonly transport: 'tcp' | 'unix';
+  /** `tcp` for TCP sockets (plain or TLS), `unix` for Unix stream sockets, `udp` for datagrams. */
+  readonly transport: 'tcp' | 'unix' | 'udp';
   /** Whether TLS runs over the socket. */
   readonly tls: boolean;
   /** Host for `tcp` (without brackets for IPv6). */
@@ -57,6 +58,16 @@ export interface ConnectionInfo {
   readonly localPort?: number;
   /** Present on TLS connections. */
   readonly tls?: TlsInfo;
+  /**
+   * `true` for a `udp://` socket, or for one received datagram (then
+   * `remoteAddress`/`remotePort` are its source): no handshake, no TLS, the
+   * identity it carries is an unauthenticated claim.
+   */
+  readonly datagram?: true;
+  /** A `udp://` connector: the identity of the peer behind it (the connector's `identity` option). */
+  readonly identity?: string;
+  /** A `udp://` connector: the largest datagram it sends (its `maxDatagramSize` option). */
+  readonly maxDatagramSize?: number;
 }
 
 /** Why a connection ended. */
@@ -100,6 +111,12 @@ export interface LinkEvents {
    * `maxConnections` ({@link ConnectionLimitError}; it never reaches `connect`).
    */
   acceptFailed: (endpoint: string, error: SnakeMQError) => void;
+  /**
+   * A `udp://` listener (connection id `connId`, negative) received a datagram
+   * from `address`:`port` that passed its size limit and source policy. Its
+   * content is not checked here: the layers above parse it.
+   */
+  datagram: (connId: ConnId, datagram: Buffer, address: string, port: number) => void;
 }
 
 /** Typed subscription methods shared by Link and Throttle. */
@@ -130,6 +147,13 @@ export interface Transport extends TransportEventSource {
    * present, for a big payload sent by reference behind its header.
    */
   sendv?(connId: ConnId, chunks: readonly Buffer[], onWritten?: (error?: SnakeMQError) => void): boolean;
+  /**
+   * Optional: send `datagram` as one datagram on a `udp://` connector's
+   * connection (see {@link ConnectionInfo.datagram}); `onWritten` is called
+   * once it was handed to the kernel, or with the error (never synchronously).
+   * @throws DatagramTooLargeError when it is over the connector's `maxDatagramSize`.
+   */
+  sendDatagram?(connId: ConnId, datagram: Buffer, onWritten?: (error?: SnakeMQError) => void): void;
   /** Whether `send` on this connection would currently return true. */
   isWritable(connId: ConnId): boolean;
   /** Stop reading from a connection (receive-side backpressure); `resume` starts again. */

@@ -32,8 +32,9 @@ export type ConnPacketRun = (connId: ConnId, chunk: Buffer, off: number, decoder
  * **Called back** — with {@link onEvent}: `connect(info)` (before any data
  * of the connection), `disconnect(connId)`, `sent(connId, lastPacketId)`
  * (cumulative, once per socket write), `drain(connId)` (after `isWritable`
- * was false) and `protocolError(connId, error)` (the framing broke: the
- * connection is being closed); and with the one packet sink of
+ * was false), `protocolError(connId, error)` (the framing broke: the
+ * connection is being closed); with {@link onDatagram}, each `udp://`
+ * listener's datagram (unparsed); and with the one packet sink of
  * {@link setPacketSink}, every received packet. The sink is the receive fast
  * path, not a side door: it is called for every packet whether or not
  * anybody listens to the Packeter's public `packet` event, and while nobody
@@ -59,10 +60,14 @@ export interface PacketTransport {
 
   /** Subscribes to one of the events above (a typed subset of the Packeter's events). */
   onEvent<E extends keyof PacketTransportEvents>(event: E, fn: PacketTransportEvents[E]): void;
+  /** Optional: subscribes to the datagrams of `udp://` listeners, as the transport passed them up (unparsed; Messaging parses them: lib/messaging/datagram.ts). */
+  onDatagram?(fn: (connId: ConnId, datagram: Buffer, address: string, port: number) => void): void;
   /** Sets the one packet sink (and run taker) of this transport; a second call throws. */
   setPacketSink(sink: ConnPacketSink, run?: ConnPacketRun): void;
 
   sendPacket(connId: ConnId, payload: Uint8Array, tail?: Uint8Array): number;
+  /** Optional: one datagram, as is, on a `udp://` connector's connection (see {@link Packeter.sendDatagram}). */
+  sendDatagram?(connId: ConnId, datagram: Buffer, onWritten?: (error?: SnakeMQError) => void): void;
   allocPacket(connId: ConnId, size: number): number;
   /** Out-parameter of {@link allocPacket}: the buffer to write the payload into. */
   readonly allocated: Buffer;
@@ -83,6 +88,19 @@ export interface PacketTransport {
   resume(connId: ConnId): void;
   connection(connId: ConnId): ConnectionInfo | undefined;
   close(connId?: ConnId, reason?: SnakeMQError): Promise<void>;
+
+  /**
+   * Optional, for a transport that routes by identity (the relay): Messaging
+   * bound `connId` to the identity `ident` (after its checks, before any
+   * frame of it is delivered).
+   */
+  identified?(connId: ConnId, ident: string): void;
+  /**
+   * Optional, for a transport that can find peers (the relay): Messaging has
+   * messages for `ident` and no connection to it. Called once per such time
+   * (again after the next disconnect), not per message.
+   */
+  wantPeer?(ident: string): void;
 }
 
 /** The callbacks of {@link PacketTransport.onEvent}. */

@@ -69,6 +69,8 @@ export interface PacketerEvents {
    * connection is being closed.
    */
   protocolError: (connId: ConnId, error: SnakeMQError) => void;
+  /** A `udp://` listener received a datagram (forwarded from the transport, unparsed: see docs/protocol.md "Datagrams"). */
+  datagram: (connId: ConnId, datagram: Buffer, address: string, port: number) => void;
 }
 
 export type { ConnPacketRun, ConnPacketSink } from './packet-transport.js';
@@ -189,6 +191,25 @@ export class Packeter extends EventEmitter<PacketerEvents> implements PacketTran
     transport.on('disconnect', (connId, reason) => this.onDisconnect(connId, reason));
     transport.on('data', (connId, chunk) => this.onData(connId, chunk));
     transport.on('drain', (connId) => this.emit('drain', connId));
+    transport.on('datagram', (connId, datagram, address, port) => this.emit('datagram', connId, datagram, address, port));
+  }
+
+  /** Part of {@link PacketTransport}: subscribes to the `datagram` event (a `udp://` listener's datagrams). */
+  onDatagram(fn: (connId: ConnId, datagram: Buffer, address: string, port: number) => void): void {
+    this.on('datagram', fn);
+  }
+
+  /**
+   * Part of {@link PacketTransport}: one datagram on a `udp://` connector's
+   * connection, as is (no packet framing added: the caller built the
+   * datagram's packets), through the transport's `sendDatagram`; without one,
+   * `onWritten` gets an UnknownConnectionError.
+   * @throws DatagramTooLargeError from the transport.
+   */
+  sendDatagram(connId: ConnId, datagram: Buffer, onWritten?: (error?: SnakeMQError) => void): void {
+    const transport = this.transport;
+    if (transport.sendDatagram !== undefined) return transport.sendDatagram(connId, datagram, onWritten);
+    if (onWritten) nextTick(onWritten, new UnknownConnectionError(`the transport below sends no datagrams (conn ${connId})`));
   }
 
   /**

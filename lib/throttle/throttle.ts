@@ -1,5 +1,5 @@
 import { nextTick } from 'node:process';
-import { ClosedError, ConnectionError, InvalidArgumentError, InvalidOptionsError, type SnakeMQError } from '../errors.js';
+import { ClosedError, ConnectionError, InvalidArgumentError, InvalidOptionsError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
 import { TypedEventSource } from '../link/event-source.js';
 import type { ConnectorOptions, ListenerOptions } from '../link/options.js';
 import type { ConnId, ConnectionInfo, Endpoint, Transport } from '../link/types.js';
@@ -109,6 +109,7 @@ export class Throttle extends TypedEventSource implements Transport, AsyncDispos
     transport.on('connectFailed', (endpoint, error) => this.emit('connectFailed', endpoint, error));
     transport.on('reconnect', (endpoint, attempt, delay) => this.emit('reconnect', endpoint, attempt, delay));
     transport.on('acceptFailed', (endpoint, error) => this.emit('acceptFailed', endpoint, error));
+    transport.on('datagram', (id, datagram, address, port) => this.emit('datagram', id, datagram, address, port));
   }
 
   /** Bucket size in bytes in effect. */
@@ -209,6 +210,16 @@ export class Throttle extends TypedEventSource implements Transport, AsyncDispos
   /** Forwards to the transport's `connection`. */
   connection(connId: ConnId): ConnectionInfo | undefined {
     return this.transport.connection(connId);
+  }
+
+  /**
+   * Forwards to the transport's `sendDatagram` (see {@link Link.sendDatagram}):
+   * datagrams are not throttled (each is one message, sent at once or lost).
+   * Without one below, `onWritten` gets an UnknownConnectionError.
+   */
+  sendDatagram(connId: ConnId, datagram: Buffer, onWritten?: OnWritten): void {
+    if (this.transport.sendDatagram !== undefined) return this.transport.sendDatagram(connId, datagram, onWritten);
+    if (onWritten) nextTick(onWritten, new UnknownConnectionError(`no datagram connection ${connId} below the throttle`));
   }
 
   /** Forwards to the transport's `markEstablished` (see {@link Link.markEstablished}); no-op when it has none. */
