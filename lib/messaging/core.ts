@@ -11,6 +11,7 @@ import { Buffer } from 'node:buffer';
 import type { ConnId } from '../link/types.js';
 import type { PacketTransport } from '../packeter/packet-transport.js';
 import type { QueuesStorage } from '../storage/types.js';
+import type { DatagramState } from './datagram.js';
 import type { Hook } from './dispatch.js';
 import type { PeerConn } from './handshake.js';
 import { ListenerMirror, type Registered } from './listeners.js';
@@ -54,6 +55,10 @@ export class MessagingCore {
   readonly registered = new ListenerMirror();
   /** Someone listens to `sent` or `acknowledged` (they need each message's object: see write-path). */
   deliveryListened = false;
+  /** Identities reached through a `udp://` connector → its connection; null while there is none (the one field `enqueue` tests, see datagram). */
+  udpRoutes: Map<string, ConnId> | null = null;
+  /** Datagram counters and connector bindings, made at the first udp connector or datagram. */
+  datagrams: DatagramState | null = null;
   /** Messages received and written on connections that ended (management totals). */
   closedMessagesIn = 0;
   closedMessagesOut = 0;
