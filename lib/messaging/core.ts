@@ -13,6 +13,7 @@ import type { PacketTransport } from '../packeter/packet-transport.js';
 import type { QueuesStorage } from '../storage/types.js';
 import type { DatagramState } from './datagram.js';
 import type { Hook } from './dispatch.js';
+import type { Interception } from './intercept.js';
 import type { PeerConn } from './handshake.js';
 import { ListenerMirror, type Registered } from './listeners.js';
 import type { Messaging } from './messaging.js';
@@ -55,6 +56,12 @@ export class MessagingCore {
   readonly registered = new ListenerMirror();
   /** Someone listens to `sent` or `acknowledged` (they need each message's object: see write-path). */
   deliveryListened = false;
+  /** The interceptors (see intercept), made at the first `intercept()`. */
+  interception: Interception | null = null;
+  /** `interception` while a send interceptor is registered or a sent message waits for one: the one field `enqueue` tests. */
+  sendIntercept: Interception | null = null;
+  /** Likewise for receiving: the one field `deliver` tests. */
+  receiveIntercept: Interception | null = null;
   /** Identities reached through a `udp://` connector → its connection; null while there is none (the one field `enqueue` tests, see datagram). */
   udpRoutes: Map<string, ConnId> | null = null;
   /** Datagram counters and connector bindings, made at the first udp connector or datagram. */

@@ -10,6 +10,7 @@ import { ErrorCode, HandlerError, InvalidArgumentError } from '../errors.js';
 import type { ConnId } from '../link/types.js';
 import { createLogger } from '../util/log.js';
 import type { MessagingCore } from './core.js';
+import { interceptReceive } from './intercept.js';
 import { Message } from './message.js';
 import { MessageStream, type ReceivedMessage } from './stream.js';
 import type { MessagingEvents } from './types.js';
@@ -32,6 +33,12 @@ export interface Hook {
  * received (it is acknowledged).
  */
 export function deliver(s: MessagingCore, connId: ConnId, ident: string, message: Message): void {
+  if (s.receiveIntercept !== null) return interceptReceive(s, connId, ident, message, handOut);
+  handOut(s, connId, ident, message);
+}
+
+/** {@link deliver} after the receive interceptors (if any) forwarded the message. */
+export function handOut(s: MessagingCore, connId: ConnId, ident: string, message: Message): void {
   const hooks = s.hooks;
   if (hooks.length > 0) {
     const data = message.data;

@@ -14,4 +14,15 @@ export type { MessagingStats, PeerStats } from './messaging.js';
 export { Message, FLAG_PERSISTENT, TTL_INFINITE, MAX_TTL, DEFAULT_TTL, randomUuid } from './message.js';
 export type { MessageOptions } from './message.js';
 export type { ReceivedMessage } from './stream.js';
+export { Verdict, LOOPBACK_CONN_ID, MAX_HELD_RECEIVED } from './intercept.js';
+export type {
+  DropVerdict,
+  ErrorVerdict,
+  ForwardVerdict,
+  InterceptResult,
+  Interceptor,
+  ReceiveInterceptor,
+  ReturnVerdict,
+  SendInterceptor,
+} from './intercept.js';
 export type { Delivery, DeliveryState, MessagingEvents } from './types.js';

@@ -23,6 +23,7 @@ import { encodeExtensions, encodeIdentification, encodePing, encodeProtocolVersi
 import type { Message } from './message.js';
 import { resolveMessagingOptions, type MessagingOptions, type ResolvedMessagingOptions } from './options.js';
 import { drained, rejectDrainWaiters, writable } from './backpressure.js';
+import { addInterceptor, releaseHeld, type Interceptor } from './intercept.js';
 import { enqueue } from './peer-queue.js';
 import { load } from './persist.js';
 import { onPacket, onRun, sendAck } from './receive-path.js';
@@ -210,6 +211,31 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     return openStream(this.core, options?.signal);
   }
 
+  /**
+   * Registers interceptors: `send` sees each message given to {@link send}
+   * before it is queued (bare data as a Message made for it), `receive` each
+   * received message before any handler (receive hooks included: RPC and
+   * publish/subscribe frames pass through it too), in order of registration.
+   * Each returns a {@link Verdict} (`undefined`: forward unchanged) or a
+   * Promise of one (the message, and the later ones to that identity or
+   * from that connection, wait for it). Returns the remover (idempotent).
+   * Without interceptors, sending and receiving cost what they did (one
+   * field check each). See docs/interceptors.md.
+   *
+   * ```ts
+   * const off = messaging.intercept({
+   *   send: (ident, m) => (m.data.includes('secret') ? new Message(redact(m.data), { ttl: m.ttl, flags: m.flags }) : undefined),
+   *   receive: (_connId, ident, m) => void received.inc(ident),
+   * });
+   * ```
+   * @throws {@link InvalidOptionsError} for keys other than `send`/`receive` or values that are not functions.
+   * @throws {@link InvalidArgumentError} when neither is given.
+   * @throws {@link ClosedError} after {@link close}.
+   */
+  intercept(interceptor: Interceptor): () => void {
+    return addInterceptor(this.core, interceptor);
+  }
+
   // --- backpressure ------------------------------------------------------------
 
   /**
@@ -273,6 +299,7 @@ export class Messaging extends EventEmitter<MessagingEvents> {
       queue.direct = false;
       rejectDrainWaiters(queue, closed);
     }
+    releaseHeld(s, new ClosedError('messaging closed before an interceptor decided'));
     this.closing = (async () => {
       for (const conn of s.conns.values()) {
         sendAck(s, conn);

@@ -16,6 +16,7 @@ import { QueueEntry } from './delivery.js';
 import { isValidIdent, MAX_IDENT_LENGTH } from './frames.js';
 import type { PeerConn } from './handshake.js';
 import { FrameRun } from './in-flight.js';
+import { interceptSend } from './intercept.js';
 import { FLAG_PERSISTENT, Message, toBuffer } from './message.js';
 import { persist, unstore } from './persist.js';
 import { currentTurn, mark } from './queue-age.js';
@@ -95,6 +96,7 @@ export class PeerQueue {
  */
 export function enqueue(s: MessagingCore, ident: string, message: Message | Uint8Array | string): Delivery {
   if (s.isClosed) throw new ClosedError('messaging is closed');
+  if (s.sendIntercept !== null && s.sendIntercept.passing !== message) return interceptSend(s, ident, message, checkDestination, enqueue);
   let queue = s.lastQueue;
   if (queue === null || queue.ident !== ident) queue = destination(s, ident);
   if (message instanceof Message) return enqueueMessage(s, queue, ident, message);
@@ -132,6 +134,12 @@ function admit(s: MessagingCore, queue: PeerQueue, entry: QueueEntry, stored: bo
 
 /** The queue for a destination given to `send`, after checking it could ever be reached. */
 export function destination(s: MessagingCore, ident: string): PeerQueue {
+  checkDestination(s, ident);
+  return queueOf(s, ident);
+}
+
+/** Throws what `send()` throws for a destination that could never be reached. */
+export function checkDestination(s: MessagingCore, ident: string): void {
   if (!isValidIdent(ident)) {
     if (typeof ident !== 'string') throw new InvalidArgumentError('ident must be a string');
     throw new InvalidArgumentError(
@@ -139,7 +147,6 @@ export function destination(s: MessagingCore, ident: string): PeerQueue {
     );
   }
   if (ident === s.identity) throw new InvalidArgumentError(`'${ident}' is this peer's own identity`);
-  return queueOf(s, ident);
 }
 
 export function queueOf(s: MessagingCore, ident: string): PeerQueue {

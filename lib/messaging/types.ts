@@ -53,6 +53,15 @@ export interface MessagingEvents {
    */
   handlerError: (error: HandlerError) => void;
   /**
+   * A receive interceptor refused a received message (`Verdict.error`, a
+   * throw — then an `InterceptedError` whose `cause` is what it threw — or
+   * something that is not a verdict): it was not delivered (it counts as
+   * received: it was acknowledged). `connId` is -1 (`LOOPBACK_CONN_ID`) for
+   * a message a send interceptor returned. Without a listener the first one
+   * is reported with `process.emitWarning`.
+   */
+  intercepted: (connId: ConnId, ident: string, message: Message, error: SnakeMQError) => void;
+  /**
    * The queue of `ident` fell to its low-water mark (half of
    * `highWaterMark`/`highWaterMarkBytes`) after `writable(ident)` returned
    * false: it is writable again. Once per such time, only then.

@@ -7,7 +7,7 @@
  * @module
  */
 import { Link, type ConnectorOptions, type ListenerOptions, type TlsOptions } from '../link/index.js';
-import { Messaging, type Delivery, type Message, type MessagingEvents, type ReceivedMessage } from '../messaging/index.js';
+import { Messaging, type Delivery, type Interceptor, type Message, type MessagingEvents, type ReceivedMessage } from '../messaging/index.js';
 import { StorageError } from '../errors.js';
 import { Packeter } from '../packeter/index.js';
 import type { QueuesStorage } from '../storage/index.js';
@@ -116,6 +116,16 @@ export class Peer implements AsyncDisposable {
    */
   messages(options?: { signal?: AbortSignal }): AsyncIterableIterator<ReceivedMessage> {
     return this.messaging.messages(options);
+  }
+
+  /**
+   * Registers send and/or receive interceptors (Messaging.intercept): they
+   * see every message before it is queued or handled and give a verdict
+   * (forward, possibly replaced; drop; return; error). Returns the remover.
+   * See docs/interceptors.md.
+   */
+  intercept(interceptor: Interceptor): () => void {
+    return this.messaging.intercept(interceptor);
   }
 
   /**
