@@ -63,6 +63,8 @@ const messaging = new Messaging(role === 'receiver' ? 'alice' : 'bob', packeter,
   ...(dedup !== undefined ? { dedupWindow: Number(dedup) } : {}),
 });
 messaging.on('connect', () => report({ t: 'connected' }));
+// BENCH_INTERCEPT=1: one no-op send and receive interceptor on each side, to measure what a registered one costs.
+if (process.env.BENCH_INTERCEPT === '1') messaging.intercept({ send: () => undefined, receive: () => undefined });
 
 if (role === 'receiver') {
   let expected = 0;
