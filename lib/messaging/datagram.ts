@@ -13,7 +13,7 @@
  * @module
  */
 import { Buffer, isUtf8 } from 'node:buffer';
-import { DatagramPersistentError, DatagramTooLargeError, UnknownConnectionError, type SnakeMQError } from '../errors.js';
+import { DatagramPersistentError, DatagramTooLargeError, type SnakeMQError } from '../errors.js';
 import type { ConnectionInfo, ConnId } from '../link/types.js';
 import { HEADER_SIZE } from '../packeter/decoder.js';
 import { createLogger } from '../util/log.js';
@@ -169,8 +169,8 @@ export function sendDatagram(s: MessagingCore, ident: string, connId: ConnId, me
       safeEmit(s, 'drop', ident, m, error);
     }
   };
-  if (s.packeter.sendDatagram !== undefined) s.packeter.sendDatagram(connId, out, written);
-  else process.nextTick(written, new UnknownConnectionError(`the packet transport below sends no datagrams (conn ${connId})`));
+  // The Packeter itself (a layer between it and Messaging, such as a relay, does not carry datagrams).
+  s.emitter.packeter.sendDatagram(connId, out, written);
   return delivery;
 }
 

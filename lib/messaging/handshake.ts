@@ -20,6 +20,7 @@ import {
 import type { ConnectionInfo, ConnId } from '../link/types.js';
 import { createLogger } from '../util/log.js';
 import type { MessagingCore } from './core.js';
+import { onDatagramConnect, onDatagramDisconnect } from './datagram.js';
 import { safeEmit } from './dispatch.js';
 import { encodePing, truncateIdent } from './frames.js';
 import { requeueInFlight } from './in-flight.js';
@@ -83,6 +84,7 @@ export interface PeerConn {
 }
 
 export function onConnect(s: MessagingCore, info: ConnectionInfo): void {
+  if (info.datagram === true) return onDatagramConnect(s, info);
   const conn: PeerConn = {
     id: info.id,
     ident: null,
@@ -127,6 +129,7 @@ export function identifyExpired(s: MessagingCore, conn: PeerConn): void {
 }
 
 export function onDisconnect(s: MessagingCore, connId: ConnId): void {
+  if (connId < 0) return onDatagramDisconnect(s, connId);
   const conn = s.conns.get(connId);
   if (conn === undefined) return;
   s.conns.delete(connId);

@@ -18,6 +18,7 @@ import type { Packeter } from '../packeter/packeter.js';
 import { MessagingCore } from './core.js';
 import { addHook, listenersChanged, openStream, safeEmit, type ReceiveHookHandler } from './dispatch.js';
 import { dropAllInFlight, onSent } from './in-flight.js';
+import { datagramState, onDatagram, type DatagramCounters } from './datagram.js';
 import { onConnect, onDisconnect, onFramingError } from './handshake.js';
 import { encodeExtensions, encodeIdentification, encodePing, encodeProtocolVersion, FEATURE_ACK, truncateIdent } from './frames.js';
 import type { Message } from './message.js';
@@ -47,6 +48,7 @@ export {
 } from './options.js';
 export type { AuthorizePolicy, MessagingOptions, OverflowPolicy, ResolvedMessagingOptions } from './options.js';
 export type { ReceiveHookHandler } from './dispatch.js';
+export type { DatagramCounters } from './datagram.js';
 export type { MessagingStats, PeerStats } from './stats.js';
 
 type Names = EE.EventNames<MessagingEvents>;
@@ -99,6 +101,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     packeter.onEvent('drain', (connId) => onDrain(s, connId));
     packeter.onEvent('protocolError', (connId, error) => onFramingError(s, connId, error));
 
+    // Datagrams come from the Packeter itself (they have no connection a layer in between could route).
+    packeter.onDatagram((connId, datagram, address, port) => onDatagram(s, connId, datagram, address, port));
     this.ready = s.storage === null ? Promise.resolve() : load(s, s.storage);
     // Callers that never await `ready` still get the failure through drop events, not an unhandled rejection.
     this.ready.catch(() => undefined);
@@ -125,6 +129,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
    *   longer than the 50 characters an identity has on the wire (no peer
    *   could ever have it), or is this peer's own identity.
    * @throws {@link ClosedError} after `close()`.
+   * @throws {@link DatagramPersistentError} / {@link DatagramTooLargeError} for an identity
+   *   reached through a `udp://` connector (see docs/datagrams.md): a persistent message, a datagram over `maxDatagramSize`.
    */
   send(ident: string, message: Message | Uint8Array | string): Delivery {
     return enqueue(this.core, ident, message);
@@ -136,6 +142,15 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   }
 
   /**
+   * Counters of the datagrams this peer received on `udp://` listeners
+   * (delivered, and dropped by kind) and sent through `udp://` connectors
+   * (see docs/datagrams.md). A live object: read it, do not write it.
+   */
+  get datagramCounters(): Readonly<DatagramCounters> {
+    return datagramState(this.core).counters;
+  }
+
+  /**
    * Identities whose state is kept: connected, with messages queued, or
    * idle within their grace period (see `idleIdentityGrace`).
    */
@@ -143,7 +158,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     return this.core.queues.size;
   }
 
-  /** Whether a peer with this identity is connected now. */
+  /**
+   * Whether a peer with this identity is connected now (over a stream: an
+   * identity reached only through a `udp://` connector is never connected,
+   * see docs/datagrams.md).
+   */
   isConnected(ident: string): boolean {
     return this.core.byIdent.has(ident);
   }

@@ -11,6 +11,7 @@ import { Deque } from '../util/deque.js';
 import { createLogger } from '../util/log.js';
 import { checkDrain, type DrainWaiter } from './backpressure.js';
 import type { MessagingCore } from './core.js';
+import { sendDatagram } from './datagram.js';
 import { DeliveryTracker } from './delivery-tracker.js';
 import { QueueEntry } from './delivery.js';
 import { isValidIdent, MAX_IDENT_LENGTH } from './frames.js';
@@ -96,6 +97,11 @@ export class PeerQueue {
  */
 export function enqueue(s: MessagingCore, ident: string, message: Message | Uint8Array | string): Delivery {
   if (s.isClosed) throw new ClosedError('messaging is closed');
+  const udp = s.udpRoutes;
+  if (udp !== null) {
+    const connId = udp.get(ident);
+    if (connId !== undefined) return sendDatagram(s, ident, connId, message);
+  }
   if (s.sendIntercept !== null && s.sendIntercept.passing !== message) return interceptSend(s, ident, message, checkDestination, enqueue);
   let queue = s.lastQueue;
   if (queue === null || queue.ident !== ident) queue = destination(s, ident);
