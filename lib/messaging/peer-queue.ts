@@ -97,12 +97,12 @@ export class PeerQueue {
  */
 export function enqueue(s: MessagingCore, ident: string, message: Message | Uint8Array | string): Delivery {
   if (s.isClosed) throw new ClosedError('messaging is closed');
+  if (s.sendIntercept !== null && s.sendIntercept.passing !== message) return interceptSend(s, ident, message, checkDestination, enqueue);
   const udp = s.udpRoutes;
   if (udp !== null) {
     const connId = udp.get(ident);
     if (connId !== undefined) return sendDatagram(s, ident, connId, message);
   }
-  if (s.sendIntercept !== null && s.sendIntercept.passing !== message) return interceptSend(s, ident, message, checkDestination, enqueue);
   let queue = s.lastQueue;
   if (queue === null || queue.ident !== ident) queue = destination(s, ident);
   if (message instanceof Message) return enqueueMessage(s, queue, ident, message);
