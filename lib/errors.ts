@@ -53,10 +53,12 @@ export const ErrorCode = {
   CONFIG: 'SMQ_ERR_CONFIG',
   ANNOUNCEMENT: 'SMQ_ERR_ANNOUNCEMENT',
   NAMESERVER: 'SMQ_ERR_NAMESERVER',
+  RELAY: 'SMQ_ERR_RELAY',
   DATAGRAM_TOO_LARGE: 'SMQ_ERR_DATAGRAM_TOO_LARGE',
   DATAGRAM_PERSISTENT: 'SMQ_ERR_DATAGRAM_PERSISTENT',
   INTERCEPTED: 'SMQ_ERR_INTERCEPTED',
   MESSAGE_DROPPED: 'SMQ_ERR_MESSAGE_DROPPED',
+  MANAGEMENT_UNAUTHORIZED: 'SMQ_ERR_MANAGEMENT_UNAUTHORIZED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -490,5 +492,36 @@ export class DatagramTooLargeError extends SnakeMQError {
 export class DatagramPersistentError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.DATAGRAM_PERSISTENT, message, options);
+  }
+}
+
+/** Why a relayed connection ended (see {@link RelayError.reason}). */
+export type RelayFailure = 'closed' | 'unreachable' | 'refused' | 'overflow' | 'hop-limit' | 'forged';
+
+/**
+ * A relayed connection (a peer reached through a relay, docs/relay.md)
+ * failed: `forged` (the inner identity was not the one the relay named) or,
+ * told by a relay, `refused`, `unreachable`, `overflow`, `hop-limit`.
+ * Messaging re-sends what was in flight on the next connection.
+ */
+export class RelayError extends SnakeMQError {
+  /** What went wrong. */
+  readonly reason: RelayFailure;
+  constructor(reason: RelayFailure, message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RELAY, message, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * A management call (lib/management) was refused: the calling identity is
+ * not in the management `allow` list, or not in `actions.allow` for an
+ * action (disconnect, drop a queue). The server throws it; the caller's
+ * `ManagementClient` rejects with it (a bare RPC call sees an
+ * RpcRemoteError with this `remoteCode`).
+ */
+export class ManagementUnauthorizedError extends SnakeMQError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.MANAGEMENT_UNAUTHORIZED, message, options);
   }
 }

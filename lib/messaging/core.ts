@@ -56,16 +56,18 @@ export class MessagingCore {
   readonly registered = new ListenerMirror();
   /** Someone listens to `sent` or `acknowledged` (they need each message's object: see write-path). */
   deliveryListened = false;
+  /** Identities reached through a `udp://` connector → its connection; null while there is none (the one field `enqueue` tests, see datagram). */
+  udpRoutes: Map<string, ConnId> | null = null;
+  /** Datagram counters and connector bindings, made at the first udp connector or datagram. */
+  datagrams: DatagramState | null = null;
   /** The interceptors (see intercept), made at the first `intercept()`. */
   interception: Interception | null = null;
   /** `interception` while a send interceptor is registered or a sent message waits for one: the one field `enqueue` tests. */
   sendIntercept: Interception | null = null;
   /** Likewise for receiving: the one field `deliver` tests. */
   receiveIntercept: Interception | null = null;
-  /** Identities reached through a `udp://` connector → its connection; null while there is none (the one field `enqueue` tests, see datagram). */
-  udpRoutes: Map<string, ConnId> | null = null;
-  /** Datagram counters and connector bindings, made at the first udp connector or datagram. */
-  datagrams: DatagramState | null = null;
+  /** The transport's `wantPeer` (the relay's), or null. */
+  wantPeer: ((ident: string) => void) | null = null;
   /** Messages received and written on connections that ended (management totals). */
   closedMessagesIn = 0;
   closedMessagesOut = 0;

@@ -25,7 +25,7 @@ import { safeEmit } from './dispatch.js';
 import { encodePing, truncateIdent } from './frames.js';
 import { requeueInFlight } from './in-flight.js';
 import { armKeepalive } from './keepalive.js';
-import { markIdle, queueOf, stopCountdown } from './peer-queue.js';
+import { markIdle, queueOf, stopCountdown, wantPeer } from './peer-queue.js';
 import { ackSoon, onPacket } from './receive-path.js';
 import { encodeRefused } from './refusal.js';
 import { RecentUuids } from './uuid-window.js';
@@ -181,7 +181,9 @@ export function unbind(s: MessagingCore, conn: PeerConn): void {
   }
   log(`${ident} disconnected (conn ${connId}), ${queue.count} queued`);
   if (queue.count === 0) markIdle(s, queue);
+  queue.wanted = false;
   safeEmit(s, 'disconnect', connId, ident);
+  if (queue.count > 0 && queue.conn === null) wantPeer(s, queue);
 }
 
 /** Why a connection that ends without having been bound to an identity failed. */
@@ -263,6 +265,8 @@ export function bind(s: MessagingCore, conn: PeerConn, ident: string): void {
   if (!s.options.acknowledgements) conn.mode = Mode.Legacy;
   const queue = queueOf(s, ident);
   queue.conn = conn;
+  queue.wanted = false;
+  s.packeter.identified?.(conn.id, ident);
   if (s.loaded) stopCountdown(s, queue, queue.awaySince);
   log(`${ident} connected (conn ${conn.id}), ${queue.count} queued`);
   safeEmit(s, 'connect', conn.id, ident);

@@ -15,6 +15,8 @@ import type { EventEmitter as EE } from 'eventemitter3';
 import { EventEmitter } from 'eventemitter3';
 import { ClosedError, InvalidArgumentError, type SnakeMQError } from '../errors.js';
 import type { Packeter } from '../packeter/packeter.js';
+import type { PacketTransport } from '../packeter/packet-transport.js';
+import { RelayTransport } from '../relay/relay-transport.js';
 import { MessagingCore } from './core.js';
 import { addHook, listenersChanged, openStream, safeEmit, type ReceiveHookHandler } from './dispatch.js';
 import { dropAllInFlight, onSent } from './in-flight.js';
@@ -25,7 +27,7 @@ import type { Message } from './message.js';
 import { resolveMessagingOptions, type MessagingOptions, type ResolvedMessagingOptions } from './options.js';
 import { drained, rejectDrainWaiters, writable } from './backpressure.js';
 import { addInterceptor, releaseHeld, type Interceptor } from './intercept.js';
-import { enqueue } from './peer-queue.js';
+import { enqueue, wantQueued } from './peer-queue.js';
 import { load } from './persist.js';
 import { onPacket, onRun, sendAck } from './receive-path.js';
 import type { ReceivedMessage } from './stream.js';
@@ -72,6 +74,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
   readonly identity: string;
   /** The packeter below. */
   readonly packeter: Packeter;
+  /** The relay layer between the packeter and this one, with the `relay` option (docs/relay.md); null without. */
+  readonly relay: RelayTransport | null;
   /** Options in force. */
   readonly options: Readonly<ResolvedMessagingOptions>;
   /** Settles once stored queues are loaded (at once without storage); rejects with a StorageError. */
@@ -87,25 +91,29 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.identity = truncateIdent(identity);
     this.packeter = packeter;
     this.options = resolveMessagingOptions(options);
-    const s = (this.core = new MessagingCore(this, this.identity, packeter, this.options));
+    // Relaying sits between the Packeter and this layer, as a PacketTransport: the rest of Messaging does not know it is there.
+    const transport: PacketTransport = (this.relay = this.options.relay === null ? null : new RelayTransport(packeter, this.identity, this.options.relay)) ?? packeter;
+    const s = (this.core = new MessagingCore(this, this.identity, transport, this.options));
+    s.wantPeer = transport.wantPeer === undefined ? null : (ident) => transport.wantPeer!(ident);
     s.handshake = [encodeProtocolVersion(), encodeIdentification(this.identity)];
     if (this.options.acknowledgements) s.handshake.push(encodeExtensions(FEATURE_ACK), encodePing());
 
-    packeter.onEvent('connect', (info) => onConnect(s, info));
-    packeter.onEvent('disconnect', (connId) => onDisconnect(s, connId));
-    packeter.setPacketSink(
+    transport.onEvent('connect', (info) => onConnect(s, info));
+    transport.onEvent('disconnect', (connId) => onDisconnect(s, connId));
+    transport.setPacketSink(
       (connId, buf, start, end) => onPacket(s, connId, buf, start, end),
       (connId, chunk, off, decoder) => onRun(s, connId, chunk, off, decoder),
     );
-    packeter.onEvent('sent', (connId, lastId) => onSent(s, connId, lastId));
-    packeter.onEvent('drain', (connId) => onDrain(s, connId));
-    packeter.onEvent('protocolError', (connId, error) => onFramingError(s, connId, error));
+    transport.onEvent('sent', (connId, lastId) => onSent(s, connId, lastId));
+    transport.onEvent('drain', (connId) => onDrain(s, connId));
+    transport.onEvent('protocolError', (connId, error) => onFramingError(s, connId, error));
 
     // Datagrams come from the Packeter itself (they have no connection a layer in between could route).
     packeter.onDatagram((connId, datagram, address, port) => onDatagram(s, connId, datagram, address, port));
     this.ready = s.storage === null ? Promise.resolve() : load(s, s.storage);
     // Callers that never await `ready` still get the failure through drop events, not an unhandled rejection.
     this.ready.catch(() => undefined);
+    if (s.wantPeer !== null) void this.ready.then(() => wantQueued(s), () => undefined);
   }
 
   /**

@@ -3,6 +3,7 @@
  * validation. Builds on lib/util/options.ts.
  * @module
  */
+import type { RelayOptions } from '../relay/options.js';
 import type { ConnectionInfo } from '../link/types.js';
 import type { QueuesStorage } from '../storage/types.js';
 import { is, validateOptions } from '../util/options.js';
@@ -144,6 +145,13 @@ export interface MessagingOptions {
    * @default 16777216 (16 MiB, `DEFAULT_PEER_HIGH_WATER_MARK_BYTES`)
    */
   highWaterMarkBytes?: number;
+  /**
+   * Relaying through a peer (docs/relay.md): `{}` (or `true`) lets this
+   * peer reach peers through relays and be reached that way; a relay adds
+   * `forward: true` and `allow`. `messaging.relay` then tells what it does.
+   * @default null (no relaying: frames of relays are ignored)
+   */
+  relay?: RelayOptions | true | null;
 }
 
 /** {@link MessagingOptions} with every default filled in. */
@@ -171,6 +179,7 @@ export function resolveMessagingOptions(options: MessagingOptions | undefined): 
       highWaterMark: is.integer(1),
       highWaterMarkBytes: is.integer(1),
       authorize: (v) => (v === null || typeof v === 'function' ? undefined : 'must be a function or null'),
+      relay: (v) => (v === null || v === true || (typeof v === 'object' && !Array.isArray(v)) ? undefined : 'must be relay options, true or null'),
     },
     {
       storage: null,
@@ -189,6 +198,7 @@ export function resolveMessagingOptions(options: MessagingOptions | undefined): 
       highWaterMark: DEFAULT_PEER_HIGH_WATER_MARK,
       highWaterMarkBytes: DEFAULT_PEER_HIGH_WATER_MARK_BYTES,
       authorize: null,
+      relay: null,
     },
   );
 }

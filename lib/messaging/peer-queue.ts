@@ -55,6 +55,8 @@ export class PeerQueue {
   conn: PeerConn | null = null;
   awaySince: number = Date.now();
   pumpScheduled = false;
+  /** The transport was told this identity is wanted (relay) since it last went away. */
+  wanted = false;
   /** Whether `send` may write straight to the connection: the last pump found it ready and emptied the queue. */
   direct = false;
   /** Bytes that may still go out before writability is checked again. */
@@ -288,4 +290,16 @@ export function freeIdentity(s: MessagingCore, ident: string): void {
   if (s.storage !== null && !s.isClosed) {
     s.storage.forget(ident).catch((error: unknown) => log(`storage forget failed: ${String(error)}`));
   }
+}
+
+/** Tells the transport (the relay) that `queue` has messages and no connection: once per time away. */
+export function wantPeer(s: MessagingCore, queue: PeerQueue): void {
+  if (queue.wanted || s.wantPeer === null || s.isClosed) return;
+  queue.wanted = true;
+  s.wantPeer(queue.ident);
+}
+
+/** After loading stored queues: every identity with messages and no connection is wanted. */
+export function wantQueued(s: MessagingCore): void {
+  for (const queue of s.queues.values()) if (queue.count > 0 && queue.conn === null) wantPeer(s, queue);
 }

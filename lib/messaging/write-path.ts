@@ -15,11 +15,12 @@ import { QUEUE_ENTRY_OVERHEAD, QueueEntry } from './delivery.js';
 import { FLAG_RESENT, writeMessageFrame, writeMessageHeadOf } from './frames.js';
 import { Mode } from './handshake.js';
 import { FrameRun } from './in-flight.js';
-import { PeerQueue, queueOf } from './peer-queue.js';
+import { PeerQueue, queueOf, wantPeer } from './peer-queue.js';
 import { sendAck } from './receive-path.js';
 
 export function schedulePump(s: MessagingCore, queue: PeerQueue): void {
-  if (queue.pumpScheduled || queue.conn === null) return;
+  if (queue.pumpScheduled) return;
+  if (queue.conn === null) return wantPeer(s, queue);
   queue.pumpScheduled = true;
   s.dirty.add(queue);
   if (s.pumpTick) return;

@@ -5,6 +5,7 @@
  * each layer still validates its own options object.
  * @module
  */
+import type { RelayOptions } from '../relay/options.js';
 import { InvalidOptionsError } from '../errors.js';
 import { parseEndpoint, type ConnectorOptions, type LinkOptions, type ListenerOptions, type TlsOptions } from '../link/index.js';
 import { resolveConnectorOptions, resolveListenerOptions, resolveTlsOptions } from '../link/options.js';
@@ -74,6 +75,13 @@ export interface PeerOptions {
   messaging?: Omit<MessagingOptions, 'storage'>;
   /** Options of the RPC server and client. @default RPC's defaults, created on first use */
   rpc?: PeerRpcOptions;
+  /**
+   * Relaying through a peer (docs/relay.md): `{}` or `true` to reach peers
+   * through relays and be reached that way, `{ forward: true, allow }` to be
+   * a relay. Shorthand for `messaging: { relay }`.
+   * @default none (no relaying)
+   */
+  relay?: RelayOptions | true;
 }
 
 /** @internal {@link PeerOptions} checked, endpoints parsed into lists. */
@@ -137,6 +145,7 @@ export function resolvePeerOptions(given: PeerOptions): ResolvedPeerOptions {
       packeter: object,
       messaging: (v) => object(v) ?? ('storage' in (v as object) ? "must not hold 'storage' (it is an option of the peer)" : undefined),
       rpc: object,
+      relay: (v) => (v === true ? undefined : object(v)),
     },
     {},
   );
@@ -157,7 +166,7 @@ export function resolvePeerOptions(given: PeerOptions): ResolvedPeerOptions {
     throttle: o.throttle,
     link: o.link,
     packeter: o.packeter,
-    messaging: o.messaging,
+    messaging: o.relay === undefined ? o.messaging : { ...o.messaging, relay: o.relay },
     rpc,
   };
 }
