@@ -156,6 +156,21 @@ describe.concurrent('examples', () => {
     60_000,
   );
 
+  it(
+    'intercept.ts',
+    () =>
+      check('intercept.ts', [
+        /^\[clinic\] sent record 1; what goes on the wire: \{"patient":"P-17","card":"4111 \*\*\*\* \*\*\*\* 1234"\}$/,
+        /^\[lab\] from clinic: \{"patient":"P-17","card":"4111 \*\*\*\* \*\*\*\* 1234"\}$/,
+        /^\[lab\] from clinic: \{"patient":"P-18","note":"no card on file"\}$/,
+        /^\[lab\] refused from clinic: "free text, not JSON" \(SMQ_ERR_INTERCEPTED: not a JSON record\)$/,
+        /^\[clinic\] lab says it has 2 records$/,
+        /^\[clinic\] metrics: to lab: 4 messages, \d+ bytes; from lab: 1 messages, \d+ bytes$/,
+        /^\[clinic\] closed$/,
+      ]),
+    60_000,
+  );
+
   it('demo.ts (npm run demo)', async () => {
     const run = await check('demo.ts', [
       /^bob {3}\| received from alice: "hi bob, alice here"$/,
