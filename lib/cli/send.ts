@@ -62,7 +62,10 @@ export async function send(args: string[]): Promise<void> {
   const options = { persistent, ...(ttl !== undefined ? { ttl } : {}) };
 
   let counter: CountingStorage | undefined;
-  const stack = await Stack.open(common, { wrapStorage: (storage) => (counter = new CountingStorage(storage, to)) });
+  // Over udp:// `to` is the peer behind the endpoint (UDP has no handshake to tell).
+  const udp = common.connect.some((e) => e.transport === 'udp');
+  if (udp && persistent) throw new UsageError('--persistent cannot go over udp:// (datagrams are neither stored nor acknowledged)', 'send');
+  const stack = await Stack.open(common, { wrapStorage: (storage) => (counter = new CountingStorage(storage, to)), datagramIdentity: to });
   const { messaging, status } = stack;
   const stored = messaging.queueLength(to);
   let next = 0;
@@ -148,7 +151,7 @@ export async function send(args: string[]): Promise<void> {
     }
 
     await stack.start();
-    if (ttl === 0) await connectedNow(stack, to, total);
+    if (ttl === 0 && !udp) await connectedNow(stack, to, total);
     pump();
     try {
       await stack.until(finished, (seconds) => {
@@ -164,7 +167,8 @@ export async function send(args: string[]): Promise<void> {
       throw new Failure(`${dropped} of ${all} messages for ${to} were dropped undelivered: ${firstDrop!.message}`);
     }
     status.clearProgress();
-    if (all >= PROGRESS_FROM || stored > 0) status.note(`${all} messages delivered to ${to}`);
+    if (udp) status.note(`${all} message(s) sent to ${to} as datagrams (unacknowledged: delivery is not confirmed)`);
+    else if (all >= PROGRESS_FROM || stored > 0) status.note(`${all} messages delivered to ${to}`);
   } catch (error) {
     failure = error;
   } finally {

@@ -49,6 +49,8 @@ export interface StackSetup {
   messaging?: Omit<MessagingOptions, 'storage'>;
   /** Wraps the opened `--storage` (e.g. to count what is stored). */
   wrapStorage?: (storage: QueuesStorage) => QueuesStorage;
+  /** The identity behind `--connect udp://…` endpoints (`smq send --to`); without it those are refused. */
+  datagramIdentity?: string;
 }
 
 /**
@@ -67,6 +69,7 @@ export class Stack {
   private readonly options: CommonOptions;
   private readonly reported = new Set<string>();
   private closing: Promise<void> | null = null;
+  private datagramIdentity: string | undefined;
   private interrupted = false;
   /** Said on stderr at the first signal (what the command does before it exits). */
   private stoppingNote: string | null = null;
@@ -163,7 +166,9 @@ export class Stack {
       // createPeer closed the storage.
       throw new Failure(options.storage === undefined ? messageOf(error) : `cannot load --storage ${options.storage}: ${messageOf(error)}`);
     }
-    return new Stack(options, peer, new Status());
+    const stack = new Stack(options, peer, new Status());
+    stack.datagramIdentity = setup.datagramIdentity;
+    return stack;
   }
 
   /** What to say at the first signal, before the command closes (e.g. that it is still storing). */
@@ -193,8 +198,10 @@ export class Stack {
       this.status.note(`listening on ${url}`);
     }
     for (const endpoint of connect) {
+      const udp = endpoint.transport === 'udp';
+      if (udp && this.datagramIdentity === undefined) throw new Failure(`--connect ${endpoint.url}: udp:// connectors only send, with smq send --to NAME`);
       try {
-        this.peer.connect(endpoint.url);
+        this.peer.connect(endpoint.url, udp ? { identity: this.datagramIdentity } : undefined);
       } catch (error) {
         throw new Failure(messageOf(error));
       }
