@@ -202,19 +202,40 @@ export function interceptSend(
   check(s, ident);
   const ic = s.sendIntercept!;
   const message = data instanceof Message ? data : new Message(toBuffer(data));
-  const pass: SendPass = { ident, message, list: ic.send, index: 0, delivery: null };
-  const held = ic.sendHeld.get(ident);
-  if (held !== undefined) {
-    if (held.length >= s.options.maxQueueMessages) {
-      throw new QueueFullError(`${held.length} messages for ${ident} wait for an interceptor's verdict (limit maxQueueMessages ${s.options.maxQueueMessages})`);
+  const list = ic.send;
+  if (ic.sendHeld.size > 0) {
+    const held = ic.sendHeld.get(ident);
+    if (held !== undefined) {
+      if (held.length >= s.options.maxQueueMessages) {
+        throw new QueueFullError(
+          `${held.length} messages for ${ident} wait for an interceptor's verdict (limit maxQueueMessages ${s.options.maxQueueMessages})`,
+        );
+      }
+      const delivery = new HeldDelivery(ident, message);
+      held.push({ ident, message, list, index: 0, delivery });
+      return delivery;
     }
-    pass.delivery = new HeldDelivery(ident, message);
-    held.push(pass);
-    return pass.delivery;
   }
-  const outcome = runSend(s, ic, pass, forward);
-  if (outcome === null) return pass.delivery!;
-  return settleSend(s, pass, outcome, forward);
+  // The common case, interceptors that return nothing, makes no pass object.
+  for (let i = 0; i < list.length; i++) {
+    let result: InterceptResult | Promise<InterceptResult>;
+    try {
+      result = list[i]!(ident, message);
+    } catch (thrown) {
+      throw threw('a send interceptor', thrown);
+    }
+    if (result === undefined) continue;
+    const pass: SendPass = { ident, message, list, index: i + 1, delivery: null };
+    if (isThenable(result)) {
+      holdSend(s, ic, pass, result, forward);
+      return pass.delivery!;
+    }
+    let outcome: Outcome | null = apply(pass, result, 'send');
+    if (outcome === PROCEED) outcome = runSend(s, ic, pass, forward);
+    if (outcome === null) return pass.delivery!;
+    return settleSend(s, pass, outcome, forward);
+  }
+  return forwardSend(s, message, forward, ident);
 }
 
 /** Runs the interceptors from `pass.index`: the outcome, or null when one went async (the pass is then held). */
@@ -388,17 +409,43 @@ export function interceptReceive(
   handOut: (s: MessagingCore, connId: ConnId, ident: string, message: Message) => void,
 ): void {
   const ic = s.receiveIntercept!;
-  const pass: ReceivePass = { connId, ident, message, list: ic.receive, index: 0 };
-  const held = ic.receiveHeld.get(connId);
-  if (held !== undefined) {
-    held.push(pass);
-    if (held.length >= MAX_HELD_RECEIVED && connId !== LOOPBACK_CONN_ID && !ic.paused.has(connId) && s.conns.has(connId)) {
-      ic.paused.add(connId);
-      s.packeter.pause(connId);
+  const list = ic.receive;
+  if (ic.receiveHeld.size > 0) {
+    const held = ic.receiveHeld.get(connId);
+    if (held !== undefined) {
+      held.push({ connId, ident, message, list, index: 0 });
+      if (held.length >= MAX_HELD_RECEIVED && connId !== LOOPBACK_CONN_ID && !ic.paused.has(connId) && s.conns.has(connId)) {
+        ic.paused.add(connId);
+        s.packeter.pause(connId);
+      }
+      return;
     }
-    return;
   }
-  const outcome = runReceive(s, ic, pass, handOut);
+  // As on send: no pass object while the interceptors return nothing.
+  for (let i = 0; i < list.length; i++) {
+    let result: InterceptResult | Promise<InterceptResult>;
+    try {
+      result = list[i]!(connId, ident, message);
+    } catch (thrown) {
+      return report(s, { connId, ident, message, list, index: i + 1 }, threw('a receive interceptor', thrown));
+    }
+    if (result === undefined) continue;
+    return interceptReceiveFrom(s, ic, { connId, ident, message, list, index: i + 1 }, result, handOut);
+  }
+  handOut(s, connId, ident, message);
+}
+
+/** The rest of {@link interceptReceive} once an interceptor returned something: `result` is its answer. */
+function interceptReceiveFrom(
+  s: MessagingCore,
+  ic: Interception,
+  pass: ReceivePass,
+  result: InterceptResult | Promise<InterceptResult>,
+  handOut: HandOut,
+): void {
+  if (isThenable(result)) return holdReceive(s, ic, pass, result, handOut);
+  let outcome: Outcome | null = apply(pass, result, 'receive');
+  if (outcome === PROCEED) outcome = runReceive(s, ic, pass, handOut);
   if (outcome !== null) settleReceive(s, pass, outcome, handOut);
 }
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode, InterceptedError, InvalidArgumentError, InvalidOptionsError, MessageDroppedError, QueueFullError, SnakeMQError } from '../../lib/errors.js';
-import { LOOPBACK_CONN_ID, Message, Verdict, type InterceptResult } from '../../lib/messaging/index.js';
+import { LOOPBACK_CONN_ID, MAX_HELD_RECEIVED, Message, Verdict, type InterceptResult } from '../../lib/messaging/index.js';
 import { RpcClient, RpcServer } from '../../lib/rpc/index.js';
 import { closeAllPeers, collect, connectPair, createPeer, waitEvent, type TestPeer } from '../helpers/peers.js';
 
@@ -391,6 +391,34 @@ describe('order, removal, async', () => {
     await vi.waitFor(() => expect(gates.has('wait2')).toBe(true));
     gates.get('wait2')!.resolve(Verdict.forward(new Message('w2')));
     expect((await got).map((r) => r.data)).toEqual(['wait1', 'x', 'w2', 'y']);
+  });
+
+  it('bounded: a connection whose messages wait behind a pending verdict is paused at MAX_HELD_RECEIVED, resumed after; sends held past maxQueueMessages throw QueueFullError', async () => {
+    const { bob, alice } = await pair();
+    const gate = later<InterceptResult>();
+    let first = true;
+    alice.messaging.intercept({
+      receive: () => {
+        if (!first) return undefined;
+        first = false;
+        return gate.promise;
+      },
+    });
+    const pause = vi.spyOn(alice.packeter, 'pause');
+    const resume = vi.spyOn(alice.packeter, 'resume');
+    const n = MAX_HELD_RECEIVED + 500;
+    const got = collect(alice.messaging, n);
+    for (let i = 0; i < n; i++) bob.messaging.send('alice', `m${i}`);
+    await vi.waitFor(() => expect(pause).toHaveBeenCalledTimes(1));
+    gate.resolve(undefined);
+    const received = await got;
+    expect(received.map((r) => r.data)).toEqual(Array.from({ length: n }, (_, i) => `m${i}`));
+    expect(resume).toHaveBeenCalled();
+
+    const small = createPeer('small', { maxQueueMessages: 3 });
+    small.messaging.intercept({ send: () => new Promise<InterceptResult>(() => undefined) });
+    for (let i = 0; i < 3; i++) small.messaging.send('alice', `h${i}`);
+    expect(() => small.messaging.send('alice', 'one too many')).toThrow(QueueFullError);
   });
 
   it('close settles sends waiting for an async verdict with ClosedError', async () => {
