@@ -458,7 +458,8 @@ export class InterceptedError extends SnakeMQError {
 
 /**
  * A send interceptor (`Messaging.intercept`) dropped the message: it was not
- * queued. The Delivery's promises reject with it and the `drop` event carries it.
+ * queued; or management dropped it from its queue (`dropQueue`). The
+ * Delivery's promises reject with it and the `drop` event carries it.
  */
 export class MessageDroppedError extends SnakeMQError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -51,5 +51,6 @@ export {
 } from './rpc/index.js';
 export * from './pubsub/index.js';
 export * from './discovery/index.js';
+export * from './management/index.js';
 export * from './peer/index.js';
 export { setLogger, type LogSink } from './util/log.js';

@@ -9,6 +9,7 @@ import type { RelayOptions } from '../relay/options.js';
 import { InvalidOptionsError } from '../errors.js';
 import { parseEndpoint, type ConnectorOptions, type LinkOptions, type ListenerOptions, type TlsOptions } from '../link/index.js';
 import { resolveConnectorOptions, resolveListenerOptions, resolveTlsOptions } from '../link/options.js';
+import { resolveManagementOptions, type ManagementOptions } from '../management/options.js';
 import type { MessagingOptions } from '../messaging/index.js';
 import type { PacketerOptions } from '../packeter/index.js';
 import type { RpcClientOptions, RpcServerOptions } from '../rpc/index.js';
@@ -76,6 +77,13 @@ export interface PeerOptions {
   /** Options of the RPC server and client. @default RPC's defaults, created on first use */
   rpc?: PeerRpcOptions;
   /**
+   * Serve the peer's management object (serveManagement, docs/management.md):
+   * its status to the identities of `allow`, its actions to those of
+   * `actions.allow`; the handle is `peer.management`.
+   * @default none (no management object)
+   */
+  management?: ManagementOptions;
+  /**
    * Relaying through a peer (docs/relay.md): `{}` or `true` to reach peers
    * through relays and be reached that way, `{ forward: true, allow }` to be
    * a relay. Shorthand for `messaging: { relay }`.
@@ -96,6 +104,7 @@ export interface ResolvedPeerOptions {
   packeter: PacketerOptions | undefined;
   messaging: Omit<MessagingOptions, 'storage'> | undefined;
   rpc: PeerRpcOptions;
+  management: ManagementOptions | undefined;
 }
 
 const object: OptionCheck = (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : 'must be an object');
@@ -145,12 +154,14 @@ export function resolvePeerOptions(given: PeerOptions): ResolvedPeerOptions {
       packeter: object,
       messaging: (v) => object(v) ?? ('storage' in (v as object) ? "must not hold 'storage' (it is an option of the peer)" : undefined),
       rpc: object,
+      management: object,
       relay: (v) => (v === true ? undefined : object(v)),
     },
     {},
   );
   if (o.identity === undefined) throw new InvalidOptionsError("createPeer: option 'identity' is required");
   const rpc = validateOptions<PeerRpcOptions>('createPeer rpc', o.rpc, { server: object, client: object }, {});
+  if (o.management !== undefined) resolveManagementOptions('createPeer management', o.management);
   // Endpoint and TLS options are checked now, as the Link will, so that nothing is opened for a peer that cannot start.
   if (o.tls !== undefined) resolveTlsOptions('createPeer', o.tls);
   const listen = specs<ListenerOptions>(o.listen);
@@ -168,6 +179,7 @@ export function resolvePeerOptions(given: PeerOptions): ResolvedPeerOptions {
     packeter: o.packeter,
     messaging: o.relay === undefined ? o.messaging : { ...o.messaging, relay: o.relay },
     rpc,
+    management: o.management,
   };
 }
 

@@ -9,6 +9,7 @@
 import { Link, type ConnectorOptions, type ListenerOptions, type TlsOptions } from '../link/index.js';
 import { Messaging, type Delivery, type Interceptor, type Message, type MessagingEvents, type ReceivedMessage } from '../messaging/index.js';
 import { StorageError } from '../errors.js';
+import { serveManagement, type ManagementServer } from '../management/management.js';
 import { Packeter } from '../packeter/index.js';
 import type { QueuesStorage } from '../storage/index.js';
 import { Throttle } from '../throttle/index.js';
@@ -53,6 +54,8 @@ export class Peer implements AsyncDisposable {
   readonly storage: QueuesStorage | null;
   /** Serve objects and call other peers' (RpcServer and RpcClient made on first use). */
   readonly rpc: PeerRpc;
+  /** The management object served (the `management` option), or `null`; it ends with the peer. */
+  readonly management: ManagementServer | null;
   readonly #tls: TlsOptions | undefined;
   readonly #listening: string[] = [];
   #closing: Promise<void> | null = null;
@@ -67,6 +70,7 @@ export class Peer implements AsyncDisposable {
     this.storage = storage;
     this.#tls = o.tls;
     this.rpc = new PeerRpc(messaging, o.rpc);
+    this.management = o.management === undefined ? null : serveManagement(this, o.management);
   }
 
   /** The bound URLs of the peer's listeners (port 0 replaced by the port picked), in the order given. */
