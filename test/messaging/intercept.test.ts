@@ -432,6 +432,25 @@ describe('order, removal, async', () => {
   });
 });
 
+describe('RPC and send verdicts', () => {
+  it('an error verdict on an RPC request rejects the call at once with that error', async () => {
+    const { bob, alice } = await pair();
+    const server = new RpcServer(bob.messaging);
+    server.register('calc', { add: (a: number, b: number) => a + b });
+    const client = new RpcClient(alice.messaging, { timeout: 10_000 });
+    const refused = new InterceptedError('calls to calc are not allowed from here');
+    alice.messaging.intercept({ send: (_i, m) => (m.data.subarray(0, 6).toString() === 'rpcreq' ? Verdict.error(refused) : undefined) });
+    try {
+      const started = Date.now();
+      await expect(client.call('bob', 'calc', 'add', [1, 2])).rejects.toBe(refused);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+});
+
 describe('RPC through return (a local test double)', () => {
   it('an RpcClient calling a peer whose messages are returned reaches the local RpcServer', async () => {
     const { bob } = await pair();
