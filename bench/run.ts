@@ -1,7 +1,7 @@
 /**
  * Runs the benchmarks one after another: `npm run bench [-- NAME…]`
  * (throughput: messaging, storage, rpc, pubsub, pubsub-match; discovery
- * latency, lookups and memory per entry; memory:
+ * latency, lookups and memory per entry; udp push rate and loss; memory:
  * connections, identities).
  *
  * Each benchmark is a script of its own (bench/NAME.ts) run in a child
@@ -31,7 +31,7 @@ const root = resolve(here, '..');
  * In running order; a script that does not exist (yet) is skipped. The soak
  * (bench/soak.ts, 3 minutes) is not here: `npm run soak`.
  */
-const BENCHMARKS = ['messaging', 'storage', 'rpc', 'pubsub', 'pubsub-match', 'discovery', 'connections', 'identities'];
+const BENCHMARKS = ['messaging', 'storage', 'rpc', 'pubsub', 'pubsub-match', 'discovery', 'udp', 'connections', 'identities'];
 
 /**
  * Figures the runner adds to a benchmark's JSON lines: the subject-matching
