@@ -20,6 +20,8 @@ export const COMMON_OPTIONS = {
   'tls-ca': { type: 'string' },
   storage: { type: 'string' },
   timeout: { type: 'string' },
+  'management-allow': { type: 'string', multiple: true },
+  'management-actions': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies OptionSpecs;
 
@@ -127,6 +129,8 @@ export interface CommonOptions {
   storage: string | undefined;
   /** In seconds. */
   timeout: number | undefined;
+  /** Identities allowed to read the management status, and to call its actions (`--management-allow`, `--management-actions`); `undefined` when neither was given. */
+  management: { allow: string[]; actions: string[] } | undefined;
 }
 
 function readPem(command: string, option: string, file: string | undefined): Buffer | undefined {
@@ -179,7 +183,10 @@ export function commonOptions(command: string, values: Values, needEndpoint = tr
     key: readPem(command, 'tls-key', keyFile),
     ca: readPem(command, 'tls-ca', str(values, 'tls-ca')),
   };
-  return { ident, listen, connect, tls, storage, timeout };
+  const allow = list(values, 'management-allow').map((v) => identity(command, 'management-allow', v));
+  const actions = list(values, 'management-actions').map((v) => identity(command, 'management-actions', v));
+  const management = allow.length === 0 && actions.length === 0 ? undefined : { allow, actions };
+  return { ident, listen, connect, tls, storage, timeout, management };
 }
 
 /** `--ttl` of `send`: seconds, `MAX_TTL` at most. */

@@ -1,4 +1,4 @@
-const COMMON = `Peer options (listen, send, call, serve, publish, subscribe):
+const COMMON = `Peer options (listen, send, call, serve, publish, subscribe, status):
   --ident NAME         this peer's identity (required, at most 50 characters)
   --listen URL         accept connections on URL (repeatable); the bound URL is
                        printed on stderr as 'listening on URL' (port 0 = any free port)
@@ -12,12 +12,46 @@ const COMMON = `Peer options (listen, send, call, serve, publish, subscribe):
                        TLS listeners also require client certificates (mutual TLS)
   --storage FILE       SQLite file for persistent messages (kept across runs)
   --timeout SECONDS    time limit of the command (see each command)
+  --management-allow NAME
+                       serve this peer's management status to peer NAME
+                       (repeatable; read it with 'smq status')
+  --management-actions NAME
+                       let peer NAME also disconnect peers and drop queues
+                       here (repeatable; 'smq status --disconnect/--drop-queue')
   -h, --help           show this help`;
 
 const EXIT = `Exit status: 0 success, 1 runtime failure (timeout, connection or TLS
 failure, remote error), 2 bad arguments; 130/143 when interrupted.`;
 
 export const HELP: Record<string, string> = {
+  status: `Usage: smq status --ident NAME (--listen URL | --connect URL)... --to IDENT
+                [--json] [--disconnect PEER | --drop-queue PEER] [options]
+
+Asks peer IDENT for its management status (docs/management.md) and prints it:
+listeners, connectors (state, attempts, last error), connections (identity,
+address, TLS peer, bytes and messages), queues (length, bytes, in flight, age
+of the oldest message), storage size and relay routes. IDENT must serve it to
+NAME ('--management-allow NAME' there). The output is the same readable text
+on a terminal or not (each table cut at 50 rows); --json prints the whole
+status as one JSON object on one line (every list bounded by the peer, 1,000
+entries by default, with a '...Truncated' flag).
+
+Options:
+  --to IDENT           the peer to ask (required)
+  --json               one JSON object instead of the tables
+  --disconnect PEER    instead: close IDENT's connection to PEER (it may
+                       reconnect); needs '--management-actions NAME' there
+  --drop-queue PEER    instead: drop the messages waiting in IDENT's queue
+                       for PEER (their senders see them dropped); likewise
+  --timeout SECONDS    time limit of the call, connecting included (default 30)
+
+A refusal (NAME not allowed) exits 1 with IDENT's message.
+
+${COMMON}
+
+${EXIT}
+`,
+
   main: `Usage: smq <command> [options]
 
 Command-line peer of snakemq-ts: brokerless, symmetric peer-to-peer messaging,
@@ -32,6 +66,7 @@ Commands:
   subscribe   subscribe at publishers and print what they publish
   nameserver  run a nameserver: publishers register, subscribers find them
   lookup      ask nameservers which publishers offer a service
+  status      show a peer's management status (connections, queues, storage)
   certs       create a CA and certificates for mutual TLS
 
 Run 'smq <command> --help' for a command's options.
@@ -52,6 +87,8 @@ Examples:
   smq publish --ident bob --listen tcp://127.0.0.1:0 --service radar \\
       --nameserver tcp://127.0.0.1:5557 --subject /radar --wait-subscribers 1 one
   smq lookup --nameserver tcp://127.0.0.1:5557 radar
+  smq listen --ident bob --listen tcp://127.0.0.1:4000 --management-allow ops
+  smq status --ident ops --connect tcp://127.0.0.1:4000 --to bob
   smq certs --out certs bob alice
   smq listen --ident bob --listen tls://127.0.0.1:4443 \\
       --tls-cert certs/bob.pem --tls-key certs/bob-key.pem --tls-ca certs/ca.pem

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   subscribe: async () => (await import('./subscribe.js')).subscribe,
   nameserver: async () => (await import('./nameserver.js')).nameserver,
   lookup: async () => (await import('./lookup.js')).lookup,
+  status: async () => (await import('./status.js')).status,
   certs: async () => (await import('./certs.js')).certs,
 };
 
@@ -29,7 +30,7 @@ function version(): string {
   return pkg.version;
 }
 
-const NAMES = 'listen, send, call, serve, publish, subscribe, nameserver, lookup or certs';
+const NAMES = 'listen, send, call, serve, publish, subscribe, nameserver, lookup, status or certs';
 
 /** Runs one command line; returns the exit code (errors are printed on stderr). */
 export async function run(argv: readonly string[]): Promise<number> {
@@ -47,7 +48,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       return 0;
     }
     if (first.startsWith('-')) {
-      throw new UsageError(`the command comes first: smq <listen|send|call|serve|publish|subscribe|nameserver|lookup|certs> [options] (got '${first}')`);
+      throw new UsageError(`the command comes first: smq <listen|send|call|serve|publish|subscribe|nameserver|lookup|status|certs> [options] (got '${first}')`);
     }
     const load = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
     if (load === undefined) throw new UsageError(`unknown command '${first}' (use ${NAMES})`);

@@ -161,6 +161,7 @@ export class Stack {
         tls: tlsOptions(options),
         link: keepalive.link,
         messaging: { ...keepalive.messaging, ...setup.messaging },
+        ...(options.management === undefined ? {} : { management: { allow: options.management.allow, actions: { allow: options.management.actions } } }),
       });
     } catch (error) {
       // createPeer closed the storage.
