@@ -180,6 +180,17 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     return [...this.core.byIdent.keys()];
   }
 
+  /**
+   * Asks for a connection to `ident` without sending anything: with the
+   * `relay` option, relays are asked for a route to it (as when a message
+   * is queued for it); without, nothing happens. RPC calls and subscriptions
+   * waiting for a peer do this.
+   */
+  reach(ident: string): void {
+    const s = this.core;
+    if (s.wantPeer !== null && !s.isClosed && !s.byIdent.has(ident) && ident !== s.identity) s.wantPeer(ident);
+  }
+
   /** Number of messages queued for `ident` (sent but unacknowledged included). */
   queueLength(ident: string): number {
     return this.core.queues.get(ident)?.count ?? 0;

@@ -127,7 +127,9 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements AsyncI
     this.hub = SubscriberHub.of(messaging);
     this.hub.register(this, [...this.publisherSet]);
     this.seq = 1;
-    for (const p of this.publisherSet) if (messaging.isConnected(p)) this.sendTo(p);
+    for (const p of this.publisherSet)
+      if (messaging.isConnected(p)) this.sendTo(p);
+      else messaging.reach?.(p);
     this.checkReady();
   }
 
@@ -173,6 +175,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> implements AsyncI
     this.publisherSet.add(publisher);
     if (this.readyState.settled) this.readyState = deferred();
     if (this.messaging.isConnected(publisher)) this.sendTo(publisher);
+    else this.messaging.reach?.(publisher);
     return this.readyState.promise;
   }
 

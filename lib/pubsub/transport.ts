@@ -13,6 +13,8 @@ export interface PubSubTransport {
   readonly closed: boolean;
   send(ident: string, message: Message): Delivery;
   isConnected(ident: string): boolean;
+  /** Asks for a connection to `ident` (relays are asked for a route; see `Messaging.reach`). */
+  reach?(ident: string): void;
   /** Whether the queue of `ident` is below its high-water mark (`false` until `drain`). */
   writable(ident: string): boolean;
   /** Messages queued and in flight for `ident`. */

@@ -63,7 +63,9 @@ function openRoute(r: RelayCore, prev: RealConn, head: RelayHead, innerType: num
     return null;
   };
   if (!o.forward) return refuse(CloseReason.REFUSED, 'this peer does not forward', 'refused');
-  if (!o.allow(prev.ident!)) return refuse(CloseReason.REFUSED, `${prev.ident} may not use this relay`, 'refused');
+  for (const who of new Set([prev.ident!, head.src, head.dst])) {
+    if (!o.allow(who)) return refuse(CloseReason.REFUSED, `${who} may not use this relay`, 'refused');
+  }
   if (head.hops === 0 ? head.src !== prev.ident : !prev.trusted) {
     return refuse(CloseReason.REFUSED, head.hops === 0 ? `${prev.ident} sent it as ${head.src}` : `${prev.ident} is not a trusted relay`, 'refused');
   }
@@ -91,6 +93,8 @@ function openRoute(r: RelayCore, prev: RealConn, head: RelayHead, innerType: num
     closed: false,
   };
   r.routes.set(route.key, route);
+  // The way back: the reverse stream opens along the same neighbours.
+  if (head.hops > 0 && !r.byIdent.has(head.src)) learn(r, head.src, prev, head.hops);
   prev.routes.add(route);
   prev.opened++;
   next.conn.routes.add(route);
@@ -183,4 +187,14 @@ export function dropRoutesOf(r: RelayCore, conn: RealConn): void {
   for (const route of [...conn.routes]) {
     if (!route.closed) closePair(r, route.src, route.dst, conn === route.next ? CloseReason.UNREACHABLE : CloseReason.CLOSED, conn);
   }
+}
+
+/** Remembers that `target` is `distance` hops beyond `conn` (a fresher or shorter route replaces an older one). */
+export function learn(r: RelayCore, target: string, conn: RealConn, distance: number): void {
+  const current = r.learned.get(target);
+  const now = r.now();
+  if (current !== undefined && !current.conn.closed && current.distance < distance && now - current.at < r.options.routeTtl) return;
+  if (current === undefined && r.learned.size >= r.options.maxLearnedRoutes) r.learned.delete(r.learned.keys().next().value!);
+  r.learned.delete(target);
+  r.learned.set(target, { conn, distance, at: now });
 }

@@ -47,8 +47,9 @@ export interface RelayOptions {
   forward?: boolean;
   /**
    * Who may use this peer as a relay: a list of identities or a function.
-   * A relayed stream is forwarded only when the neighbour handing it over
-   * is allowed (for the first hop that is the source itself).
+   * A relayed stream is forwarded only when its source, its destination
+   * and the neighbour handing it over (another relay, past the first hop)
+   * are all allowed.
    * @default nobody
    */
   allow?: readonly string[] | RelayAllowPolicy;
@@ -143,7 +144,6 @@ export function resolveRelayOptions(given: RelayOptions | true): ResolvedRelayOp
     },
   );
   if (o.forward && o.allow === nobody) throw new InvalidOptionsError("relay: 'forward: true' needs 'allow' (who may use this relay)");
-  if (o.maxHeldPerRoute <= o.window) throw new InvalidOptionsError("relay: 'maxHeldPerRoute' must be above 'window'");
   const allow: RelayAllowPolicy =
     typeof o.allow === 'function'
       ? o.allow

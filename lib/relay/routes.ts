@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '../util/log.js';
 import { Control, encodeQuery, HELLO_FORWARDS } from './frames.js';
-import { nextHop } from './forward.js';
+import { learn, nextHop } from './forward.js';
 import type { RealConn, RelayCore } from './state.js';
 import { openVirtual } from './virtual.js';
 
@@ -161,12 +161,7 @@ export function onReply(r: RelayCore, from: RealConn, id: Buffer, distance: numb
     openVirtual(r, from, target, 'connector');
   }
   if (!r.options.forward) return;
-  const current = r.learned.get(target);
-  if (current === undefined || current.conn.closed || current.distance >= distance || r.now() - current.at >= r.options.routeTtl) {
-    if (current === undefined && r.learned.size >= r.options.maxLearnedRoutes) r.learned.delete(r.learned.keys().next().value!);
-    r.learned.delete(target);
-    r.learned.set(target, { conn: from, distance, at: r.now() });
-  }
+  learn(r, target, from, distance);
   const key = id.toString('hex');
   const p = r.pending.get(key);
   if (p !== undefined) {

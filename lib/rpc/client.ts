@@ -325,6 +325,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     }
     if (timeout !== Infinity) this.deadlines.add(p);
     if (this.messaging.isConnected(ident)) this.transmit(p);
+    else this.messaging.reach?.(ident);
   }
 
   /** Pending calls to `ident` (a copy: transmitting may settle some). */

@@ -19,6 +19,8 @@ export interface RpcTransport {
   send(ident: string, message: Message): Delivery;
   /** Whether an identified connection with `ident` is up now. */
   isConnected(ident: string): boolean;
+  /** Asks for a connection to `ident` (relays are asked for a route; see `Messaging.reach`). Optional for transports that cannot. */
+  reach?(ident: string): void;
   /**
    * Routes every message whose data starts with `matcher` to `handler`
    * (instead of the general `message` event). Returns the unsubscribe function.

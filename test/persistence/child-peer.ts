@@ -24,6 +24,8 @@ interface Config {
   start?: number;
   persistent?: boolean;
   acknowledgements?: boolean;
+  /** Messaging's `relay` option (relay tests). */
+  relay?: object | true;
 }
 
 const config = JSON.parse(process.argv[2]!) as Config;
@@ -46,6 +48,7 @@ const link = new Link();
 const messaging = new Messaging(config.ident, new Packeter(link), {
   storage,
   acknowledgements: config.acknowledgements ?? true,
+  relay: config.relay ?? null,
 });
 await messaging.ready;
 messaging.on('message', (_c, ident, m) => say(`recv ${ident} ${m.data.toString()}`));
