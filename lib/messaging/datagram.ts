@@ -64,7 +64,7 @@ export type DatagramProblem = 'malformed' | 'identity';
  * without lone surrogates, then a MESSAGE of at least 25 bytes ending the
  * datagram. Reads only `buf`; allocates only the identity string.
  */
-export function parseDatagram(buf: Buffer): ParsedDatagram | DatagramProblem {
+export function parseDatagram(buf: Buffer, cache?: IdentCache): ParsedDatagram | DatagramProblem {
   const len = buf.length;
   if (len < MIN_DATAGRAM_SIZE) return 'malformed';
   const identLen = buf.readUInt32BE(0);
@@ -74,10 +74,32 @@ export function parseDatagram(buf: Buffer): ParsedDatagram | DatagramProblem {
   const mLen = buf.readUInt32BE(mOff);
   const start = mOff + HEADER_SIZE;
   if (mLen < MESSAGE_FRAME_MIN || start + mLen !== len || buf[start] !== FrameType.MESSAGE) return 'malformed';
+  // A stream of datagrams from one sender repeats its identity: checked once, then compared bytewise.
+  if (cache !== undefined && cache.ident !== null && cache.holds(buf, HEADER_SIZE + 1, mOff)) return { ident: cache.ident, start };
   if (!isUtf8(buf.subarray(HEADER_SIZE + 1, mOff))) return 'identity';
   const ident = buf.toString('utf8', HEADER_SIZE + 1, mOff);
   if (!isValidIdent(ident)) return 'identity';
+  if (cache !== undefined) {
+    cache.length = buf.copy(cache.bytes, 0, HEADER_SIZE + 1, mOff);
+    cache.ident = ident;
+  }
   return { ident, start };
+}
+
+/** The last valid identity {@link parseDatagram} saw, as bytes (a fixed 200-byte buffer) and as a string. */
+export class IdentCache {
+  readonly bytes = Buffer.alloc(MAX_IDENT_BYTES);
+  length = 0;
+  ident: string | null = null;
+
+  /** Whether `buf[from, to)` are the cached identity's bytes. */
+  holds(buf: Buffer, from: number, to: number): boolean {
+    const n = to - from;
+    if (n !== this.length) return false;
+    const b = this.bytes;
+    for (let i = 0; i < n; i++) if (buf[from + i] !== b[i]) return false;
+    return true;
+  }
 }
 
 /** Per-Messaging datagram state, made at the first udp connector or datagram. */
@@ -87,6 +109,8 @@ export class DatagramState {
   readonly byConn = new Map<ConnId, { ident: string; max: number }>();
   /** This peer's IDENTIFICATION packet, the head of every datagram it sends. */
   readonly identPacket: Buffer;
+  /** The identity of the last good datagram (see {@link parseDatagram}). */
+  readonly identCache = new IdentCache();
   lastBadLog = 0;
   badSinceLog = 0;
 
@@ -180,7 +204,7 @@ export function onDatagram(s: MessagingCore, connId: ConnId, buf: Buffer, addres
   const d = datagramState(s);
   const c = d.counters;
   c.received++;
-  const parsed = parseDatagram(buf);
+  const parsed = parseDatagram(buf, d.identCache);
   if (typeof parsed === 'string') {
     if (parsed === 'malformed') c.malformed++;
     else c.badIdentity++;

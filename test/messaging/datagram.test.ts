@@ -3,7 +3,7 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DatagramPersistentError, DatagramTooLargeError, ErrorCode } from '../../lib/errors.js';
 import type { ConnectionInfo } from '../../lib/link/index.js';
-import { MIN_DATAGRAM_SIZE, parseDatagram } from '../../lib/messaging/datagram.js';
+import { IdentCache, MIN_DATAGRAM_SIZE, parseDatagram } from '../../lib/messaging/datagram.js';
 import { certificateIdentity } from '../../lib/messaging/authorize.js';
 import { Message } from '../../lib/messaging/index.js';
 import { createPeer, type Peer, type PeerOptions } from '../../lib/peer/index.js';
@@ -219,6 +219,14 @@ describe('datagram messaging over udp://', () => {
       expect(parseDatagram(head), `prefix ${i}`).toBe('malformed');
       if (i > 0) expect(parseDatagram(tail), `suffix ${i}`).toBe('malformed');
     }
+    // The identity cache (one sender's datagrams in a row) never lets another identity or bad bytes through.
+    const cache = new IdentCache();
+    expect(parseDatagram(good, cache)).toMatchObject({ ident: 'alice' });
+    expect(parseDatagram(good, cache)).toMatchObject({ ident: 'alice' });
+    expect(parseDatagram(datagram('alicf', 'x'), cache)).toMatchObject({ ident: 'alicf' });
+    expect(parseDatagram(datagram('alic', 'x'), cache)).toMatchObject({ ident: 'alic' });
+    expect(parseDatagram(datagram(Buffer.from([0x61, 0x6c, 0x69, 0xc3]), 'x'), cache)).toBe('identity');
+    expect(parseDatagram(good, cache)).toMatchObject({ ident: 'alice' });
     // Every single length byte changed breaks the framing.
     for (const at of [0, 1, 2, 3, 10, 11, 12, 13]) {
       const b = Buffer.from(good);
