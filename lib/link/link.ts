@@ -65,7 +65,9 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
   }
 
   /**
-   * Listen on an endpoint. Any number of listeners may coexist. A stale Unix
+   * Listen on an endpoint. Any number of listeners may coexist. A `udp://`
+   * listener is one datagram socket: no connections, each datagram within
+   * `maxDatagramSize` and `allowSource` is a `datagram` event (docs/datagrams.md). A stale Unix
    * socket file (nobody accepting on it) is replaced; the file is removed again
    * by {@link removeListener} / {@link close}.
    *
@@ -105,6 +107,10 @@ export class Link extends TypedEventSource implements Transport, AsyncDisposable
    * `reconnect(key, attempt, delayMs)`. A connection that ends before it lived
    * `stableAfter` ms (and was not confirmed with {@link markEstablished})
    * counts as a failed attempt, so the delays keep growing.
+   *
+   * A `udp://` connector (option `identity` required) is a connection at
+   * once (`connect` is emitted in the call) that only sends datagrams
+   * ({@link sendDatagram}); it never reconnects and ends at removeConnector.
    *
    * @returns the connector key: the endpoint's canonical URL.
    * @throws InvalidEndpointError (also for port 0), InvalidOptionsError,
