@@ -13,6 +13,7 @@ export type { MessagingOptions, OverflowPolicy, ReceiveHookHandler, ResolvedMess
 export type { MessagingStats, PeerStats } from './messaging.js';
 export { Message, FLAG_PERSISTENT, TTL_INFINITE, MAX_TTL, DEFAULT_TTL, randomUuid } from './message.js';
 export type { MessageOptions } from './message.js';
+export type { DatagramCounters } from './datagram.js';
 export type { ReceivedMessage } from './stream.js';
 export { Verdict, LOOPBACK_CONN_ID, MAX_HELD_RECEIVED } from './intercept.js';
 export type {
