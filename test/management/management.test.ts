@@ -100,6 +100,10 @@ describe('management over RPC', () => {
     expect(status.relayRoutes).toEqual([]);
     expect(status.relayRoutesTruncated).toBe(false);
     expect(bob.management!.counters.calls).toBe(1);
+    // The other side: a connected connector, through the same accessor the status uses.
+    expect(ops.link.endpoints().connectors).toEqual([
+      { endpoint: bob.listening[0], state: 'connected', attempts: 0, lastError: null, connId: ops.link.connectionIds()[0] },
+    ]);
   });
 
   it('refuses an identity not allowed with ManagementUnauthorizedError (RpcRemoteError with its code for a bare call)', async () => {
