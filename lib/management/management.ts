@@ -45,9 +45,9 @@ export class ManagementServer {
     peer.rpc.serve(o.name, this.#target());
   }
 
-  /** Whether {@link close} was called. */
+  /** Whether {@link close} was called, or the peer closed. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#closed || this.#peer.closed;
   }
 
   /** The status now, for local use (no allow-list: the caller is this process). */

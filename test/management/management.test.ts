@@ -316,6 +316,11 @@ describe('serveManagement', () => {
     await m.close();
     expect(m.closed).toBe(true);
     await expect(client.status()).rejects.toBeInstanceOf(RpcUnknownObjectError);
+    const withPeer = await peer({ identity: 'carl', management: { allow: [] } });
+    expect(withPeer.management!.closed).toBe(false);
+    await withPeer.close();
+    expect(withPeer.management!.closed).toBe(true);
+    await withPeer.management!.close();
   });
 
   it('checks its options: allow required, unknown keys refused, in createPeer too', async () => {
