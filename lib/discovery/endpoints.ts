@@ -59,6 +59,7 @@ function wildcardAddresses(families: readonly Family[], interfaces: NetworkInter
  * - `unix://` (and `unix+tls://`) URLs are kept: a peer on the same host can
  *   use them.
  *
+ * `udp://` listeners are left out (datagrams only, no connections).
  * Duplicates are dropped, and the list is cut at `MAX_ENDPOINTS` (16),
  * what one announcement holds. May return an empty list (no listener).
  *
@@ -70,6 +71,8 @@ export function announcedEndpoints(listening: readonly string[], interfaces: Net
   const out = new Set<string>();
   for (const url of listening) {
     const p = parseEndpoint(url);
+    // A udp:// listener takes no connections: subscribers could not connect to it.
+    if (p.transport === 'udp') continue;
     if (p.transport !== 'tcp' || (p.host !== '0.0.0.0' && p.host !== '::')) {
       out.add(p.url);
       continue;

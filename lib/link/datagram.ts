@@ -89,12 +89,7 @@ export class Datagrams {
   /** See {@link Link.addListener} for `udp://`. */
   async listen(parsed: ParsedEndpoint, options?: ListenerOptions): Promise<string> {
     if (this.#link.closed) throw new ClosedError('link is closed');
-    const o = validateOptions<Pick<ListenerOptions, 'maxDatagramSize' | 'allowSource'>>(
-      `listener ${parsed.url}`,
-      options,
-      { maxDatagramSize: is.integer(1, DEFAULT_MAX_DATAGRAM_SIZE), allowSource: is.function() },
-      {},
-    );
+    const o = resolveDatagramListenerOptions(parsed, options);
     for (const e of this.#byId.values()) {
       if (e.kind === 'listener' && (e.requested === parsed.url || e.url === parsed.url) && parsed.port !== 0) {
         throw new InvalidArgumentError(`a listener on ${parsed.url} already exists`);
@@ -178,19 +173,8 @@ export class Datagrams {
   connect(parsed: ParsedEndpoint, options?: ConnectorOptions): string {
     if (this.#link.closed) throw new ClosedError('link is closed');
     if (parsed.port === 0) throw new InvalidArgumentError(`cannot send datagrams to port 0 (${parsed.url})`);
-    const o = validateOptions<Pick<ConnectorOptions, 'identity' | 'maxDatagramSize'>>(
-      `connector ${parsed.url}`,
-      options,
-      { identity: is.string(), maxDatagramSize: is.integer(1, DEFAULT_MAX_DATAGRAM_SIZE) },
-      {},
-    );
+    const o = resolveDatagramConnectorOptions(parsed, options);
     const identity = o.identity;
-    if (identity === undefined) {
-      throw new InvalidOptionsError(`connector ${parsed.url}: udp:// connectors need 'identity', the identity of the peer that listens there`);
-    }
-    if (!plausibleIdentity(identity)) {
-      throw new InvalidOptionsError(`connector ${parsed.url}: 'identity' must be 1 to 50 characters without lone surrogates`);
-    }
     for (const e of this.#byId.values()) {
       if (e.kind === 'connector' && e.url === parsed.url) throw new InvalidArgumentError(`a connector to ${parsed.url} already exists`);
     }
@@ -310,6 +294,34 @@ export class Datagrams {
     })();
     return e.closing;
   }
+}
+
+/** @internal Validates the options of a `udp://` listener (unknown keys, such as `tls` or `backlog`, refused). */
+export function resolveDatagramListenerOptions(parsed: ParsedEndpoint, options: unknown): Pick<ListenerOptions, 'maxDatagramSize' | 'allowSource'> {
+  return validateOptions<Pick<ListenerOptions, 'maxDatagramSize' | 'allowSource'>>(
+    `listener ${parsed.url}`,
+    options,
+    { maxDatagramSize: is.integer(1, DEFAULT_MAX_DATAGRAM_SIZE), allowSource: is.function() },
+    {},
+  );
+}
+
+/** @internal Validates the options of a `udp://` connector: `identity` required, TLS and reconnect options refused. */
+export function resolveDatagramConnectorOptions(parsed: ParsedEndpoint, options: unknown): { identity: string; maxDatagramSize?: number } {
+  const o = validateOptions<Pick<ConnectorOptions, 'identity' | 'maxDatagramSize'>>(
+    `connector ${parsed.url}`,
+    options,
+    { identity: is.string(), maxDatagramSize: is.integer(1, DEFAULT_MAX_DATAGRAM_SIZE) },
+    {},
+  );
+  const identity = o.identity;
+  if (identity === undefined) {
+    throw new InvalidOptionsError(`connector ${parsed.url}: udp:// connectors need 'identity', the identity of the peer that listens there`);
+  }
+  if (!plausibleIdentity(identity)) {
+    throw new InvalidOptionsError(`connector ${parsed.url}: 'identity' must be 1 to 50 characters without lone surrogates`);
+  }
+  return { identity, ...(o.maxDatagramSize === undefined ? {} : { maxDatagramSize: o.maxDatagramSize }) };
 }
 
 async function resolveHost(host: string): Promise<string> {

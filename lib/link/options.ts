@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 import type { PeerCertificate } from 'node:tls';
 import { InvalidOptionsError } from '../errors.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
+import { resolveDatagramConnectorOptions, resolveDatagramListenerOptions } from './datagram.js';
 import type { ParsedEndpoint } from './types.js';
 
 /** @see LinkOptions.highWaterMark */
@@ -300,6 +301,11 @@ export interface ResolvedListenerOptions {
 
 /** @internal Validates {@link ListenerOptions} against the endpoint. */
 export function resolveListenerOptions(endpoint: ParsedEndpoint, options: unknown): ResolvedListenerOptions {
+  // A udp:// listener has options of its own (lib/link/datagram.ts); checked here too for createPeer's fail-fast validation.
+  if (endpoint.transport === 'udp') {
+    resolveDatagramListenerOptions(endpoint, options);
+    return { tls: undefined, backlog: DEFAULT_BACKLOG };
+  }
   const what = 'listener';
   const opts = validateOptions<ListenerOptions>(
     'listener options',
@@ -325,6 +331,10 @@ export interface ResolvedConnectorOptions {
 
 /** @internal Validates {@link ConnectorOptions} against the endpoint. */
 export function resolveConnectorOptions(endpoint: ParsedEndpoint, options: unknown): ResolvedConnectorOptions {
+  if (endpoint.transport === 'udp') {
+    resolveDatagramConnectorOptions(endpoint, options);
+    return { tls: undefined, reconnectDelay: DEFAULT_RECONNECT_DELAY, connectTimeout: DEFAULT_CONNECT_TIMEOUT, stableAfter: DEFAULT_CONNECTION_STABLE_AFTER };
+  }
   const what = 'connector';
   const opts = validateOptions<ConnectorOptions>(
     'connector options',

@@ -67,7 +67,7 @@ describe('parseEndpoint: rejected forms', () => {
     'tcp:/host:1',
     '127.0.0.1:4000',
     'http://host:80',
-    'udp://host:80',
+    'udp+tls://host:80',
     'ws://host:80',
     'tcp://host',
     'tcp://host:',

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ClosedError, DatagramTooLargeError, ErrorCode, InvalidArgumentError, InvalidEndpointError, InvalidOptionsError } from '../../lib/errors.js';
 import { DEFAULT_MAX_DATAGRAM_SIZE, Link, parseEndpoint, type ConnectionInfo } from '../../lib/link/index.js';
 import { Throttle } from '../../lib/throttle/index.js';
+import { announcedEndpoints } from '../../lib/discovery/endpoints.js';
 
 const open: { close(): Promise<unknown> }[] = [];
 const sockets: dgram.Socket[] = [];
@@ -61,6 +62,10 @@ describe('udp:// endpoints: parsing', () => {
     for (const bad of ['udp://127.0.0.1', 'udp://:5', 'udp://::1:5', 'udp://host:99999', 'udp://h:5/x']) {
       expect(() => parseEndpoint(bad), bad).toThrow(InvalidEndpointError);
     }
+  });
+
+  it('are not announced to discovery (a udp listener takes no connections)', () => {
+    expect(announcedEndpoints(['udp://0.0.0.0:5', 'tcp://127.0.0.1:1', 'udp://[::1]:6'], {})).toEqual(['tcp://127.0.0.1:1']);
   });
 });
 

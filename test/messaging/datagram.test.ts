@@ -307,4 +307,19 @@ describe('datagram messaging over udp://', () => {
     await bob.close();
     await vi.waitFor(() => expect(udpCount()).toBe(0));
   });
+
+  it('createPeer takes udp:// listen and connect specs with their options, and refuses bad ones up front', async () => {
+    const bob = await peer({ identity: 'bob', listen: { url: 'udp://127.0.0.1:0', options: { maxDatagramSize: 1000 } } });
+    const alice = await peer({ identity: 'alice', connect: { url: bob.listening[0]!, options: { identity: 'bob', maxDatagramSize: 500 } } });
+    const got: string[] = [];
+    bob.on('message', (_c, ident, m) => got.push(`${ident}:${m.data.toString()}`));
+    expect(() => alice.send('bob', Buffer.alloc(500))).toThrow(DatagramTooLargeError);
+    alice.send('bob', 'spec');
+    await vi.waitFor(() => expect(got).toEqual(['alice:spec']));
+    await expect(createPeer({ identity: 'carol', connect: 'udp://127.0.0.1:9' })).rejects.toThrow(/need 'identity'/);
+    await expect(createPeer({ identity: 'carol', connect: { url: 'udp://127.0.0.1:9', options: { identity: 'bob', reconnectInterval: 5 } } })).rejects.toThrow(
+      /unknown option 'reconnectInterval'/,
+    );
+    await expect(createPeer({ identity: 'carol', listen: { url: 'udp://127.0.0.1:0', options: { backlog: 5 } } })).rejects.toThrow(/unknown option 'backlog'/);
+  });
 });
