@@ -5,6 +5,8 @@ const COMMON = `Peer options (listen, send, call, serve, publish, subscribe, sta
   --connect URL        connect to URL, reconnecting with backoff (repeatable)
                        URLs: tcp://HOST:PORT  tls://HOST:PORT  unix:///PATH
                              unix+tls:///PATH  (IPv6: tcp://[::1]:PORT)
+                             udp://HOST:PORT: datagrams, unacknowledged (listen
+                             receives; send --connect udp://… --to NAME sends to NAME)
   --tls-cert FILE      certificate (PEM) for tls:// and unix+tls:// endpoints;
                        required for TLS listeners, sent by TLS connectors
   --tls-key FILE       private key (PEM) of --tls-cert
