@@ -14,6 +14,6 @@ export {
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_TLS_ALT_NAMES,
 } from './options.js';
-export type { IdentityAllow, ManagementOptions, RelayRouteInfo } from './options.js';
+export type { IdentityAllow, ManagementOptions } from './options.js';
 export { MANAGEMENT_STATUS_VERSION } from './status.js';
 export type { ConnectionStatus, ManagementStatus, StatusTotals, StorageStatus, TlsPeerStatus } from './status.js';

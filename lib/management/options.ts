@@ -1,10 +1,10 @@
 /**
  * Options of {@link serveManagement} (and of the `management` option of
- * createPeer), their defaults and validation, and the relay route shape a
- * relay reports through `relayRoutes`.
+ * createPeer), their defaults and validation.
  * @module
  */
 import { InvalidOptionsError } from '../errors.js';
+import type { RelayRouteInfo } from '../relay/relay-transport.js';
 import { is, validateOptions, type OptionCheck } from '../util/options.js';
 
 /** Name of the RPC object management serves by default. */
@@ -21,22 +21,6 @@ export const MAX_ERROR_MESSAGE_LENGTH = 200;
 /** Who may call: a list of identities, or a function of the calling identity (`true` lets it in; throwing refuses). */
 export type IdentityAllow = readonly string[] | ((ident: string) => boolean);
 
-/** One route of a relay (lib/relay), as a status shows it. */
-export interface RelayRouteInfo {
-  /** The identity messages come from. */
-  source: string;
-  /** The identity they are relayed to. */
-  destination: string;
-  /** The identity of the next hop. */
-  next: string;
-  /** Hops to the destination. */
-  hops: number;
-  /** Bytes forwarded on this route. */
-  bytesForwarded: number;
-  /** Messages held for it now. */
-  held: number;
-}
-
 /** Options of {@link serveManagement}: who may read and who may act. Only `allow` is required. */
 export interface ManagementOptions {
   /** Identities that may read the status (`status()`). Required: management is never open to everybody by default. */
@@ -47,7 +31,7 @@ export interface ManagementOptions {
    * @default nobody
    */
   actions?: { allow: IdentityAllow };
-  /** Where the relay routes of the status come from (the relay wires it). @default none (`relayRoutes: []`) */
+  /** Where the relay routes of the status come from: `() => relay.routes()` of a RelayTransport (lib/relay). @default none (`relayRoutes: []`) */
   relayRoutes?: () => readonly RelayRouteInfo[];
   /** Name of the RPC object. @default {@link DEFAULT_MANAGEMENT_OBJECT} */
   name?: string;

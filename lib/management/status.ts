@@ -9,8 +9,9 @@
 import type { ConnectionInfo, ConnectorStatus, ListenerStatus } from '../link/index.js';
 import type { PeerStats } from '../messaging/index.js';
 import type { Peer } from '../peer/index.js';
+import type { RelayRouteInfo } from '../relay/relay-transport.js';
 import { MemoryQueuesStorage } from '../storage/index.js';
-import { MAX_ERROR_MESSAGE_LENGTH, MAX_TLS_ALT_NAMES, type RelayRouteInfo, type ResolvedManagementOptions } from './options.js';
+import { MAX_ERROR_MESSAGE_LENGTH, MAX_TLS_ALT_NAMES, type ResolvedManagementOptions } from './options.js';
 
 /** Version of the {@link ManagementStatus} layout (bumped when a field changes meaning). */
 export const MANAGEMENT_STATUS_VERSION = 1;
@@ -169,8 +170,10 @@ function relayRoutesOf(o: ResolvedManagementOptions): { list: RelayRouteInfo[]; 
     list: list.map((r) => ({
       source: r.source,
       destination: r.destination,
+      previous: r.previous,
       next: r.next,
       hops: r.hops,
+      packetsForwarded: r.packetsForwarded,
       bytesForwarded: r.bytesForwarded,
       held: r.held,
     })),

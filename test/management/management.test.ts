@@ -232,13 +232,21 @@ describe('management over RPC', () => {
   });
 
   it('shows the relay routes of the provider, copied field by field and bounded', async () => {
-    const route = { source: 'a', destination: 'b', next: 'r2', hops: 2, bytesForwarded: 1234, held: 3, secret: 'not shown' };
+    const route = {
+      source: 'a',
+      destination: 'b',
+      previous: 'a',
+      next: 'r2',
+      hops: 2,
+      packetsForwarded: 9,
+      bytesForwarded: 1234,
+      held: 3,
+      secret: 'not shown',
+    };
     const bob = await peer({ identity: 'bob', management: { allow: [], maxPeers: 2, relayRoutes: () => [route, route, route] } });
     const status = await bob.management!.status();
-    expect(status.relayRoutes).toEqual([
-      { source: 'a', destination: 'b', next: 'r2', hops: 2, bytesForwarded: 1234, held: 3 },
-      { source: 'a', destination: 'b', next: 'r2', hops: 2, bytesForwarded: 1234, held: 3 },
-    ]);
+    const shown = { source: 'a', destination: 'b', previous: 'a', next: 'r2', hops: 2, packetsForwarded: 9, bytesForwarded: 1234, held: 3 };
+    expect(status.relayRoutes).toEqual([shown, shown]);
     expect(status.relayRoutesTruncated).toBe(true);
   });
 });
