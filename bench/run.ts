@@ -1,7 +1,8 @@
 /**
  * Runs the benchmarks one after another: `npm run bench [-- NAME…]`
  * (throughput: messaging, storage, rpc, pubsub, pubsub-match; discovery
- * latency, lookups and memory per entry; udp push rate and loss; memory:
+ * latency, lookups and memory per entry; relay throughput and latency
+ * against a direct connection; udp push rate and loss; memory:
  * connections, identities).
  *
  * Each benchmark is a script of its own (bench/NAME.ts) run in a child
@@ -31,7 +32,7 @@ const root = resolve(here, '..');
  * In running order; a script that does not exist (yet) is skipped. The soak
  * (bench/soak.ts, 3 minutes) is not here: `npm run soak`.
  */
-const BENCHMARKS = ['messaging', 'storage', 'rpc', 'pubsub', 'pubsub-match', 'discovery', 'udp', 'connections', 'identities'];
+const BENCHMARKS = ['messaging', 'storage', 'rpc', 'pubsub', 'pubsub-match', 'discovery', 'relay', 'udp', 'connections', 'identities'];
 
 /**
  * Figures the runner adds to a benchmark's JSON lines: the subject-matching

@@ -51,6 +51,7 @@ export {
 } from './rpc/index.js';
 export * from './pubsub/index.js';
 export * from './discovery/index.js';
+export * from './relay/index.js';
 export * from './management/index.js';
 export * from './peer/index.js';
 export { setLogger, type LogSink } from './util/log.js';

@@ -127,6 +127,9 @@ export class ManagementServer {
 export function serveManagement(peer: Peer, options: ManagementOptions): ManagementServer {
   const o = resolveManagementOptions('serveManagement', options);
   if (peer.closed) throw new ClosedError('serveManagement: the peer is closed');
+  // A peer that relays shows its routes without being told where they are.
+  const relay = peer.messaging.relay;
+  if (o.relayRoutes === null && relay !== null) o.relayRoutes = () => relay.routes();
   return new ManagementServer(peer, o);
 }
 

@@ -31,7 +31,7 @@ export interface ManagementOptions {
    * @default nobody
    */
   actions?: { allow: IdentityAllow };
-  /** Where the relay routes of the status come from: `() => relay.routes()` of a RelayTransport (lib/relay). @default none (`relayRoutes: []`) */
+  /** Where the relay routes of the status come from. @default the peer's own relay (`peer.messaging.relay.routes()`) when it has the `relay` option, else none (`relayRoutes: []`) */
   relayRoutes?: () => readonly RelayRouteInfo[];
   /** Name of the RPC object. @default {@link DEFAULT_MANAGEMENT_OBJECT} */
   name?: string;

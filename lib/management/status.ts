@@ -219,6 +219,30 @@ export async function statusOf(peer: Peer, o: ResolvedManagementOptions): Promis
       messagesOut: p?.messagesOut ?? 0,
     });
   }
+  // Peers reached through a relay: connections of their own, whose bytes travel inside the one to the relay.
+  let relayedTruncated = false;
+  for (const v of messaging.relay?.relayedConnections() ?? []) {
+    if (connections.length >= o.maxPeers) {
+      relayedTruncated = true;
+      break;
+    }
+    const p = byConn.get(v.connId);
+    connections.push({
+      connId: v.connId,
+      ident: p === undefined ? null : p.ident,
+      side: v.side,
+      endpoint: `relay://${v.via}/${v.peer}`,
+      remoteAddress: null,
+      remotePort: null,
+      localAddress: null,
+      localPort: null,
+      tls: null,
+      bytesRead: v.bytesIn,
+      bytesWritten: v.bytesOut,
+      messagesIn: p?.messagesIn ?? 0,
+      messagesOut: p?.messagesOut ?? 0,
+    });
+  }
   const bytes = link.totalBytes();
   const relay = relayRoutesOf(o);
   const storage = await storageOf(peer);
@@ -233,7 +257,7 @@ export async function statusOf(peer: Peer, o: ResolvedManagementOptions): Promis
     connectors: connectors.list.map((c) => (c.lastError === null ? c : { ...c, lastError: { code: c.lastError.code, message: cut(c.lastError.message) } })),
     connectorsTruncated: connectors.truncated,
     connections,
-    connectionsTruncated: ids.truncated,
+    connectionsTruncated: ids.truncated || relayedTruncated,
     peers: stats.peers,
     peersTruncated: stats.truncated,
     identities: stats.identities,

@@ -19,7 +19,7 @@ const log = createLogger('snakemq:relay');
 export function forward(r: RelayCore, prev: RealConn, head: RelayHead, buf: Buffer, end: number): void {
   let route = r.routes.get(routeKey(head.src, head.dst));
   if (route === undefined) {
-    route = openRoute(r, prev, head, buf[head.lenAt + 4]!) ?? undefined;
+    route = openRoute(r, prev, head, buf[head.at + 4]!) ?? undefined;
     if (route === undefined) return;
   } else if (route.prev !== prev) {
     // The same stream from another neighbour: a stale or looping path. One path per stream.
@@ -28,20 +28,20 @@ export function forward(r: RelayCore, prev: RealConn, head: RelayHead, buf: Buff
     return;
   }
   prev.lastTarget = route;
-  forwardOn(r, route, buf, head.lenAt, end);
+  forwardOn(r, route, buf, head.at, end);
 }
 
-/** Forwards one packet of an open route (the inner packet with its length starts at `lenAt`). */
-export function forwardOn(r: RelayCore, route: Route, buf: Buffer, lenAt: number, end: number): void {
-  const n = end - lenAt - 4;
-  if (route.held >= r.options.maxHeldPerRoute) {
+/** Forwards one RELAY frame of an open route as it is, but for the hop count (its inner packets start at `at`). */
+export function forwardOn(r: RelayCore, route: Route, buf: Buffer, at: number, end: number): void {
+  const n = end - at;
+  if (route.held >= r.options.maxHeldPerRoute || (route.held > 0 && r.held >= r.options.maxHeld)) {
     r.counters.overflow++;
-    log(`stream ${route.src} -> ${route.dst}: sender went past ${r.options.maxHeldPerRoute} bytes held; closing it`);
+    log(`stream ${route.src} -> ${route.dst}: ${route.held} bytes held for it, ${r.held} for all; closing it`);
     closePair(r, route.src, route.dst, CloseReason.OVERFLOW, null);
     return;
   }
   try {
-    r.below.sendPacket(route.next.id, route.outHead, buf.subarray(lenAt, end));
+    r.below.sendPacket(route.next.id, route.outHead, buf.subarray(at, end));
   } catch {
     closePair(r, route.src, route.dst, CloseReason.UNREACHABLE, null);
     return;
@@ -51,7 +51,10 @@ export function forwardOn(r: RelayCore, route: Route, buf: Buffer, lenAt: number
   r.counters.forwardedPackets++;
   r.counters.forwardedBytes += n;
   if (route.last && r.below.isWritable(route.next.id)) addCredit(r, route, n);
-  else route.held += n;
+  else {
+    route.held += n;
+    r.held += n;
+  }
 }
 
 function openRoute(r: RelayCore, prev: RealConn, head: RelayHead, innerType: number): Route | null {
@@ -119,6 +122,7 @@ export function onRouteCredit(r: RelayCore, next: RealConn, src: string, dst: st
   if (route === undefined || route.next !== next || route.last) return;
   const k = Math.min(bytes, route.held);
   route.held -= k;
+  r.held -= k;
   addCredit(r, route, k);
 }
 
@@ -128,6 +132,7 @@ export function onNextDrain(r: RelayCore, next: RealConn): void {
     if (route.next === next && route.last && route.held > 0) {
       const k = route.held;
       route.held = 0;
+      r.held -= k;
       addCredit(r, route, k);
     }
   }
@@ -174,6 +179,8 @@ export function closePair(r: RelayCore, a: string, b: string, reason: number, fr
 
 function removeRoute(r: RelayCore, route: Route): void {
   route.closed = true;
+  r.held -= route.held;
+  route.held = 0;
   r.routes.delete(route.key);
   route.prev.routes.delete(route);
   route.prev.opened--;

@@ -9,7 +9,7 @@
 import { Buffer } from 'node:buffer';
 import { isValidIdent, MAX_IDENT_BYTES } from '../messaging/frames.js';
 
-/** `[24][hops u8][src len u8][src][dst len u8][dst][u32 inner length][inner packet]` */
+/** `[24][hops u8][src len u8][src][dst len u8][dst]` then a run of one or more inner packets, each `[u32 length][payload]`. */
 export const FRAME_RELAY = 24;
 /** `[25][kind u8][...]`, see {@link Control}. */
 export const FRAME_RELAY_CONTROL = 25;
@@ -30,7 +30,7 @@ export const Control = {
 export const CloseReason = { CLOSED: 1, UNREACHABLE: 2, REFUSED: 3, OVERFLOW: 4, HOP_LIMIT: 5 } as const;
 /** One of {@link CloseReason}'s values. */
 export type CloseReason = (typeof CloseReason)[keyof typeof CloseReason];
-/** The longest head a RELAY frame can have: type, hops, two identities with their lengths, the inner length. */
+/** The longest head a RELAY frame can have: type, hops, two identities with their lengths, and one inner packet's length. */
 export const MAX_RELAY_HEAD = 1 + 1 + 1 + MAX_IDENT_BYTES + 1 + MAX_IDENT_BYTES + 4;
 /** HELLO flag: the sender forwards for the receiver. */
 export const HELLO_FORWARDS = 1;
@@ -40,11 +40,11 @@ export interface RelayHead {
   hops: number;
   src: string;
   dst: string;
-  /** Where the inner packet's 4-byte length starts (the inner packet follows it). */
-  lenAt: number;
+  /** Where the run of inner packets starts (at the first one's 4-byte length). */
+  at: number;
 }
 
-/** The head of a RELAY frame for src→dst, without the inner length (the caller appends `[u32][inner]`). */
+/** The head of a RELAY frame for src→dst (the caller appends the inner packets). */
 export function encodeRelayHead(hops: number, src: string, dst: string): Buffer {
   const s = Buffer.from(src, 'utf8');
   const d = Buffer.from(dst, 'utf8');
@@ -58,7 +58,12 @@ export function encodeRelayHead(hops: number, src: string, dst: string): Buffer 
   return head;
 }
 
-/** Reads a RELAY frame at `buf[start, end)`; null when it is malformed (bad lengths, bad identity, inner length not the rest). */
+/**
+ * Reads a RELAY frame's head at `buf[start, end)`; null when it is malformed
+ * (bad lengths, a bad identity, no inner packet, a first inner packet longer
+ * than the rest). The inner packets after the first are checked by whoever
+ * reads them (the destination); a relay passes them on as they are.
+ */
 export function decodeRelayHead(buf: Buffer, start: number, end: number): RelayHead | null {
   if (end - start < 1 + 1 + 1 + 1 + 1 + 1 + 4) return null;
   const hops = buf[start + 1]!;
@@ -66,13 +71,13 @@ export function decodeRelayHead(buf: Buffer, start: number, end: number): RelayH
   const dAt = start + 3 + sl;
   if (dAt + 1 > end) return null;
   const dl = buf[dAt]!;
-  const lenAt = dAt + 1 + dl;
-  if (sl === 0 || dl === 0 || lenAt + 4 > end) return null;
-  if (buf.readUInt32BE(lenAt) !== end - lenAt - 4 || end - lenAt - 4 === 0) return null;
+  const at = dAt + 1 + dl;
+  if (sl === 0 || dl === 0 || at + 4 > end) return null;
+  if (buf.readUInt32BE(at) > end - at - 4) return null;
   const src = buf.toString('utf8', start + 3, dAt);
-  const dst = buf.toString('utf8', dAt + 1, lenAt);
+  const dst = buf.toString('utf8', dAt + 1, at);
   if (!isValidIdent(src) || !isValidIdent(dst)) return null;
-  return { hops, src, dst, lenAt };
+  return { hops, src, dst, at };
 }
 
 /** HELLO. */

@@ -15,10 +15,12 @@ export const DEFAULT_RELAY_HOP_LIMIT = 4;
 export const DEFAULT_RELAY_MAX_ROUTES = 1024;
 /** Default of {@link RelayOptions.maxRoutesPerPeer}. */
 export const DEFAULT_RELAY_MAX_ROUTES_PER_PEER = 64;
-/** Default of {@link RelayOptions.window}: 256 KiB. */
-export const DEFAULT_RELAY_WINDOW = 256 * 1024;
-/** Default of {@link RelayOptions.maxHeldPerRoute}: 1 MiB. */
-export const DEFAULT_RELAY_MAX_HELD_PER_ROUTE = 1024 * 1024;
+/** Default of {@link RelayOptions.window}: 1 MiB. */
+export const DEFAULT_RELAY_WINDOW = 1024 * 1024;
+/** Default of {@link RelayOptions.maxHeldPerRoute}: 2 MiB. */
+export const DEFAULT_RELAY_MAX_HELD_PER_ROUTE = 2 * 1024 * 1024;
+/** Default of {@link RelayOptions.maxHeld}: 64 MiB. */
+export const DEFAULT_RELAY_MAX_HELD = 64 * 1024 * 1024;
 /** Default of {@link RelayOptions.maxRelayedConnections}. */
 export const DEFAULT_RELAY_MAX_RELAYED_CONNECTIONS = 1024;
 /** Default of {@link RelayOptions.maxLearnedRoutes}. */
@@ -69,15 +71,26 @@ export interface RelayOptions {
   maxRoutes?: number;
   /** ...of which one neighbour may open this many. @default 64 */
   maxRoutesPerPeer?: number;
-  /** Bytes a sender keeps in flight on one relayed stream before `writable()` is false (flow control). @default 262144 */
+  /**
+   * Bytes a sender keeps in flight on one relayed stream (sent, not yet
+   * passed on by the relay) before `writable()` turns false: flow control.
+   * @default 1048576
+   */
   window?: number;
   /**
    * Bytes a relay holds for one stream that the next hop has not taken;
    * a sender past it is cut off (the stream is closed, its messages are
-   * re-sent on the next one). Keep it above `window` plus a packet.
-   * @default 1048576
+   * re-sent on the next one). Keep it above `window` plus a write batch.
+   * @default 2097152
    */
   maxHeldPerRoute?: number;
+  /**
+   * Bytes a relay holds for all streams together; past it, a stream that
+   * holds anything and brings more is closed (slow destinations are cut
+   * first, the others go on).
+   * @default 67108864
+   */
+  maxHeld?: number;
   /** Relayed connections (peers reached, or reaching us, through a relay) this peer keeps. @default 1024 */
   maxRelayedConnections?: number;
   /** Routes learned from neighbours' replies that are remembered. @default 10000 */
@@ -98,6 +111,7 @@ export interface ResolvedRelayOptions {
   readonly maxRoutesPerPeer: number;
   readonly window: number;
   readonly maxHeldPerRoute: number;
+  readonly maxHeld: number;
   readonly maxRelayedConnections: number;
   readonly maxLearnedRoutes: number;
   readonly routeTtl: number;
@@ -123,6 +137,7 @@ export function resolveRelayOptions(given: RelayOptions | true): ResolvedRelayOp
       maxRoutesPerPeer: is.integer(1),
       window: is.integer(1024),
       maxHeldPerRoute: is.integer(1024),
+      maxHeld: is.integer(1024),
       maxRelayedConnections: is.integer(1),
       maxLearnedRoutes: is.integer(1),
       routeTtl: is.integer(1),
@@ -137,6 +152,7 @@ export function resolveRelayOptions(given: RelayOptions | true): ResolvedRelayOp
       maxRoutesPerPeer: DEFAULT_RELAY_MAX_ROUTES_PER_PEER,
       window: DEFAULT_RELAY_WINDOW,
       maxHeldPerRoute: DEFAULT_RELAY_MAX_HELD_PER_ROUTE,
+      maxHeld: DEFAULT_RELAY_MAX_HELD,
       maxRelayedConnections: DEFAULT_RELAY_MAX_RELAYED_CONNECTIONS,
       maxLearnedRoutes: DEFAULT_RELAY_MAX_LEARNED_ROUTES,
       routeTtl: DEFAULT_RELAY_ROUTE_TTL,

@@ -24,9 +24,13 @@ import { Control, decodeControl, decodeRelayHead, encodeHello, FRAME_RELAY, FRAM
 import type { RelayOptions, ResolvedRelayOptions } from './options.js';
 import { resolveRelayOptions } from './options.js';
 import { forgetRoutesVia, onPeerReady, onQuery, onRelayFound, onReply, relaysOf, unwant, want } from './routes.js';
-import { isVirtual, RelayCore, type RealConn, type RelayCounters, type VirtualConn } from './state.js';
+import { isVirtual, RelayCore, type RealConn, type RelayCounters } from './state.js';
 import {
+  allocVirtual,
   closeVirtual,
+  deliverRun,
+  flushVirtual,
+  onCarried,
   failVirtual,
   maybeDrain,
   onCredit,
@@ -55,6 +59,19 @@ export interface RelayRouteInfo {
   readonly bytesForwarded: number;
   /** Bytes the next hop has not taken yet. */
   readonly held: number;
+}
+
+/** What `RelayTransport.stats()` returns: the counters and the current sizes. */
+export interface RelayStats extends RelayCounters {
+  /** Streams forwarded now. */
+  readonly routes: number;
+  /** Bytes held for them that next hops have not taken. */
+  readonly held: number;
+  /** Peers connected through a relay now. */
+  readonly relayedConnections: number;
+  readonly learnedRoutes: number;
+  /** Peers looked for through relays (messages waiting, no route yet). */
+  readonly wanted: number;
 }
 
 /** A peer reached through a relay (or reaching us through one), as `RelayTransport.relayedConnections()` lists it. */
@@ -141,9 +158,9 @@ export class RelayTransport implements PacketTransport {
   }
 
   /** Counters of what was forwarded, refused and dropped. */
-  stats(): Readonly<RelayCounters> & { routes: number; relayedConnections: number; learnedRoutes: number; wanted: number } {
+  stats(): RelayStats {
     const r = this.r;
-    return { ...r.counters, routes: r.routes.size, relayedConnections: r.virtuals.size, learnedRoutes: r.learned.size, wanted: r.wanted.size };
+    return { ...r.counters, routes: r.routes.size, held: r.held, relayedConnections: r.virtuals.size, learnedRoutes: r.learned.size, wanted: r.wanted.size };
   }
 
   // --- PacketTransport: events and receiving ---------------------------------------
@@ -223,12 +240,7 @@ export class RelayTransport implements PacketTransport {
     r.emit('sent', connId, lastId);
     const conn = r.reals.get(connId);
     if (conn === undefined || conn.virtuals.size === 0) return;
-    for (const v of conn.virtuals.values()) {
-      if (v.sentUpTo < v.lastPacketId) {
-        v.sentUpTo = lastId;
-        r.emit('sent', v.id, lastId);
-      }
-    }
+    for (const v of conn.virtuals.values()) if (v.carriers.length > 0) onCarried(r, v, lastId);
   }
 
   private onDrain(connId: ConnId): void {
@@ -265,10 +277,10 @@ export class RelayTransport implements PacketTransport {
     const key = conn.lastKey;
     const target = conn.lastTarget;
     if (key !== null && target !== null && !target.closed) {
-      const lenAt = start + 1 + key.length;
-      if (lenAt + 4 < end && buf.compare(key, 0, key.length, start + 1, lenAt) === 0 && buf.readUInt32BE(lenAt) === end - lenAt - 4) {
-        if (target.kind === 'route') return forwardOn(r, target, buf, lenAt, end);
-        return this.receive(conn, target, buf, lenAt, end);
+      const at = start + 1 + key.length;
+      if (at + 4 <= end && buf.compare(key, 0, key.length, start + 1, at) === 0 && buf.readUInt32BE(at) <= end - at - 4) {
+        if (target.kind === 'route') return forwardOn(r, target, buf, at, end);
+        return deliverRun(r, target, buf, at, end);
       }
     }
     const head = decodeRelayHead(buf, start, end);
@@ -277,7 +289,7 @@ export class RelayTransport implements PacketTransport {
       log(`conn ${connId}: malformed RELAY frame dropped`);
       return;
     }
-    conn.lastKey = Buffer.from(buf.subarray(start + 1, head.lenAt));
+    conn.lastKey = Buffer.from(buf.subarray(start + 1, head.at));
     conn.lastTarget = null;
     if (head.dst === r.identity) {
       receiveVirtual(r, conn, head, buf, end);
@@ -286,18 +298,6 @@ export class RelayTransport implements PacketTransport {
       return;
     }
     forward(r, conn, head, buf, end);
-  }
-
-  private receive(conn: RealConn, v: VirtualConn, buf: Buffer, lenAt: number, end: number): void {
-    const innerStart = lenAt + 4;
-    const size = end - innerStart;
-    if (size > v.maxPacket || buf[innerStart] === FrameType.IDENTIFICATION) {
-      // The rare cases take the checked path.
-      receiveVirtual(this.r, conn, { hops: 1, src: v.remote, dst: this.r.identity, lenAt }, buf, end);
-      return;
-    }
-    v.bytesIn += size;
-    this.r.sink!(v.id, buf, innerStart, end);
   }
 
   private onControl(connId: ConnId, buf: Buffer, start: number, end: number): void {
@@ -378,31 +378,25 @@ export class RelayTransport implements PacketTransport {
       return id;
     }
     const v = sendable(this.r, connId);
-    const hl = v.head.length;
-    const id = below.allocPacket(v.real.id, hl + 4 + size);
-    const buf = below.allocated;
-    const off = below.allocatedOffset;
-    v.head.copy(buf, off);
-    // The inner packet's own length right before it: a frame kept in flight reads as an ordinary packet.
-    buf.writeUInt32BE(size, off + hl);
-    this.allocated = buf;
-    this.allocatedOffset = off + hl + 4;
-    this.allocatedView = below.allocatedView;
-    this.allocatedSlab = below.allocatedSlab;
-    v.outstanding += size;
-    v.bytesOut += size;
-    v.lastPacketId = id;
+    const id = allocVirtual(this.r, v, size);
+    const slab = v.slab!;
+    this.allocated = slab.buf;
+    this.allocatedOffset = v.used - size;
+    this.allocatedView = slab.view;
+    this.allocatedSlab = slab;
     return id;
   }
 
   /** Part of {@link PacketTransport}. */
   retain(slab: Slab): void {
-    this.r.below.retain(slab);
+    if (this.r.ownSlabs.has(slab)) slab.retained++;
+    else this.r.below.retain(slab);
   }
 
   /** Part of {@link PacketTransport}. */
   release(slab: Slab): void {
-    this.r.below.release(slab);
+    if (this.r.ownSlabs.has(slab)) slab.retained--;
+    else this.r.below.release(slab);
   }
 
   /** Part of {@link PacketTransport}: a relayed connection is writable while its window is not used up. */
@@ -416,7 +410,9 @@ export class RelayTransport implements PacketTransport {
   flushConnection(connId: ConnId): void {
     if (!isVirtual(connId)) return this.r.below.flushConnection(connId);
     const v = this.r.virtuals.get(connId);
-    if (v !== undefined && !v.real.closed) this.r.below.flushConnection(v.real.id);
+    if (v === undefined || v.real.closed) return;
+    flushVirtual(this.r, v);
+    this.r.below.flushConnection(v.real.id);
   }
 
   // --- PacketTransport: connection control --------------------------------------------
@@ -425,14 +421,14 @@ export class RelayTransport implements PacketTransport {
   restrict(connId: ConnId, maxPacketSize: number): void {
     if (!isVirtual(connId)) return this.r.below.restrict(connId, maxPacketSize);
     const v = this.r.virtuals.get(connId);
-    if (v !== undefined) v.maxPacket = maxPacketSize;
+    if (v !== undefined) v.decoder.maxPacketSize = Math.min(maxPacketSize, this.r.below.options.maxPacketSize);
   }
 
   /** Part of {@link PacketTransport}. */
   unrestrict(connId: ConnId): void {
     if (!isVirtual(connId)) return this.r.below.unrestrict(connId);
     const v = this.r.virtuals.get(connId);
-    if (v !== undefined) v.maxPacket = Infinity;
+    if (v !== undefined) v.decoder.maxPacketSize = this.r.below.options.maxPacketSize;
   }
 
   /** Part of {@link PacketTransport}: pausing a relayed connection pauses the connection to its relay (reads are per socket). */

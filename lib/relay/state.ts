@@ -13,6 +13,9 @@ import type { Buffer } from 'node:buffer';
 import type { SnakeMQError } from '../errors.js';
 import type { ConnectionInfo, ConnId } from '../link/types.js';
 import type { ConnPacketRun, ConnPacketSink, PacketTransport, PacketTransportEvents } from '../packeter/packet-transport.js';
+import type { PacketDecoder } from '../packeter/decoder.js';
+import type { Slab } from '../packeter/write-batch.js';
+import type { Deque } from '../util/deque.js';
 import type { ResolvedRelayOptions } from './options.js';
 
 /** A connection of the Packeter below, as the relay sees it. */
@@ -54,10 +57,17 @@ export interface VirtualConn {
   outstanding: number;
   /** `isWritable` returned false: `drain` is owed. */
   blocked: boolean;
-  /** Packets larger than this are refused (Messaging's handshake limit). */
-  maxPacket: number;
+  /** This side's batch of packets for the remote (Messaging writes into it), flushed as one RELAY frame per tick or when full. */
+  slab: Slab | null;
+  used: number;
+  /** Where the part not yet handed to the real connection starts. */
+  flushFrom: number;
+  /** The id of the last packet written to this connection (ids of relayed connections are the relay's own). */
   lastPacketId: number;
-  sentUpTo: number;
+  /** Ids of the real connection's packets carrying ours, with our last packet id in each, until they are written. */
+  readonly carriers: Deque<[realId: number, lastId: number]>;
+  /** Reads the inner packets that arrive, for Messaging's run of MESSAGE packets (its limit is the handshake limit). */
+  readonly decoder: PacketDecoder;
   paused: boolean;
   closed: boolean;
   bytesIn: number;
@@ -146,8 +156,17 @@ export class RelayCore {
   readonly wanted = new Map<string, Wanted>();
   wantTimer: NodeJS.Timeout | null = null;
   readonly creditRoutes = new Set<Route>();
+  /** Bytes held for all forwarded streams together. */
+  held = 0;
   creditScheduled = false;
   nextVirtualId = VIRTUAL_BASE;
+  /** Packet ids of relayed connections. */
+  nextPacketId = 1;
+  /** Relayed connections with packets not yet handed to their real connection. */
+  readonly dirty = new Set<VirtualConn>();
+  flushScheduled = false;
+  /** Batches of relayed connections (not the Packeter's): `retain`/`release` of them stay here. */
+  readonly ownSlabs = new WeakSet<Slab>();
   closed = false;
   readonly counters: RelayCounters = {
     forwardedPackets: 0,

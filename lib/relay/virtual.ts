@@ -13,6 +13,9 @@ import type { ConnectionInfo, ConnId } from '../link/types.js';
 import { FrameType, MAX_IDENT_BYTES, truncateIdent } from '../messaging/frames.js';
 import { createLogger } from '../util/log.js';
 import { CloseReason, Control, encodePairControl, encodeRelayHead, type RelayHead } from './frames.js';
+import { PacketDecoder } from '../packeter/decoder.js';
+import type { Slab } from '../packeter/write-batch.js';
+import { Deque } from '../util/deque.js';
 import type { RealConn, RelayCore, VirtualConn } from './state.js';
 
 const log = createLogger('snakemq:relay');
@@ -46,9 +49,12 @@ export function openVirtual(r: RelayCore, real: RealConn, remote: string, side: 
     head: encodeRelayHead(0, r.identity, remote),
     outstanding: 0,
     blocked: false,
-    maxPacket: Infinity,
+    slab: null,
+    used: 0,
+    flushFrom: 0,
     lastPacketId: 0,
-    sentUpTo: 0,
+    carriers: new Deque(),
+    decoder: new PacketDecoder(r.below.options.maxPacketSize),
     paused: false,
     closed: false,
     bytesIn: 0,
@@ -70,6 +76,9 @@ export function openVirtual(r: RelayCore, real: RealConn, remote: string, side: 
 export function closeVirtual(r: RelayCore, v: VirtualConn, tellRemote: boolean, why: string): void {
   if (v.closed) return;
   v.closed = true;
+  v.decoder.stop();
+  r.dirty.delete(v);
+  v.slab = null;
   r.virtuals.delete(v.id);
   if (r.virtualByRemote.get(v.remote) === v) r.virtualByRemote.delete(v.remote);
   if (v.real.virtuals.get(v.remote) === v) v.real.virtuals.delete(v.remote);
@@ -94,21 +103,95 @@ export function sendable(r: RelayCore, connId: ConnId): VirtualConn {
   return v;
 }
 
-/** `sendPacket` on a relayed connection: `[head][u32 size][payload][tail]` on the real one. */
+/**
+ * `allocPacket` on a relayed connection: room for `[u32 size][payload]` in
+ * its own batch, which goes out as one RELAY frame (flushed once per tick,
+ * or when full). Returns the packet's id; the batch is `v.slab`, the
+ * payload starts at the returned offset.
+ */
+export function allocVirtual(r: RelayCore, v: VirtualConn, size: number): number {
+  const need = 4 + size;
+  let slab = v.slab;
+  if (slab === null || v.used + need > slab.buf.length) {
+    flushVirtual(r, v);
+    slab = v.slab = newSlab(r, Math.max(need, r.below.options.writeBatchSize));
+    v.used = v.flushFrom = 0;
+  }
+  const at = v.used;
+  slab.view.setUint32(at, size);
+  v.used = at + need;
+  v.outstanding += need;
+  v.bytesOut += size;
+  if (v.used - v.flushFrom === need) {
+    r.dirty.add(v);
+    if (!r.flushScheduled) {
+      r.flushScheduled = true;
+      process.nextTick(flushDirty, r);
+    }
+  }
+  return (v.lastPacketId = r.nextPacketId++);
+}
+
+/** `sendPacket` on a relayed connection: after what is batched, a RELAY frame of its own. */
 export function sendVirtual(r: RelayCore, v: VirtualConn, payload: Uint8Array, tail: Uint8Array | undefined): number {
   const size = payload.byteLength + (tail === undefined ? 0 : tail.byteLength);
   const max = r.below.options.maxPacketSize - v.head.length - 4;
   if (size > max) throw new PacketTooLargeError(size, max);
+  flushVirtual(r, v);
   const hl = v.head.length;
   const first = Buffer.allocUnsafe(hl + 4 + payload.byteLength);
   v.head.copy(first, 0);
   first.writeUInt32BE(size, hl);
   first.set(payload, hl + 4);
-  const id = r.below.sendPacket(v.real.id, first, tail);
-  v.outstanding += size;
+  const realId = r.below.sendPacket(v.real.id, first, tail);
+  v.outstanding += 4 + size;
   v.bytesOut += size;
-  v.lastPacketId = id;
+  const id = (v.lastPacketId = r.nextPacketId++);
+  v.carriers.push([realId, id]);
   return id;
+}
+
+/** Hands what is batched for `v` to its real connection as one RELAY frame. */
+export function flushVirtual(r: RelayCore, v: VirtualConn): void {
+  const slab = v.slab;
+  if (slab === null || v.used === v.flushFrom || v.closed || v.real.closed) return;
+  // A big run goes by reference: the batch is never written again (a fresh one follows), and kept frames read it.
+  const realId = r.below.sendPacket(v.real.id, v.head, slab.buf.subarray(v.flushFrom, v.used));
+  v.flushFrom = v.used;
+  v.carriers.push([realId, v.lastPacketId]);
+}
+
+function flushDirty(r: RelayCore): void {
+  r.flushScheduled = false;
+  for (const v of r.dirty) flushVirtual(r, v);
+  r.dirty.clear();
+}
+
+function newSlab(r: RelayCore, size: number): Slab {
+  const buf = Buffer.allocUnsafe(size);
+  const slab: Slab = {
+    buf,
+    view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength),
+    pending: 0,
+    open: true,
+    failed: false,
+    retained: 0,
+    pooled: false,
+    tail: 0,
+  };
+  r.ownSlabs.add(slab);
+  return slab;
+}
+
+/** The real connection wrote up to `realId`: the relayed packets it carried are written too. */
+export function onCarried(r: RelayCore, v: VirtualConn, realId: number): void {
+  let last = -1;
+  let c;
+  while ((c = v.carriers.peek()) !== undefined && c[0] <= realId) {
+    last = c[1];
+    v.carriers.shift();
+  }
+  if (last >= 0) r.emit('sent', v.id, last);
 }
 
 /** Writability of a relayed connection: the real one takes data and the window is not used up. */
@@ -142,7 +225,7 @@ export function maybeDrain(r: RelayCore, v: VirtualConn): void {
  * delivered.
  */
 export function receiveVirtual(r: RelayCore, real: RealConn, head: RelayHead, buf: Buffer, end: number): void {
-  const innerStart = head.lenAt + 4;
+  const innerStart = head.at;
   let v = real.virtuals.get(head.src);
   if (v === undefined) {
     if (!real.trusted || head.hops === 0) {
@@ -170,18 +253,53 @@ export function receiveVirtual(r: RelayCore, real: RealConn, head: RelayHead, bu
       return;
     }
   }
+  deliverRun(r, v, buf, innerStart, end);
+}
+
+/**
+ * The inner packets of one RELAY frame, to Messaging: runs of MESSAGE
+ * packets through its run taker, the rest one by one, each IDENTIFICATION
+ * checked against the source the relay named. A malformed run ends the
+ * relayed connection.
+ */
+export function deliverRun(r: RelayCore, v: VirtualConn, buf: Buffer, from: number, end: number): void {
   if (v.closed) return;
-  const size = end - innerStart;
-  if (size > v.maxPacket) return failVirtual(r, v, new PacketTooLargeError(size, v.maxPacket));
-  if (buf[innerStart] === FrameType.IDENTIFICATION) {
-    const ident = truncateIdent(buf.toString('utf8', innerStart + 1, Math.min(end, innerStart + 1 + MAX_IDENT_BYTES)));
-    if (ident !== v.remote) {
-      r.counters.forged++;
-      return failVirtual(r, v, new RelayError('forged', `relayed connection from ${v.remote} via ${real.ident} identified itself as '${ident.slice(0, 60)}'`));
+  // The run taker reads to the end of the buffer it is given: give it this frame's inner packets only.
+  const chunk = buf.subarray(from, end);
+  const len = chunk.length;
+  const run = r.run;
+  const decoder = v.decoder;
+  let off = 0;
+  while (off < len && !v.closed) {
+    if (len - off < 4) return failVirtual(r, v, new RelayError('forged', `relayed connection from ${v.remote}: a broken packet in a RELAY frame`));
+    const size = chunk.readUInt32BE(off);
+    const start = off + 4;
+    const stop = start + size;
+    if (stop > len || size === 0) return failVirtual(r, v, new RelayError('forged', `relayed connection from ${v.remote}: a broken packet in a RELAY frame`));
+    if (size > decoder.maxPacketSize) return failVirtual(r, v, new PacketTooLargeError(size, decoder.maxPacketSize));
+    if (run !== undefined && chunk[start] === FrameType.MESSAGE) {
+      const next = run(v.id, chunk, off, decoder);
+      if (next > off) {
+        v.bytesIn += next - off;
+        off = next;
+        continue;
+      }
     }
+    if (chunk[start] === FrameType.IDENTIFICATION) {
+      const ident = truncateIdent(chunk.toString('utf8', start + 1, Math.min(stop, start + 1 + MAX_IDENT_BYTES)));
+      if (ident !== v.remote) {
+        r.counters.forged++;
+        return failVirtual(
+          r,
+          v,
+          new RelayError('forged', `relayed connection from ${v.remote} via ${v.real.ident} identified itself as '${ident.slice(0, 60)}'`),
+        );
+      }
+    }
+    v.bytesIn += 4 + size;
+    r.sink!(v.id, chunk, start, stop);
+    off = stop;
   }
-  v.bytesIn += size;
-  r.sink!(v.id, buf, innerStart, end);
 }
 
 /** Pauses reading from a real connection (counted: Messaging's own pause and relayed connections' share it). */

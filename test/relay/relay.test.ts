@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RelayError } from '../../lib/errors.js';
+import { ManagementClient } from '../../lib/management/index.js';
 import { Message } from '../../lib/messaging/index.js';
 import { createPeer, type Peer, type PeerOptions } from '../../lib/peer/index.js';
 import { Publisher, Subscriber } from '../../lib/pubsub/index.js';
@@ -142,6 +143,17 @@ describe('relay: alice -> hub -> carol', () => {
     await vi.waitFor(() => expect(got.length).toBe(n), { timeout: 20_000 });
     expectOnceInOrder(got, n);
     await vi.waitFor(() => expect(alice2.queueLength('carol')).toBe(0));
+  });
+
+  it("the relay's management status lists its routes; a peer reached through it can read it", async () => {
+    const { alice } = await triangle({ hub: { management: { allow: ['alice'] } }, carol: { management: { allow: ['alice'] } } });
+    await alice.send('carol', 'hi').delivered();
+    const status = await new ManagementClient(alice, 'hub').status();
+    expect(status.relayRoutes.map((r) => `${r.source}>${r.destination} via ${r.next}`).sort()).toEqual(['alice>carol via carol', 'carol>alice via alice']);
+    // carol's management, called through the relay: her connection with alice runs over the hub.
+    const atCarol = await new ManagementClient(alice, 'carol').status();
+    expect(atCarol.relayRoutes).toEqual([]);
+    expect(JSON.stringify(atCarol)).toContain('relay://hub/alice');
   });
 
   it('RPC works through the relay unchanged, both ways', async () => {
