@@ -106,7 +106,7 @@ export const Verdict = Object.freeze({
   },
 });
 
-/** @internal The interceptors of one Messaging and the messages waiting for async ones. */
+/** (Not API: reached only through MessagingCore.) The interceptors of one Messaging and the messages waiting for async ones. */
 export class Interception {
   /** Replaced, never changed, when one is added or removed: a pass goes on over the list it started with. */
   send: readonly SendInterceptor[] = [];
