@@ -92,7 +92,8 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.packeter = packeter;
     this.options = resolveMessagingOptions(options);
     // Relaying sits between the Packeter and this layer, as a PacketTransport: the rest of Messaging does not know it is there.
-    const transport: PacketTransport = (this.relay = this.options.relay === null ? null : new RelayTransport(packeter, this.identity, this.options.relay)) ?? packeter;
+    const transport: PacketTransport =
+      (this.relay = this.options.relay === null ? null : new RelayTransport(packeter, this.identity, this.options.relay)) ?? packeter;
     const s = (this.core = new MessagingCore(this, this.identity, transport, this.options));
     s.wantPeer = transport.wantPeer === undefined ? null : (ident) => transport.wantPeer!(ident);
     s.handshake = [encodeProtocolVersion(), encodeIdentification(this.identity)];
@@ -113,7 +114,11 @@ export class Messaging extends EventEmitter<MessagingEvents> {
     this.ready = s.storage === null ? Promise.resolve() : load(s, s.storage);
     // Callers that never await `ready` still get the failure through drop events, not an unhandled rejection.
     this.ready.catch(() => undefined);
-    if (s.wantPeer !== null) void this.ready.then(() => wantQueued(s), () => undefined);
+    if (s.wantPeer !== null)
+      void this.ready.then(
+        () => wantQueued(s),
+        () => undefined,
+      );
   }
 
   /**
